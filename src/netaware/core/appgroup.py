@@ -1,0 +1,209 @@
+"""AppGroup: an application's workloads and who calls whom, validated, with a topological order.
+
+Edges point from caller to callee: `frontend` depends on `cart` means frontend calls cart. The sorting algorithms
+keep scheduler-plugins' names; their orders (on the caller -> callee graph, ties in declaration order):
+
+- KahnSort: Kahn's algorithm; callers before callees (frontend first).
+- ReverseKahn: KahnSort reversed; callees before callers (the order to start services in).
+- TarjanSort: reverse DFS post-order (Tarjan 1976), visiting workloads in declaration order.
+- AlternateKahn: KahnSort's order taken alternately from its front and its back (first, last, second, ...).
+
+Cycles (user <-> social-graph in DeathStarBench) are legal: each strongly connected component is ordered as one
+unit and its members keep declaration order, so every algorithm returns every workload exactly once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import networkx as nx
+
+
+class AppGroupError(ValueError):
+    """An AppGroup that cannot be used: the message names the workload and the problem."""
+
+
+class SortingAlgorithm(StrEnum):
+    KAHN = "KahnSort"
+    REVERSE_KAHN = "ReverseKahn"
+    TARJAN = "TarjanSort"
+    ALTERNATE_KAHN = "AlternateKahn"
+
+
+@dataclass(frozen=True, slots=True)
+class CostWeights:
+    """Weights of the link-cost terms, each 0..1."""
+
+    latency: float = 0.5
+    bandwidth: float = 0.3
+    loss: float = 0.2
+
+    def __post_init__(self) -> None:
+        for name in ("latency", "bandwidth", "loss"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+                raise AppGroupError(f"weight {name} must be within 0..1, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    """`workload` is called by the owner of this dependency."""
+
+    workload: str
+    weight: float = 1.0
+    """Traffic weight appWeight(caller, callee); relative, default 1."""
+    max_latency_ms: float | None = None
+    """Hard limit: RTT from the caller's node to every placed replica of the callee."""
+    min_bandwidth_mbps: float | None = None
+    """Hard limit: bandwidth from the caller's node to every placed replica of the callee."""
+    max_network_cost: float | None = None
+    """Hard limit on linkCost (the weighted, normalised cost, 0..sum of weights)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    name: str
+    match_labels: Mapping[str, str] = field(default_factory=dict)
+    dependencies: tuple[Dependency, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether a pod with `labels` belongs to this workload (matchLabels semantics; empty matches nothing)."""
+        return bool(self.match_labels) and all(labels.get(k) == v for k, v in self.match_labels.items())
+
+
+@dataclass(frozen=True)
+class AppGroup:
+    name: str
+    workloads: tuple[Workload, ...]
+    namespace: str = "default"
+    sorting_algorithm: SortingAlgorithm = SortingAlgorithm.KAHN
+    weights: CostWeights | None = None
+    strategy: str | None = None
+
+    def __post_init__(self) -> None:
+        validate_appgroup(self)
+
+    @property
+    def workload_names(self) -> tuple[str, ...]:
+        return tuple(w.name for w in self.workloads)
+
+    def workload(self, name: str) -> Workload:
+        for workload in self.workloads:
+            if workload.name == name:
+                return workload
+        raise AppGroupError(f"AppGroup {self.name}: unknown workload {name!r}")
+
+    def callers_of(self, name: str) -> list[tuple[str, Dependency]]:
+        """Every (caller, dependency) whose dependency targets `name`."""
+        return [(w.name, d) for w in self.workloads for d in w.dependencies if d.workload == name]
+
+    def workload_for_labels(self, labels: Mapping[str, str]) -> str | None:
+        for workload in self.workloads:
+            if workload.matches(labels):
+                return workload.name
+        return None
+
+    def graph(self) -> nx.DiGraph:
+        """Caller -> callee graph; edge attribute `weight` is the traffic weight."""
+        graph = nx.DiGraph()
+        graph.add_nodes_from(self.workload_names)
+        for workload in self.workloads:
+            for dependency in workload.dependencies:
+                graph.add_edge(workload.name, dependency.workload, weight=dependency.weight)
+        return graph
+
+
+def validate_appgroup(group: AppGroup) -> None:
+    """Raise AppGroupError with a readable reason for the first problem found."""
+    if not group.workloads:
+        raise AppGroupError(f"AppGroup {group.name}: needs at least one workload")
+    names: set[str] = set()
+    for workload in group.workloads:
+        if not workload.name:
+            raise AppGroupError(f"AppGroup {group.name}: a workload has an empty name")
+        if workload.name in names:
+            raise AppGroupError(f"AppGroup {group.name}: duplicate workload name {workload.name!r}")
+        names.add(workload.name)
+    for workload in group.workloads:
+        seen: set[str] = set()
+        for dependency in workload.dependencies:
+            where = f"AppGroup {group.name}: workload {workload.name!r} dependency {dependency.workload!r}"
+            if dependency.workload not in names:
+                raise AppGroupError(f"{where}: unknown workload")
+            if dependency.workload == workload.name:
+                raise AppGroupError(f"{where}: a workload cannot depend on itself")
+            if dependency.workload in seen:
+                raise AppGroupError(f"{where}: listed twice")
+            seen.add(dependency.workload)
+            _check_non_negative(where, "weight", dependency.weight)
+            _check_non_negative(where, "maxLatencyMs", dependency.max_latency_ms)
+            _check_non_negative(where, "minBandwidthMbps", dependency.min_bandwidth_mbps)
+            _check_non_negative(where, "maxNetworkCost", dependency.max_network_cost)
+
+
+def _check_non_negative(where: str, name: str, value: float | None) -> None:
+    if value is not None and (not math.isfinite(value) or value < 0):
+        raise AppGroupError(f"{where}: {name} must be a finite number >= 0, got {value!r}")
+
+
+def topological_order(group: AppGroup, algorithm: SortingAlgorithm | None = None) -> list[str]:
+    """All workloads once, in the order `algorithm` (default: the group's own) defines; cycles allowed."""
+    algorithm = algorithm or group.sorting_algorithm
+    declared = {name: i for i, name in enumerate(group.workload_names)}
+    graph = group.graph()
+    condensed = nx.condensation(graph)  # DAG of strongly connected components
+    members: dict[int, list[str]] = {
+        component: sorted(condensed.nodes[component]["members"], key=declared.__getitem__)
+        for component in condensed.nodes
+    }
+    first_declared = {component: declared[names[0]] for component, names in members.items()}
+
+    def expand(components: Sequence[int]) -> list[str]:
+        return [name for component in components for name in members[component]]
+
+    if algorithm is SortingAlgorithm.TARJAN:
+        return expand(_tarjan_order(condensed, first_declared))
+    kahn = expand(list(nx.lexicographical_topological_sort(condensed, key=first_declared.__getitem__)))
+    if algorithm is SortingAlgorithm.KAHN:
+        return kahn
+    if algorithm is SortingAlgorithm.REVERSE_KAHN:
+        return kahn[::-1]
+    if algorithm is SortingAlgorithm.ALTERNATE_KAHN:
+        return _alternate(kahn)
+    raise AppGroupError(f"unknown sorting algorithm {algorithm!r}")
+
+
+def _tarjan_order(dag: nx.DiGraph, rank: Mapping[int, int]) -> list[int]:
+    """Reverse post-order of a depth-first search that visits roots and children in `rank` order."""
+    visited: set[int] = set()
+    post_order: list[int] = []
+    for root in sorted(dag.nodes, key=rank.__getitem__):
+        if root in visited:
+            continue
+        visited.add(root)
+        stack = [(root, iter(sorted(dag.successors(root), key=rank.__getitem__)))]
+        while stack:
+            node, children = stack[-1]
+            child = next((c for c in children if c not in visited), None)
+            if child is None:
+                stack.pop()
+                post_order.append(node)
+            else:
+                visited.add(child)
+                stack.append((child, iter(sorted(dag.successors(child), key=rank.__getitem__))))
+    return post_order[::-1]
+
+
+def _alternate(order: Sequence[str]) -> list[str]:
+    result: list[str] = []
+    low, high = 0, len(order) - 1
+    while low <= high:
+        result.append(order[low])
+        if low != high:
+            result.append(order[high])
+        low += 1
+        high -= 1
+    return result

@@ -1,0 +1,254 @@
+"""Conversions between netaware's custom resources (camelCase dicts) and the core types (snake_case).
+
+This is the only module that knows both spellings. Every reader raises ConversionError with the path of the
+offending field, so a bad resource produces one readable line, never a KeyError.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from netaware.core.appgroup import (
+    AppGroup,
+    AppGroupError,
+    CostWeights,
+    Dependency,
+    SortingAlgorithm,
+    Workload,
+    topological_order,
+)
+from netaware.core.topology import LinkMetrics, Topology, TopologyError
+
+GROUP = "netaware.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+
+class ConversionError(ValueError):
+    """A resource that does not have the shape its CRD promises; the message names the field."""
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConversionError(f"{where}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConversionError(f"{where}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def _number(value: Any, where: str, *, optional: bool = False) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConversionError(f"{where}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConversionError(f"{where}: expected a non-empty string, got {value!r}")
+    return value
+
+
+# --- AppGroup ----------------------------------------------------------------------------------------------
+
+
+def weights_from_spec(spec: Mapping[str, Any] | None, where: str) -> CostWeights | None:
+    if spec is None:
+        return None
+    spec = _mapping(spec, where)
+    defaults = CostWeights()
+    try:
+        return CostWeights(
+            latency=_number(spec.get("latency", defaults.latency), f"{where}.latency") or 0.0,
+            bandwidth=_number(spec.get("bandwidth", defaults.bandwidth), f"{where}.bandwidth") or 0.0,
+            loss=_number(spec.get("loss", defaults.loss), f"{where}.loss") or 0.0,
+        )
+    except AppGroupError as error:
+        raise ConversionError(f"{where}: {error}") from None
+
+
+def appgroup_from_resource(resource: Mapping[str, Any]) -> AppGroup:
+    """An AppGroup CR (as a dict) -> the validated core AppGroup."""
+    resource = _mapping(resource, "AppGroup")
+    metadata = _mapping(resource.get("metadata") or {}, "metadata")
+    name = _string(metadata.get("name"), "metadata.name")
+    spec = _mapping(resource.get("spec"), "spec")
+    algorithm_name = spec.get("topologySortingAlgorithm", SortingAlgorithm.KAHN.value)
+    try:
+        algorithm = SortingAlgorithm(algorithm_name)
+    except ValueError:
+        known = ", ".join(a.value for a in SortingAlgorithm)
+        raise ConversionError(f"spec.topologySortingAlgorithm: unknown {algorithm_name!r} (known: {known})") from None
+    if not spec.get("workloads"):
+        raise ConversionError("spec.workloads: required, with at least one workload")
+    workloads: list[Workload] = []
+    for i, item in enumerate(_list(spec.get("workloads"), "spec.workloads")):
+        where = f"spec.workloads[{i}]"
+        item = _mapping(item, where)
+        selector = _mapping(item.get("selector") or {}, f"{where}.selector")
+        labels = _mapping(selector.get("matchLabels") or {}, f"{where}.selector.matchLabels")
+        dependencies: list[Dependency] = []
+        for j, dep in enumerate(_list(item.get("dependencies"), f"{where}.dependencies")):
+            dwhere = f"{where}.dependencies[{j}]"
+            dep = _mapping(dep, dwhere)
+            dependencies.append(
+                Dependency(
+                    workload=_string(dep.get("workload"), f"{dwhere}.workload"),
+                    weight=_number(dep.get("weight", 1.0), f"{dwhere}.weight") or 0.0,
+                    max_latency_ms=_number(dep.get("maxLatencyMs"), f"{dwhere}.maxLatencyMs", optional=True),
+                    min_bandwidth_mbps=_number(
+                        dep.get("minBandwidthMbps"), f"{dwhere}.minBandwidthMbps", optional=True
+                    ),
+                    max_network_cost=_number(dep.get("maxNetworkCost"), f"{dwhere}.maxNetworkCost", optional=True),
+                )
+            )
+        workloads.append(
+            Workload(
+                name=_string(item.get("name"), f"{where}.name"),
+                match_labels={str(k): str(v) for k, v in labels.items()},
+                dependencies=tuple(dependencies),
+            )
+        )
+    strategy = spec.get("strategy")
+    try:
+        return AppGroup(
+            name=name,
+            namespace=str(metadata.get("namespace") or "default"),
+            workloads=tuple(workloads),
+            sorting_algorithm=algorithm,
+            weights=weights_from_spec(spec.get("weights"), "spec.weights"),
+            strategy=_string(strategy, "spec.strategy") if strategy is not None else None,
+        )
+    except AppGroupError as error:
+        raise ConversionError(str(error)) from None
+
+
+def appgroup_status(group: AppGroup, placements: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """The AppGroup status block: topology order (1-based, as scheduler-plugins) and where each workload runs."""
+    order = topological_order(group)
+    placed = [w for w in group.workload_names if placements.get(w)]
+    return {
+        "workloadCount": len(group.workloads),
+        "placedWorkloads": len(placed),
+        "orderSummary": " > ".join(order),
+        "topologyOrder": [{"workload": w, "index": i} for i, w in enumerate(order, start=1)],
+        "placements": [{"workload": w, "nodes": sorted(placements.get(w, ()))} for w in group.workload_names],
+    }
+
+
+# --- NetworkTopology ---------------------------------------------------------------------------------------
+
+
+def parse_timestamp(value: str, where: str) -> float:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        raise ConversionError(f"{where}: expected an RFC 3339 time, got {value!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+def format_timestamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def topology_from_resources(resources: Iterable[Mapping[str, Any]], nodes: Iterable[str] = ()) -> Topology:
+    """All per-origin NetworkTopology CRs -> one Topology over `nodes` plus every node they name."""
+    links: dict[tuple[str, str], LinkMetrics] = {}
+    for resource in resources:
+        spec = _mapping(_mapping(resource, "NetworkTopology").get("spec"), "spec")
+        origin = _string(spec.get("origin"), "spec.origin")
+        for i, item in enumerate(_list(spec.get("links"), "spec.links")):
+            where = f"NetworkTopology {origin} spec.links[{i}]"
+            item = _mapping(item, where)
+            destination = _string(item.get("destination"), f"{where}.destination")
+            measured_at = item.get("measuredAt")
+            try:
+                links[(origin, destination)] = LinkMetrics(
+                    rtt_ms=_number(item.get("rttMs"), f"{where}.rttMs") or 0.0,
+                    jitter_ms=_number(item.get("jitterMs", 0.0), f"{where}.jitterMs") or 0.0,
+                    loss_ratio=_number(item.get("lossRatio", 0.0), f"{where}.lossRatio") or 0.0,
+                    bandwidth_mbps=_number(item.get("bandwidthMbps"), f"{where}.bandwidthMbps", optional=True),
+                    samples=int(item.get("samples", 0)),
+                    measured_at_s=parse_timestamp(measured_at, f"{where}.measuredAt") if measured_at else None,
+                    source="estimated" if item.get("source") == "estimated" else "measured",
+                )
+            except TopologyError as error:
+                raise ConversionError(f"{where}: {error}") from None
+    return Topology.from_links(links, nodes=nodes)
+
+
+def networktopology_resources(
+    topology: Topology,
+    *,
+    zones: Mapping[str, str] | None = None,
+    now_s: float | None = None,
+    ttl_s: float = 0,
+) -> list[dict[str, Any]]:
+    """One NetworkTopology CR per origin node that has outgoing links (spec and status)."""
+    zones = zones or {}
+    by_origin: dict[str, list[tuple[str, LinkMetrics]]] = defaultdict(list)
+    for (origin, destination), metrics in topology.links.items():
+        by_origin[origin].append((destination, metrics))
+    resources = []
+    for origin in topology.nodes:
+        if origin not in by_origin:
+            continue
+        links = sorted(by_origin[origin])
+        items = []
+        for destination, metrics in links:
+            item: dict[str, Any] = {
+                "destination": destination,
+                "rttMs": round(metrics.rtt_ms, 3),
+                "jitterMs": round(metrics.jitter_ms, 3),
+                "lossRatio": round(metrics.loss_ratio, 5),
+                "samples": metrics.samples,
+                "source": metrics.source,
+            }
+            if metrics.bandwidth_mbps is not None:
+                item["bandwidthMbps"] = round(metrics.bandwidth_mbps, 2)
+            if metrics.measured_at_s is not None:
+                item["measuredAt"] = format_timestamp(metrics.measured_at_s)
+            items.append(item)
+        spec: dict[str, Any] = {"origin": origin, "links": items}
+        if origin in zones:
+            spec["zone"] = zones[origin]
+        bandwidths = [m.bandwidth_mbps for _, m in links if m.bandwidth_mbps is not None]
+        status: dict[str, Any] = {
+            "linkCount": len(links),
+            "estimatedLinks": sum(1 for _, m in links if m.source == "estimated"),
+            "maxRttMs": round(max(m.rtt_ms for _, m in links), 3),
+            "maxLossRatio": round(max(m.loss_ratio for _, m in links), 5),
+        }
+        if bandwidths:
+            status["maxBandwidthMbps"] = round(max(bandwidths), 2)
+        if now_s is not None:
+            status["updatedAt"] = format_timestamp(now_s)
+            if ttl_s > 0:
+                status["staleLinks"] = sum(
+                    1
+                    for _, m in links
+                    if m.source == "measured" and m.measured_at_s is not None and now_s - m.measured_at_s > ttl_s
+                )
+        resources.append(
+            {
+                "apiVersion": API_VERSION,
+                "kind": "NetworkTopology",
+                "metadata": {"name": origin},
+                "spec": spec,
+                "status": status,
+            }
+        )
+    return resources

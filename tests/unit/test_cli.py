@@ -1,0 +1,131 @@
+"""The `netaware score` command, run as a user runs it (a subprocess).
+
+Checks: the table and --json outputs for a hand-computed case, --weights, a hard limit shown as filtered, and
+bad input (missing file, malformed CSV/YAML, unknown workload, negative RTT, loss outside 0..1, bad weights)
+exits non-zero with a one-line reason and no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+LINKS = """origin,destination,rtt_ms,bandwidth_mbps,loss_ratio
+a,b,10,100,0
+b,a,10,100,0
+a,c,40,50,0.1
+c,a,40,50,0.1
+b,c,20,200,0.05
+c,b,20,200,0.05
+"""
+APPGROUP = """apiVersion: netaware.io/v1alpha1
+kind: AppGroup
+metadata: {name: shop, namespace: default}
+spec:
+  workloads:
+  - name: frontend
+    selector: {matchLabels: {app: frontend}}
+    dependencies: [{workload: cart, maxLatencyMs: 15}]
+  - name: cart
+    selector: {matchLabels: {app: cart}}
+"""
+
+
+def netaware(*args: str) -> subprocess.CompletedProcess[str]:
+    # A wide virtual terminal so that rich does not wrap the table's reasons mid-word.
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "netaware.cli", *args], capture_output=True, text=True, timeout=60, check=False, env=env
+    )
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> dict[str, Path]:
+    files = {"links": LINKS, "appgroup": APPGROUP, "placements": "cart: [b]\n"}
+    paths = {}
+    for name, text in files.items():
+        paths[name] = tmp_path / f"{name}.txt"
+        paths[name].write_text(text)
+    return paths
+
+
+def score_args(inputs: dict[str, Path], workload: str = "frontend") -> list[str]:
+    return [
+        "score",
+        "--links", str(inputs["links"]),
+        "--appgroup", str(inputs["appgroup"]),
+        "--placements", str(inputs["placements"]),
+        "--workload", workload,
+    ]  # fmt: skip
+
+
+def test_json_output_matches_hand_computed_costs(inputs: dict[str, Path]) -> None:
+    result = netaware(*score_args(inputs), "--json")
+    assert result.returncode == 0, result.stderr
+    nodes = json.loads(result.stdout)["nodes"]
+    assert list(nodes) == ["b", "a", "c"]  # best first, filtered last
+    assert nodes["a"]["totalCost"] == pytest.approx(0.275, abs=1e-6)
+    assert nodes["a"]["score"] == pytest.approx(100 / 1.275, abs=1e-3)
+    assert nodes["b"] == {
+        "dependencyCost": 0.0, "dependantCost": 0.0, "totalCost": 0.0, "score": 100.0,
+        "extenderScore": 10, "filtered": None,
+    }  # fmt: skip
+    assert "RTT 20.0 ms > maxLatencyMs 15" in nodes["c"]["filtered"]
+    assert nodes["c"]["extenderScore"] == 0
+
+
+def test_weights_flag_changes_the_cost(inputs: dict[str, Path]) -> None:
+    result = netaware(*score_args(inputs), "--json", "--weights", "1,0,0")
+    nodes = json.loads(result.stdout)["nodes"]
+    assert nodes["a"]["totalCost"] == pytest.approx(10 / 40, abs=1e-6)
+
+
+def test_table_output_lists_every_node(inputs: dict[str, Path]) -> None:
+    result = netaware(*score_args(inputs))
+    assert result.returncode == 0, result.stderr
+    for token in ("netaware score", "frontend", "78.43", "maxLatencyMs"):
+        assert token in result.stdout
+
+
+def test_help_reads_well() -> None:
+    result = netaware("score", "--help")
+    assert result.returncode == 0
+    assert "Explain a placement decision" in result.stdout and "--placements" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "extra", "message"),
+    [
+        pytest.param("links", None, [], "links", id="missing links file"),
+        pytest.param("links", "origin,destination\n", [], "line 1: header must be", id="malformed CSV"),
+        pytest.param("links", LINKS + "a,d,-1,10,0\n", [], "rtt_ms must be a finite number >= 0", id="negative RTT"),
+        pytest.param("links", LINKS + "a,d,1,10,7\n", [], "loss_ratio must be within 0..1", id="loss outside 0..1"),
+        pytest.param("appgroup", "spec: [unclosed\n", [], "malformed YAML", id="malformed YAML"),
+        pytest.param("appgroup", "kind: AppGroup\n", [], "metadata.name", id="AppGroup without a name"),
+        pytest.param("appgroup", "metadata: {name: x}\n", [], "spec: expected an object", id="AppGroup without spec"),
+        pytest.param("placements", "- a\n- b\n", [], "expected a mapping", id="placements not a mapping"),
+        pytest.param("placements", "ghost: [a]\n", [], "ghost", id="placements of an unknown workload"),
+        pytest.param(None, None, ["--workload", "nope"], "unknown workload 'nope'", id="unknown workload"),
+        pytest.param(None, None, ["--weights", "1,2"], "--weights must be three numbers", id="weights malformed"),
+        pytest.param(None, None, ["--weights", "1,2,0"], "within 0..1", id="weight out of range"),
+        pytest.param(None, None, ["--strategy", "magic"], "unknown strategy 'magic'", id="unknown strategy"),
+    ],
+)
+def test_bad_input_exits_with_one_line_and_no_traceback(
+    inputs: dict[str, Path], file: str | None, content: str | None, extra: list[str], message: str
+) -> None:
+    if file is not None:
+        if content is None:
+            inputs[file].unlink()
+        else:
+            inputs[file].write_text(content)
+    result = netaware(*score_args(inputs), *extra)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
