@@ -11,6 +11,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from netaware.controlplane.commands import cluster_app
 from netaware.core.appgroup import AppGroupError, CostWeights
 from netaware.core.costs import build_link_costs
 from netaware.core.scoring import DEFAULT_STRATEGY, STRATEGIES, NodeScore, UnknownStrategyError, score_nodes
@@ -23,6 +24,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+app.add_typer(cluster_app, name="cluster")
 
 
 @app.callback()

@@ -1,0 +1,139 @@
+"""Local PKI for the control plane: one CA, the apiserver's serving certificate, the service-account key pair,
+and static bearer tokens. Written once per `cluster up` into the state folder (private keys mode 0600)."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+VALIDITY = datetime.timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca_cert: Path
+    serving_cert: Path
+    serving_key: Path
+    service_account_key: Path
+    service_account_pub: Path
+    token_file: Path
+    tokens: dict[str, str]
+    """Identity name -> bearer token: admin, kube-controller-manager, kube-scheduler, netaware-scheduler, kwok."""
+
+
+# name -> (user, groups) as the apiserver's --token-auth-file sees them.
+IDENTITIES = {
+    "admin": ("netaware-admin", ("system:masters",)),
+    "kube-controller-manager": ("system:kube-controller-manager", ()),
+    "kube-scheduler": ("system:kube-scheduler", ()),
+    # The second scheduler and its extender run as the ServiceAccount the in-cluster manifests use, so the
+    # local cluster exercises the same RBAC (scheduler-extender/rbac.yaml).
+    "netaware-scheduler": (
+        "system:serviceaccount:kube-system:netaware-scheduler",
+        ("system:serviceaccounts", "system:serviceaccounts:kube-system"),
+    ),
+    "kwok": ("kwok-controller", ("system:masters",)),
+}
+
+
+def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+    )
+    path.chmod(0o600)
+
+
+def create_pki(directory: Path) -> Pki:
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "netaware-local-ca")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                key_encipherment=False, data_encipherment=False, key_agreement=False,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    serving_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    names = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"]
+    serving_cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+        .issuer_name(ca_name)
+        .public_key(serving_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(n) for n in names]
+                + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", "10.96.0.1")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pki = Pki(
+        ca_cert=directory / "ca.crt",
+        serving_cert=directory / "apiserver.crt",
+        serving_key=directory / "apiserver.key",
+        service_account_key=directory / "sa.key",
+        service_account_pub=directory / "sa.pub",
+        token_file=directory / "tokens.csv",
+        tokens={name: secrets.token_hex(16) for name in IDENTITIES},
+    )
+    pki.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    pki.serving_cert.write_bytes(serving_cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(pki.serving_key, serving_key)
+    _write_key(pki.service_account_key, sa_key)
+    pki.service_account_pub.write_bytes(
+        sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    lines = []
+    for name, (user, groups) in IDENTITIES.items():
+        group_field = f',"{",".join(groups)}"' if groups else ""
+        lines.append(f"{pki.tokens[name]},{user},uid-{name}{group_field}")
+    pki.token_file.write_text("\n".join(lines) + "\n")
+    pki.token_file.chmod(0o600)
+    return pki
+
+
+def write_kubeconfig(path: Path, *, server: str, ca_cert: Path, token: str, user: str) -> None:
+    """A kubeconfig that trusts the local CA and authenticates with a bearer token."""
+    import yaml
+
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "netaware-local", "cluster": {"server": server, "certificate-authority": str(ca_cert)}}],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": "netaware-local", "context": {"cluster": "netaware-local", "user": user}}],
+        "current-context": "netaware-local",
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)

@@ -1,0 +1,343 @@
+"""Starting, watching and stopping the local control plane's processes.
+
+`up` records every process it starts (pid, binary, endpoint, log) in the state folder's cluster.json; `down`
+stops exactly those processes (checking the pid still runs that binary, so a reused pid is never killed) and
+removes the state. `up` over a previous run's state (a crash, a reboot) runs `down` first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from netaware.controlplane.components import Component, StatePaths, build_components, netaware_scheduler_config
+from netaware.controlplane.pki import IDENTITIES, create_pki, write_kubeconfig
+from netaware.controlplane.settings import NETAWARE_SCHEDULER_NAME, REGION, ZONES, ClusterSettings
+
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+LOG_TAIL_LINES = 20
+
+# Handles of the processes this Python process started, by pid: components outlive `up`, and when the same
+# process later runs `down` (tests, the lab) it reaps them through these instead of leaving zombies.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class ClusterError(RuntimeError):
+    """A problem the user can act on: the message says what and where to look."""
+
+
+@dataclass
+class RunningComponent:
+    name: str
+    pid: int
+    binary: str
+    endpoint: str
+    health_url: str
+    log: str
+    health_needs_token: bool = False
+
+
+Progress = Callable[[str, str], None]
+"""progress(component, state) with state in starting / ready / applying ..."""
+
+
+def _no_progress(component: str, state: str) -> None:
+    pass
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def ensure_binaries(settings: ClusterSettings) -> None:
+    """Build the control plane from Go modules if a binary is missing (hack/controlplane/build.sh)."""
+    if all((settings.bin_dir / b).exists() for b in BINARIES):
+        return
+    script = settings.bin_dir.parent / "build.sh"
+    if not script.exists():
+        missing = [b for b in BINARIES if not (settings.bin_dir / b).exists()]
+        raise ClusterError(f"control plane binaries missing in {settings.bin_dir}: {', '.join(missing)}")
+    if shutil.which("go") is None:
+        raise ClusterError(
+            "the control plane is not built and Go is not installed: install Go >= 1.24, then run "
+            f"`bash {script}` (or `make controlplane`)"
+        )
+    result = subprocess.run(["bash", str(script)], check=False)
+    if result.returncode != 0:
+        raise ClusterError(f"building the control plane failed (exit {result.returncode}); see the output above")
+
+
+def _check(component: RunningComponent, token: str | None) -> bool:
+    headers = {"Authorization": f"Bearer {token}"} if component.health_needs_token and token else {}
+    try:
+        with warnings.catch_warnings():
+            # Self-signed serving certs of loopback components (kube-scheduler, kube-controller-manager).
+            warnings.simplefilter("ignore")
+            response = requests.get(component.health_url, headers=headers, timeout=2, verify=False)
+    except requests.RequestException:
+        return False
+    return response.status_code == 200
+
+
+def _alive(pid: int, binary: str) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    return bool(cmdline) and binary.encode() in cmdline[:3]
+
+
+def _start(component: Component, paths: StatePaths) -> tuple[subprocess.Popen[bytes], RunningComponent]:
+    log = paths.log(component.name)
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            list(component.argv),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # own process group: survives `up`, and `down` can signal the whole group
+        )
+    _children[process.pid] = process
+    binary = component.argv[0]
+    return process, RunningComponent(
+        name=component.name,
+        pid=process.pid,
+        binary=binary,
+        endpoint=component.endpoint,
+        health_url=component.health_url,
+        log=str(log),
+        health_needs_token=component.health_needs_token,
+    )
+
+
+def _wait_ready(process: subprocess.Popen[bytes], running: RunningComponent, *, token: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not _check(running, token):
+        code = process.poll()
+        if code is not None:
+            raise ClusterError(
+                f"{running.name} exited early (code {code}); last lines of {running.log}:\n"
+                f"{log_tail(Path(running.log))}"
+            )
+        if time.monotonic() > deadline:
+            raise ClusterError(
+                f"{running.name} not ready after {timeout_s:.0f}s at {running.health_url}; "
+                f"last lines of {running.log}:\n{log_tail(Path(running.log))}"
+            )
+        time.sleep(0.25)
+
+
+def _save_state(paths: StatePaths, state: dict[str, Any]) -> None:
+    temporary = paths.state_file.with_suffix(".tmp")
+    temporary.write_text(json.dumps(state, indent=2))
+    temporary.replace(paths.state_file)  # atomic: a crash never leaves half a pid list
+
+
+def load_state(settings: ClusterSettings) -> dict[str, Any] | None:
+    paths = StatePaths(settings.state_dir)
+    try:
+        state: dict[str, Any] = json.loads(paths.state_file.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return state
+
+
+def up(settings: ClusterSettings, progress: Progress = _no_progress) -> dict[str, Any]:
+    """Start every component, wait until each reports ready, apply CRDs and RBAC; returns the status."""
+    if settings.state_dir.exists():
+        progress("cleanup", "stopping a previous run")
+        down(settings)
+    ensure_binaries(settings)
+    components = build_components(settings, StatePaths(settings.state_dir))
+    busy = [f"{c.name} ({c.endpoint})" for c in components if port_in_use(int(c.endpoint.rsplit(":", 1)[1]))]
+    if busy:
+        raise ClusterError(
+            f"port in use: {', '.join(busy)}; stop what listens there or set NETAWARE_PORT_BASE to another base"
+        )
+    paths = StatePaths(settings.state_dir)
+    for directory in (paths.root, paths.logs, paths.etcd_data):
+        directory.mkdir(parents=True, exist_ok=True)
+    pki = create_pki(paths.pki)
+    server = f"https://127.0.0.1:{settings.port('kube-apiserver')}"
+    for identity, (user, _groups) in IDENTITIES.items():
+        write_kubeconfig(
+            paths.kubeconfig(identity), server=server, ca_cert=pki.ca_cert, token=pki.tokens[identity], user=user
+        )
+    paths.netaware_scheduler_config.write_text(yaml.safe_dump(netaware_scheduler_config(settings, paths)))
+    state: dict[str, Any] = {
+        "kubeconfig": str(paths.admin_kubeconfig),
+        "extenderUrl": f"http://127.0.0.1:{settings.port('extender')}",
+        "schedulerName": NETAWARE_SCHEDULER_NAME,
+        "extenderIgnorable": settings.extender_ignorable,
+        "components": [],
+    }
+    try:
+        for component in components:
+            if component.name == "kube-controller-manager":
+                progress("crds", "applying")
+                _apply_crds_and_rbac(settings, paths)
+                progress("crds", "ready")
+            progress(component.name, "starting")
+            process, running = _start(component, paths)
+            state["components"].append(asdict(running))
+            _save_state(paths, state)
+            _wait_ready(process, running, token=pki.tokens["admin"], timeout_s=settings.ready_timeout_s)
+            progress(component.name, "ready")
+        if settings.fake_nodes:
+            progress("fake-nodes", "creating")
+            create_fake_nodes(paths.admin_kubeconfig, settings.fake_nodes)
+            progress("fake-nodes", "ready")
+    except BaseException:
+        down(settings, keep_logs=True)
+        raise
+    return status(settings)
+
+
+def _apply_crds_and_rbac(settings: ClusterSettings, paths: StatePaths) -> None:
+    from netaware.kube.applying import apply_manifests, load_manifests, wait_for_crds_established
+    from netaware.kube.clients import api_client
+
+    api = api_client(paths.admin_kubeconfig)
+    crds = load_manifests(sorted(settings.crd_dir.glob("*.yaml")))
+    apply_manifests(api, crds)
+    wait_for_crds_established(api, [c["metadata"]["name"] for c in crds])
+    apply_manifests(api, load_manifests([settings.rbac_manifest]))
+
+
+def fake_node_manifest(index: int) -> dict[str, Any]:
+    """A kwok-managed Node in zone `index % 3` (topology.kubernetes.io labels), 32 CPUs, 256 GiB, 110 pods."""
+    zone = ZONES[index % len(ZONES)]
+    name = f"kwok-{zone}-{index:04d}"
+    capacity = {"cpu": "32", "memory": "256Gi", "pods": "110"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0", "kwok.x-k8s.io/node": "fake"},
+            "labels": {
+                "type": "kwok",
+                "kubernetes.io/hostname": name,
+                "topology.kubernetes.io/zone": zone,
+                "topology.kubernetes.io/region": REGION,
+            },
+        },
+        # No kwok taint: every node of the local cluster is fake, so pods need no toleration.
+        "status": {"allocatable": capacity, "capacity": capacity},
+    }
+
+
+def create_fake_nodes(kubeconfig: Path, count: int, *, start: int = 0) -> list[str]:
+    from kubernetes import client
+
+    from netaware.kube.clients import api_client
+
+    core = client.CoreV1Api(api_client(kubeconfig))
+    names = []
+    for index in range(start, start + count):
+        manifest = fake_node_manifest(index)
+        with contextlib.suppress(client.ApiException):  # already there: keep it
+            core.create_node(manifest)  # type: ignore[arg-type]  # the client accepts plain dicts
+        names.append(manifest["metadata"]["name"])
+    return names
+
+
+def _stop_pid(pid: int, binary: str, *, grace_s: float = 10) -> None:
+    if not _alive(pid, binary):
+        child = _children.pop(pid, None)
+        if child is not None:
+            child.poll()  # reap an exited child
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while _alive(pid, binary) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(pid, binary):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    child = _children.pop(pid, None)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=grace_s)
+
+
+def down(settings: ClusterSettings, *, keep_logs: bool = False) -> list[str]:
+    """Stop exactly the processes `up` recorded, newest first, and remove the state folder."""
+    state = load_state(settings) or {"components": []}
+    stopped = []
+    for component in reversed(state["components"]):
+        _stop_pid(component["pid"], component["binary"])
+        stopped.append(component["name"])
+    if settings.state_dir.exists():
+        if keep_logs:
+            logs = settings.state_dir / "logs"
+            keep = settings.state_dir.with_name(settings.state_dir.name + "-failed-logs")
+            shutil.rmtree(keep, ignore_errors=True)
+            if logs.exists():
+                shutil.copytree(logs, keep)
+        shutil.rmtree(settings.state_dir, ignore_errors=True)
+    return stopped
+
+
+def status(settings: ClusterSettings) -> dict[str, Any]:
+    state = load_state(settings)
+    if state is None:
+        return {"running": False, "components": [], "stateDir": str(settings.state_dir)}
+    token = None
+    with contextlib.suppress(Exception):
+        token = yaml.safe_load(Path(state["kubeconfig"]).read_text())["users"][0]["user"]["token"]
+    components = []
+    for entry in state["components"]:
+        running = RunningComponent(**entry)
+        alive = _alive(running.pid, running.binary)
+        components.append(
+            {
+                "name": running.name,
+                "pid": running.pid,
+                "endpoint": running.endpoint,
+                "state": ("ready" if _check(running, token) else "not-ready") if alive else "exited",
+                "log": running.log,
+            }
+        )
+    return {
+        "running": bool(components) and all(c["state"] == "ready" for c in components),
+        "components": components,
+        "kubeconfig": state["kubeconfig"],
+        "extenderUrl": state["extenderUrl"],
+        "schedulerName": state["schedulerName"],
+        "extenderIgnorable": state.get("extenderIgnorable", False),
+        "stateDir": str(settings.state_dir),
+    }
+
+
+@contextlib.contextmanager
+def running_cluster(settings: ClusterSettings, progress: Progress = _no_progress) -> Iterator[dict[str, Any]]:
+    """`up` on entry, `down` on exit (also on errors and Ctrl-C)."""
+    try:
+        yield up(settings, progress)
+    finally:
+        down(settings)

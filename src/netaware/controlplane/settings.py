@@ -1,0 +1,67 @@
+"""Settings of the local control plane: every option is a flag, an env var and a default, documented here."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser() if value else default
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    state_dir: Path = field(
+        default_factory=lambda: _env_path("NETAWARE_STATE_DIR", Path.home() / ".local/state/netaware/cluster")
+    )
+    """NETAWARE_STATE_DIR: PKI, kubeconfigs, etcd data, logs and the pid file of the running cluster."""
+    bin_dir: Path = field(
+        default_factory=lambda: _env_path("NETAWARE_CONTROLPLANE_BIN", REPO_ROOT / "hack/controlplane/bin")
+    )
+    """NETAWARE_CONTROLPLANE_BIN: where hack/controlplane/build.sh put etcd, kube-* and kwok."""
+    port_base: int = field(default_factory=lambda: _env_int("NETAWARE_PORT_BASE", 16000))
+    """NETAWARE_PORT_BASE: every component listens on 127.0.0.1 at port_base + a fixed offset (see PORTS)."""
+    fake_nodes: int = 0
+    """--fake-nodes: kwok nodes to create, spread over three zones in one region."""
+    extender_config: Path = field(
+        default_factory=lambda: _env_path(
+            "NETAWARE_SCHEDULER_CONFIG", REPO_ROOT / "scheduler-extender/kube-scheduler-config.yaml"
+        )
+    )
+    """NETAWARE_SCHEDULER_CONFIG: the second scheduler's KubeSchedulerConfiguration (same file as in-cluster)."""
+    crd_dir: Path = REPO_ROOT / "crds"
+    rbac_manifest: Path = REPO_ROOT / "scheduler-extender/rbac.yaml"
+    ready_timeout_s: float = 180.0
+    """How long `up` waits for every component to report ready."""
+    extender_ignorable: bool = False
+    """Whether the second scheduler treats extender errors as ignorable (then it schedules without scores)."""
+
+    def port(self, component: str) -> int:
+        return self.port_base + PORTS[component]
+
+
+# Offsets from port_base; one place, so a clash is visible at a glance.
+PORTS = {
+    "etcd": 379,
+    "etcd-peer": 380,
+    "kube-apiserver": 443,
+    "kube-controller-manager": 257,
+    "kube-scheduler": 259,
+    "netaware-scheduler": 269,
+    "kwok": 247,
+    "extender": 888,
+}
+
+NETAWARE_SCHEDULER_NAME = "netaware-scheduler"
+ZONES = ("zone-a", "zone-b", "zone-c")
+REGION = "region-1"

@@ -1,0 +1,56 @@
+"""Apply manifests (any kind, CRDs included) with server-side apply, and wait for CRDs to be established."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client, dynamic
+
+FIELD_MANAGER = "netaware"
+
+
+def load_manifests(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    documents: list[dict[str, Any]] = []
+    for path in paths:
+        for document in yaml.safe_load_all(path.read_text()):
+            if document and "kind" in document and document.get("kind") != "Kustomization":
+                documents.append(document)
+    return documents
+
+
+def apply_manifests(api: client.ApiClient, documents: Iterable[dict[str, Any]]) -> list[str]:
+    """Server-side apply each document (idempotent); returns `kind/name` of each."""
+    dyn = dynamic.DynamicClient(api)
+    applied = []
+    for document in documents:
+        resource = dyn.resources.get(api_version=document["apiVersion"], kind=document["kind"])
+        metadata = document["metadata"]
+        resource.server_side_apply(
+            body=document,
+            name=metadata["name"],
+            namespace=metadata.get("namespace") if resource.namespaced else None,
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
+        applied.append(f"{document['kind']}/{metadata['name']}")
+    return applied
+
+
+def wait_for_crds_established(api: client.ApiClient, names: Iterable[str], *, timeout_s: float = 60) -> None:
+    extensions = client.ApiextensionsV1Api(api)
+    deadline = time.monotonic() + timeout_s
+    pending = set(names)
+    while pending:
+        for name in list(pending):
+            crd = extensions.read_custom_resource_definition(name)
+            conditions = (crd.status and crd.status.conditions) or []
+            if any(c.type == "Established" and c.status == "True" for c in conditions):
+                pending.discard(name)
+        if pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"CRDs not established after {timeout_s:.0f}s: {', '.join(sorted(pending))}")
+            time.sleep(0.2)

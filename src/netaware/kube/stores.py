@@ -1,0 +1,231 @@
+"""An in-memory, thread-safe copy of the cluster state the extender needs: Nodes, Pods, AppGroups and
+NetworkTopologies, fed by watches (`watching.py`) or directly by tests, plus the views derived from it.
+
+Derived views (the link-cost matrix per set of weights, each AppGroup's placements) are rebuilt lazily when the
+objects they depend on change, so a scheduling request only reads.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from netaware.core.appgroup import AppGroup, CostWeights
+from netaware.core.costs import LinkCosts, build_link_costs
+from netaware.core.topology import Topology
+from netaware.kube.converters import ConversionError, appgroup_from_resource, topology_from_resources
+
+KINDS = ("nodes", "pods", "appgroups", "networktopologies")
+
+
+@dataclass(frozen=True, slots=True)
+class PodInfo:
+    namespace: str
+    name: str
+    uid: str
+    labels: Mapping[str, str]
+    node_name: str | None
+    scheduler_name: str
+    phase: str
+    deleting: bool = False
+    scheduling_gates: tuple[str, ...] = ()
+
+    @property
+    def placed(self) -> bool:
+        return bool(self.node_name) and not self.deleting and self.phase not in ("Succeeded", "Failed")
+
+
+def pod_info(pod: Mapping[str, Any]) -> PodInfo:
+    """A PodInfo from a Pod as JSON (the API's or the extender request's); raises ValueError if unusable."""
+    metadata = pod.get("metadata")
+    if not isinstance(metadata, Mapping) or not isinstance(metadata.get("name"), str) or not metadata["name"]:
+        raise ValueError("Pod.metadata.name is missing")
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    labels = metadata.get("labels") or {}
+    if not isinstance(spec, Mapping) or not isinstance(status, Mapping) or not isinstance(labels, Mapping):
+        raise ValueError("Pod.spec, Pod.status and Pod.metadata.labels must be objects")
+    gates = spec.get("schedulingGates") or []
+    return PodInfo(
+        namespace=str(metadata.get("namespace") or "default"),
+        name=metadata["name"],
+        uid=str(metadata.get("uid") or ""),
+        labels={str(k): str(v) for k, v in labels.items()},
+        node_name=spec.get("nodeName") or None,
+        scheduler_name=str(spec.get("schedulerName") or "default-scheduler"),
+        phase=str(status.get("phase") or "Pending"),
+        deleting=bool(metadata.get("deletionTimestamp")),
+        scheduling_gates=tuple(str(g.get("name")) for g in gates if isinstance(g, Mapping)),
+    )
+
+
+@dataclass
+class _Derived:
+    version: int = -1
+    topology_version: int = -1
+    topology: Topology | None = None
+    link_costs: dict[CostWeights, LinkCosts] = field(default_factory=dict)
+    placements: dict[tuple[str, str], dict[str, list[str]]] = field(default_factory=dict)
+
+
+class ClusterStore:
+    """Objects by kind and key; `synced[kind]` turns True after the first full list of that kind."""
+
+    def __init__(self, *, topology_ttl_s: float = 0.0) -> None:
+        self._lock = threading.RLock()
+        self._objects: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+        self.synced: dict[str, bool] = dict.fromkeys(KINDS, False)
+        self._version = 0
+        self._topology_version = 0
+        self._derived = _Derived()
+        self._topology_ttl_s = topology_ttl_s
+        self.conversion_errors: dict[str, str] = {}
+        """AppGroup/NetworkTopology key -> why it was ignored (shown in logs, never crashes a request)."""
+
+    # --- writes (watch side) ---------------------------------------------------------------------------
+
+    def _key(self, kind: str, obj: Mapping[str, Any]) -> str:
+        metadata = obj.get("metadata") or {}
+        return f"{metadata.get('namespace') or ''}/{metadata.get('name')}"
+
+    def _convert(self, kind: str, obj: Mapping[str, Any]) -> Any:
+        if kind == "pods":
+            return pod_info(obj)
+        if kind == "nodes":
+            metadata = obj.get("metadata") or {}
+            return {"name": metadata.get("name"), "labels": dict(metadata.get("labels") or {})}
+        if kind == "appgroups":
+            key = self._key(kind, obj)
+            try:
+                group = appgroup_from_resource(obj)
+            except ConversionError as error:
+                self.conversion_errors[key] = str(error)
+                return None
+            self.conversion_errors.pop(key, None)
+            return group
+        return dict(obj)  # networktopologies: converted together in `_topology`
+
+    def replace(self, kind: str, objects: Iterable[Mapping[str, Any]]) -> None:
+        converted = {}
+        for obj in objects:
+            value = self._convert(kind, obj)
+            if value is not None:
+                converted[self._key(kind, obj)] = value
+        with self._lock:
+            self._objects[kind] = converted
+            self.synced[kind] = True
+            self._bump(kind)
+
+    def upsert(self, kind: str, obj: Mapping[str, Any]) -> None:
+        value = self._convert(kind, obj)
+        with self._lock:
+            key = self._key(kind, obj)
+            if value is None:
+                self._objects[kind].pop(key, None)
+            else:
+                self._objects[kind][key] = value
+            self._bump(kind)
+
+    def delete(self, kind: str, obj: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._objects[kind].pop(self._key(kind, obj), None)
+            self._bump(kind)
+
+    def _bump(self, kind: str) -> None:
+        self._version += 1
+        if kind in ("nodes", "networktopologies"):
+            self._topology_version += 1
+
+    # --- reads (request side) --------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return all(self.synced.values())
+
+    def node_names(self) -> list[str]:
+        with self._lock:
+            return [n["name"] for n in self._objects["nodes"].values()]
+
+    def pods(self) -> list[PodInfo]:
+        with self._lock:
+            return list(self._objects["pods"].values())
+
+    def appgroups(self) -> list[AppGroup]:
+        with self._lock:
+            return list(self._objects["appgroups"].values())
+
+    def workload_of(self, pod: PodInfo) -> tuple[AppGroup, str] | None:
+        """The AppGroup and workload whose selector matches the pod (same namespace), if any.
+
+        A pod labelled `netaware.io/appgroup: NAME` is matched only against that group.
+        """
+        wanted = pod.labels.get("netaware.io/appgroup")
+        with self._lock:
+            groups = sorted(self._objects["appgroups"].values(), key=lambda g: g.name)
+        for group in groups:
+            if group.namespace != pod.namespace or (wanted and group.name != wanted):
+                continue
+            workload = group.workload_for_labels(pod.labels)
+            if workload:
+                return group, workload
+        return None
+
+    def _refresh(self) -> _Derived:
+        with self._lock:
+            derived = self._derived
+            if derived.version == self._version:
+                return derived
+            fresh = _Derived(version=self._version, topology_version=self._topology_version)
+            if derived.topology is not None and derived.topology_version == self._topology_version:
+                # Only pods or AppGroups changed: keep the (expensive) link-cost matrices.
+                fresh.topology, fresh.link_costs = derived.topology, derived.link_costs
+            else:
+                fresh.topology = self._topology()
+            self._derived = fresh
+            return fresh
+
+    def _topology(self) -> Topology:
+        resources = list(self._objects["networktopologies"].values())
+        nodes = [n["name"] for n in self._objects["nodes"].values()]
+        try:
+            topology = topology_from_resources(resources, nodes=nodes)
+        except ConversionError as error:
+            self.conversion_errors["networktopologies"] = str(error)
+            topology = Topology(nodes=tuple(dict.fromkeys(nodes)))
+        if self._topology_ttl_s > 0:
+            topology = topology.without_stale(now_s=time.time(), ttl_s=self._topology_ttl_s)
+        return topology
+
+    def link_costs(self, weights: CostWeights) -> LinkCosts:
+        derived = self._refresh()
+        with self._lock:
+            costs = derived.link_costs.get(weights)
+            if costs is None:
+                assert derived.topology is not None
+                costs = build_link_costs(derived.topology.dense(), weights)
+                derived.link_costs[weights] = costs
+            return costs
+
+    def placements(self, group: AppGroup) -> dict[str, list[str]]:
+        """Workload -> nodes of its placed replicas (one entry per pod)."""
+        derived = self._refresh()
+        key = (group.namespace, group.name)
+        with self._lock:
+            cached = derived.placements.get(key)
+            if cached is not None:
+                return cached
+            result: dict[str, list[str]] = {w: [] for w in group.workload_names}
+            for pod in self._objects["pods"].values():
+                if pod.namespace != group.namespace or not pod.placed:
+                    continue
+                wanted = pod.labels.get("netaware.io/appgroup")
+                if wanted and wanted != group.name:
+                    continue
+                workload = group.workload_for_labels(pod.labels)
+                if workload:
+                    result[workload].append(pod.node_name)
+            derived.placements[key] = result
+            return result
