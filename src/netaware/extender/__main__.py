@@ -32,12 +32,15 @@ class _Server(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         # Runs in the worker after fork, so the watch threads live in the process that serves requests.
         from netaware.extender.app import create_app
+        from netaware.extender.releasing import AppGroupController
         from netaware.kube.clients import api_client
         from netaware.kube.stores import ClusterStore
         from netaware.kube.watching import start_watches, wait_synced
 
         store = ClusterStore(topology_ttl_s=self.settings.topology_ttl_s)
-        start_watches(api_client(self.settings.kubeconfig), store)
+        api = api_client(self.settings.kubeconfig)
+        stop = start_watches(api, store)
+        AppGroupController(api=api, store=store).start(stop)
         if not wait_synced(store, self.settings.sync_timeout_s):
             logging.getLogger("netaware.extender").warning("caches not synced yet: %s", store.synced)
         return create_app(

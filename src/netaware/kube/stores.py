@@ -142,6 +142,11 @@ class ClusterStore:
     # --- reads (request side) --------------------------------------------------------------------------
 
     @property
+    def version(self) -> int:
+        """Grows with every change; a reader that saw the same version has nothing new to do."""
+        return self._version
+
+    @property
     def ready(self) -> bool:
         return all(self.synced.values())
 
@@ -208,6 +213,22 @@ class ClusterStore:
                 costs = build_link_costs(derived.topology.dense(), weights)
                 derived.link_costs[weights] = costs
             return costs
+
+    def members(self, group: AppGroup) -> list[tuple[PodInfo, str]]:
+        """Every pod of the group's namespace that belongs to one of its workloads, with that workload."""
+        with self._lock:
+            pods = list(self._objects["pods"].values())
+        result = []
+        for pod in pods:
+            if pod.namespace != group.namespace or pod.deleting:
+                continue
+            wanted = pod.labels.get("netaware.io/appgroup")
+            if wanted and wanted != group.name:
+                continue
+            workload = group.workload_for_labels(pod.labels)
+            if workload:
+                result.append((pod, workload))
+        return result
 
     def placements(self, group: AppGroup) -> dict[str, list[str]]:
         """Workload -> nodes of its placed replicas (one entry per pod)."""

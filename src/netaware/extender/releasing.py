@@ -1,0 +1,86 @@
+"""The AppGroup controller inside the extender process: removes the `netaware.io/dependency-order` scheduling
+gate from pods whose dependencies are placed (rule in core/release.py), and keeps each AppGroup's status (topology
+order, where each workload runs) up to date. Runs as one daemon thread over the extender's watched state."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+from kubernetes import client
+
+from netaware.core.release import DEPENDENCY_ORDER_GATE, MemberPod, pods_to_release
+from netaware.kube.converters import GROUP, VERSION, appgroup_status
+from netaware.kube.stores import ClusterStore
+
+log = logging.getLogger("netaware.releasing")
+
+# How often the controller looks for work; it acts only when the watched state changed since its last pass.
+POLL_INTERVAL_S = 0.2
+
+
+class AppGroupController:
+    def __init__(self, *, api: client.ApiClient, store: ClusterStore) -> None:
+        self._core = client.CoreV1Api(api)
+        self._custom = client.CustomObjectsApi(api)
+        self._store = store
+        self._written_status: dict[str, dict[str, Any]] = {}
+        self._seen_version = -1
+
+    def reconcile_once(self) -> list[str]:
+        """Release what may be released and refresh statuses; returns the released pods' keys."""
+        released: list[str] = []
+        for group in self._store.appgroups():
+            members = self._store.members(group)
+            pods = [
+                MemberPod(
+                    key=f"{pod.namespace}/{pod.name}",
+                    workload=workload,
+                    gated=DEPENDENCY_ORDER_GATE in pod.scheduling_gates,
+                    bound=bool(pod.node_name),
+                )
+                for pod, workload in members
+            ]
+            gates = {f"{pod.namespace}/{pod.name}": pod.scheduling_gates for pod, _ in members}
+            for key in pods_to_release(group, pods):
+                namespace, name = key.split("/", 1)
+                remaining = [{"name": g} for g in gates[key] if g != DEPENDENCY_ORDER_GATE]
+                try:
+                    self._core.patch_namespaced_pod(
+                        name, namespace, [{"op": "replace", "path": "/spec/schedulingGates", "value": remaining}]
+                    )
+                    released.append(key)
+                    log.info(json.dumps({"event": "released", "pod": key, "appgroup": group.name}))
+                except client.ApiException as error:
+                    log.warning("releasing %s failed: %s", key, error.reason)
+            self._write_status(group)
+        return released
+
+    def _write_status(self, group: Any) -> None:
+        status = appgroup_status(group, self._store.placements(group))
+        key = f"{group.namespace}/{group.name}"
+        if self._written_status.get(key) == status:
+            return
+        try:
+            self._custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, group.namespace, "appgroups", group.name, {"status": status}
+            )
+            self._written_status[key] = status
+        except client.ApiException as error:
+            log.warning("writing status of AppGroup %s failed: %s", key, error.reason)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(POLL_INTERVAL_S):
+            version = self._store.version
+            if version == self._seen_version or not self._store.ready:
+                continue
+            self._seen_version = version
+            try:
+                self.reconcile_once()
+            except Exception:  # keep the controller alive; the next change retries
+                log.exception("AppGroup reconcile failed")
+
+    def start(self, stop: threading.Event) -> None:
+        threading.Thread(target=self.run, args=(stop,), name="appgroup-controller", daemon=True).start()

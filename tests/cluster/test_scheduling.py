@@ -1,0 +1,197 @@
+"""The netaware scheduler (a real kube-scheduler with the netaware extender) against the real control plane.
+
+Cluster: six kwok nodes, two per zone. NetworkTopology: 1 ms and 1 Gbit/s inside a zone; 30-40 ms, 100 Mbit/s
+and 1% loss across zones. Checks:
+- a pod whose dependency runs in zone B is bound by netaware-scheduler into zone B (the extender's score decides);
+- the reverse direction (a callee placed next to its caller, dependant cost) works the same way;
+- pods without that schedulerName are bound by the default scheduler and never reach the extender;
+- a hard limit (maxLatencyMs) keeps a pod off the far zones: restricted to them, it stays Pending with the reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from netaware.core.topology import LinkMetrics, Topology
+from netaware.kube.converters import GROUP, VERSION, networktopology_resources
+
+from .conftest import Cluster, create_pod, pod_events, pod_manifest, wait_bound, wait_for, zone_of
+
+pytestmark = pytest.mark.cluster
+
+ZONE_RTT_MS = {("zone-a", "zone-b"): 30.0, ("zone-a", "zone-c"): 40.0, ("zone-b", "zone-c"): 35.0}
+
+
+def three_zone_topology(nodes: dict[str, str], now_s: float) -> Topology:
+    links = {}
+    for a, zone_a in nodes.items():
+        for b, zone_b in nodes.items():
+            if a == b:
+                continue
+            if zone_a == zone_b:
+                metrics = LinkMetrics(rtt_ms=1.0, bandwidth_mbps=1000, loss_ratio=0.0, samples=100, measured_at_s=now_s)
+            else:
+                rtt = ZONE_RTT_MS.get((zone_a, zone_b)) or ZONE_RTT_MS[(zone_b, zone_a)]
+                metrics = LinkMetrics(rtt_ms=rtt, bandwidth_mbps=100, loss_ratio=0.01, samples=100, measured_at_s=now_s)
+            links[(a, b)] = metrics
+    return Topology.from_links(links)
+
+
+@pytest.fixture(scope="module")
+def topology_applied(cluster: Cluster) -> Iterator[dict[str, str]]:
+    nodes = {n.metadata.name: n.metadata.labels["topology.kubernetes.io/zone"] for n in cluster.core.list_node().items}
+    assert sorted(nodes.values()) == ["zone-a", "zone-a", "zone-b", "zone-b", "zone-c", "zone-c"]
+    for resource in networktopology_resources(three_zone_topology(nodes, time.time()), zones=nodes):
+        cluster.custom.create_cluster_custom_object(GROUP, VERSION, "networktopologies", resource)
+    yield nodes
+
+
+def apply_appgroup(cluster: Cluster, name: str, workloads: list[dict[str, Any]]) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "AppGroup",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"workloads": workloads},
+    }
+    cluster.custom.create_namespaced_custom_object(GROUP, VERSION, "default", "appgroups", body)
+
+
+def workload(name: str, app_group: str, calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "selector": {"matchLabels": {"app": name, "netaware.io/appgroup": app_group}},
+        "dependencies": calls or [],
+    }
+
+
+def labels(app: str, app_group: str) -> dict[str, str]:
+    return {"app": app, "netaware.io/appgroup": app_group}
+
+
+def scheduled_by(cluster: Cluster, pod: str) -> set[str]:
+    return {
+        (e.reporting_component or (e.source and e.source.component) or "")
+        for e in pod_events(cluster, pod)
+        if e.reason == "Scheduled"
+    }
+
+
+def test_dependency_in_zone_b_pulls_the_caller_into_zone_b(cluster: Cluster, topology_applied: dict[str, str]) -> None:
+    apply_appgroup(cluster, "shop", [workload("frontend", "shop", [{"workload": "cart"}]), workload("cart", "shop")])
+    time.sleep(1)  # let the extender's watch see the AppGroup
+    create_pod(
+        cluster, pod_manifest("cart-0", labels("cart", "shop"), node_selector={"topology.kubernetes.io/zone": "zone-b"})
+    )
+    cart_node = wait_bound(cluster, "cart-0")
+    assert zone_of(cluster, cart_node) == "zone-b"
+    time.sleep(1)  # the extender must see cart-0 bound before scoring frontend
+    for i in range(4):  # all four in zone-b: (1/3)^4 = 1% if placement ignored the network
+        create_pod(cluster, pod_manifest(f"frontend-{i}", labels("frontend", "shop")))
+        node = wait_bound(cluster, f"frontend-{i}")
+        assert zone_of(cluster, node) == "zone-b", f"frontend-{i} landed on {node}"
+        assert scheduled_by(cluster, f"frontend-{i}") == {"netaware-scheduler"}
+    extender_log = cluster.log("extender")
+    assert '"verb": "prioritize", "pod": "default/frontend-0", "workload": "shop/frontend"' in extender_log
+
+
+def test_a_callee_is_placed_next_to_its_caller(cluster: Cluster, topology_applied: dict[str, str]) -> None:
+    apply_appgroup(cluster, "pipe", [workload("ingest", "pipe", [{"workload": "store"}]), workload("store", "pipe")])
+    time.sleep(1)
+    create_pod(
+        cluster,
+        pod_manifest("ingest-0", labels("ingest", "pipe"), node_selector={"topology.kubernetes.io/zone": "zone-c"}),
+    )
+    assert zone_of(cluster, wait_bound(cluster, "ingest-0")) == "zone-c"
+    time.sleep(1)
+    create_pod(cluster, pod_manifest("store-0", labels("store", "pipe")))
+    assert zone_of(cluster, wait_bound(cluster, "store-0")) == "zone-c"
+
+
+def test_pods_of_the_default_scheduler_never_reach_the_extender(
+    cluster: Cluster, topology_applied: dict[str, str]
+) -> None:
+    create_pod(cluster, pod_manifest("plain-0", labels("frontend", "shop"), scheduler=None))
+    wait_bound(cluster, "plain-0")
+    assert scheduled_by(cluster, "plain-0") == {"default-scheduler"}
+    time.sleep(0.5)
+    assert "default/plain-0" not in cluster.log("extender")
+
+
+def test_a_hard_latency_limit_keeps_a_pod_off_the_far_zones(cluster: Cluster, topology_applied: dict[str, str]) -> None:
+    apply_appgroup(
+        cluster,
+        "strict",
+        [workload("api", "strict", [{"workload": "db", "maxLatencyMs": 5}]), workload("db", "strict")],
+    )
+    time.sleep(1)
+    create_pod(
+        cluster, pod_manifest("db-0", labels("db", "strict"), node_selector={"topology.kubernetes.io/zone": "zone-a"})
+    )
+    assert zone_of(cluster, wait_bound(cluster, "db-0")) == "zone-a"
+    time.sleep(1)
+    # Restricted to zone-c (40 ms from the db), nothing meets maxLatencyMs 5: the pod must stay Pending.
+    create_pod(
+        cluster,
+        pod_manifest("api-far", labels("api", "strict"), node_selector={"topology.kubernetes.io/zone": "zone-c"}),
+    )
+
+    def failed_with_reason() -> str | None:
+        for event in pod_events(cluster, "api-far"):
+            if event.reason == "FailedScheduling" and "maxLatencyMs 5" in (event.message or ""):
+                return str(event.message)
+        return None
+
+    message = wait_for(failed_with_reason, timeout_s=30, what="FailedScheduling naming maxLatencyMs")
+    assert "RTT 40.0 ms" in message
+    assert cluster.core.read_namespaced_pod("api-far", "default").spec.node_name is None
+    # Unrestricted, the same workload lands where the limit holds.
+    create_pod(cluster, pod_manifest("api-0", labels("api", "strict")))
+    assert zone_of(cluster, wait_bound(cluster, "api-0")) == "zone-a"
+
+
+def test_the_dependency_order_gate_releases_callees_first(cluster: Cluster, topology_applied: dict[str, str]) -> None:
+    apply_appgroup(
+        cluster,
+        "ordered",
+        [
+            workload("web", "ordered", [{"workload": "api"}]),
+            workload("api", "ordered", [{"workload": "db"}]),
+            workload("db", "ordered"),
+        ],
+    )
+    time.sleep(1)
+    names = ["ordered-web", "ordered-api", "ordered-db"]  # created callers first: the gate must reverse that
+    for name in names:
+        manifest = pod_manifest(name, labels(name.removeprefix("ordered-"), "ordered"))
+        manifest["spec"]["schedulingGates"] = [{"name": "netaware.io/dependency-order"}]
+        create_pod(cluster, manifest)
+    released: dict[str, float] = {}
+    bound: dict[str, float] = {}
+    deadline = time.monotonic() + 60
+    while len(bound) < len(names) and time.monotonic() < deadline:
+        for name in names:
+            pod = cluster.core.read_namespaced_pod(name, "default")
+            now = time.monotonic()
+            if not pod.spec.scheduling_gates and name not in released:
+                released[name] = now
+            if pod.spec.node_name and name not in bound:
+                bound[name] = now
+        time.sleep(0.05)
+    assert set(bound) == set(names), f"not all bound: {bound}"
+    assert released["ordered-api"] >= bound["ordered-db"], "api released before db was placed"
+    assert released["ordered-web"] >= bound["ordered-api"], "web released before api was placed"
+    zones = {zone_of(cluster, cluster.core.read_namespaced_pod(n, "default").spec.node_name) for n in names}
+    assert len(zones) == 1, f"the chain was split over {zones}"
+
+    def status_complete() -> dict[str, Any] | None:
+        group = cluster.custom.get_namespaced_custom_object(GROUP, VERSION, "default", "appgroups", "ordered")
+        status = group.get("status") or {}
+        return status if status.get("placedWorkloads") == 3 else None
+
+    status = wait_for(status_complete, timeout_s=10, what="AppGroup status with 3 placed workloads")
+    assert status["orderSummary"] == "web > api > db"
+    assert {p["workload"]: len(p["nodes"]) for p in status["placements"]} == {"web": 1, "api": 1, "db": 1}

@@ -1,0 +1,58 @@
+"""Dependency-ordered release: which gated pods may have their gate removed.
+
+Checks: callees first along a chain; a star's hub waits for every spoke; pods already bound are not
+"released"; a cycle does not deadlock; a dependency with no pods does not block; ungated pods are left alone.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from netaware.core.appgroup import AppGroup, Dependency, Workload
+from netaware.core.release import MemberPod, pods_to_release
+
+
+def group(edges: dict[str, list[str]]) -> AppGroup:
+    return AppGroup(
+        name="g", workloads=tuple(Workload(n, {"app": n}, tuple(Dependency(d) for d in ds)) for n, ds in edges.items())
+    )
+
+
+def pod(workload: str, *, gated: bool = True, bound: bool = False, index: int = 0) -> MemberPod:
+    return MemberPod(key=f"default/{workload}-{index}", workload=workload, gated=gated, bound=bound)
+
+
+CHAIN = {"a": ["b"], "b": ["c"], "c": []}
+
+
+@pytest.mark.parametrize(
+    ("edges", "pods", "expected"),
+    [
+        pytest.param(CHAIN, [pod("a"), pod("b"), pod("c")], ["default/c-0"], id="chain: only the leaf goes first"),
+        pytest.param(
+            CHAIN, [pod("a"), pod("b"), pod("c", gated=False, bound=True)], ["default/b-0"], id="chain: then the middle"
+        ),
+        pytest.param(
+            CHAIN,
+            [pod("a"), pod("b"), pod("c", gated=False, bound=True), pod("c", gated=False, index=1)],
+            [],
+            id="chain: a dependency with an unbound pod still blocks",
+        ),
+        pytest.param(
+            {"hub": ["s1", "s2"], "s1": [], "s2": []},
+            [pod("hub"), pod("s1", gated=False, bound=True), pod("s2")],
+            ["default/s2-0"],
+            id="star: the hub waits for every spoke",
+        ),
+        pytest.param(
+            {"x": ["y"], "y": ["x", "z"], "z": []},
+            [pod("x"), pod("y"), pod("z", gated=False, bound=True)],
+            ["default/x-0", "default/y-0"],
+            id="cycle: members do not wait for each other",
+        ),
+        pytest.param(CHAIN, [pod("a"), pod("b")], ["default/b-0"], id="a dependency with no pods does not block"),
+        pytest.param(CHAIN, [pod("c", gated=False)], [], id="ungated pods are left alone"),
+    ],
+)
+def test_pods_to_release(edges: dict[str, list[str]], pods: list[MemberPod], expected: list[str]) -> None:
+    assert pods_to_release(group(edges), pods) == expected
