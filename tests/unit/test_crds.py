@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -125,3 +126,32 @@ def test_bad_appgroups_fail_conversion_with_the_field(mutate: Any, message: str)
     mutate(resource)
     with pytest.raises(ConversionError, match=message.replace("[", r"\[").replace("]", r"\]")):
         appgroup_from_resource(resource)
+
+
+def test_dense_conversion_agrees_with_the_object_path_and_drops_stale_links() -> None:
+    from netaware.kube.converters import dense_topology_from_resources, parse_timestamp
+
+    resource = load(CRDS / "examples" / "valid" / "networktopology-node-a.yaml")
+    dense, problems = dense_topology_from_resources([resource], nodes=["node-z"])
+    expected = topology_from_resources([resource], nodes=["node-z"]).dense()
+    assert problems == []
+    assert dense.nodes == expected.nodes
+    for ours, theirs in ((dense.rtt_ms, expected.rtt_ms), (dense.bandwidth_mbps, expected.bandwidth_mbps)):
+        assert ((ours == theirs) | (np.isnan(ours) & np.isnan(theirs))).all()
+    # 10:00 measurements are stale at 10:20 with a 15-minute TTL; the estimated link stays
+    now = parse_timestamp("2026-11-24T10:20:00Z", "now")
+    fresh, _ = dense_topology_from_resources([resource], now_s=now, ttl_s=900)
+    a = fresh.index["node-a"]
+    assert np.isnan(fresh.rtt_ms[a, fresh.index["node-b"]])
+    assert fresh.rtt_ms[a, fresh.index["node-d"]] == 30.0
+
+
+def test_malformed_links_are_reported_not_fatal() -> None:
+    from netaware.kube.converters import dense_topology_from_resources
+
+    resource = {
+        "spec": {"origin": "a", "links": [{"destination": "b", "rttMs": "x"}, {"destination": "c", "rttMs": 2}]}
+    }
+    dense, problems = dense_topology_from_resources([resource])
+    assert len(problems) == 1 and "spec.links[0]" in problems[0]
+    assert dense.rtt_ms[dense.index["a"], dense.index["c"]] == 2

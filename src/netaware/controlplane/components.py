@@ -49,6 +49,10 @@ class StatePaths:
     def netaware_scheduler_config(self) -> Path:
         return self.root / "netaware-scheduler-config.yaml"
 
+    @property
+    def default_scheduler_config(self) -> Path:
+        return self.root / "default-scheduler-config.yaml"
+
     def log(self, component: str) -> Path:
         return self.logs / f"{component}.log"
 
@@ -150,11 +154,7 @@ def build_components(settings: ClusterSettings, paths: StatePaths) -> list[Compo
         ),
         secure(
             "kube-scheduler",
-            [
-                str(binary / "kube-scheduler"),
-                f"--kubeconfig={paths.kubeconfig('kube-scheduler')}",
-                "--leader-elect=false",
-            ],
+            [str(binary / "kube-scheduler"), f"--config={paths.default_scheduler_config}"],
         ),
         Component(
             name="extender",
@@ -189,6 +189,20 @@ def build_components(settings: ClusterSettings, paths: StatePaths) -> list[Compo
             health_url=f"http://127.0.0.1:{settings.port('kwok')}/healthz",
         ),
     ]
+
+
+def default_scheduler_config(settings: ClusterSettings, paths: StatePaths) -> dict[str, Any]:
+    """The default scheduler with the same client QPS/burst as the netaware one, so the two differ only by the
+    extender (what the throughput benchmark compares)."""
+    netaware = netaware_scheduler_config(settings, paths)
+    connection = dict(netaware.get("clientConnection", {}))
+    connection["kubeconfig"] = str(paths.kubeconfig("kube-scheduler"))
+    return {
+        "apiVersion": netaware["apiVersion"],
+        "kind": "KubeSchedulerConfiguration",
+        "clientConnection": connection,
+        "leaderElection": {"leaderElect": False},
+    }
 
 
 def netaware_scheduler_config(settings: ClusterSettings, paths: StatePaths) -> dict[str, Any]:

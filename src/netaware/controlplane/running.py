@@ -24,7 +24,13 @@ from typing import Any
 import requests
 import yaml
 
-from netaware.controlplane.components import Component, StatePaths, build_components, netaware_scheduler_config
+from netaware.controlplane.components import (
+    Component,
+    StatePaths,
+    build_components,
+    default_scheduler_config,
+    netaware_scheduler_config,
+)
 from netaware.controlplane.pki import IDENTITIES, create_pki, write_kubeconfig
 from netaware.controlplane.settings import NETAWARE_SCHEDULER_NAME, REGION, ZONES, ClusterSettings
 
@@ -187,6 +193,7 @@ def up(settings: ClusterSettings, progress: Progress = _no_progress) -> dict[str
             paths.kubeconfig(identity), server=server, ca_cert=pki.ca_cert, token=pki.tokens[identity], user=user
         )
     paths.netaware_scheduler_config.write_text(yaml.safe_dump(netaware_scheduler_config(settings, paths)))
+    paths.default_scheduler_config.write_text(yaml.safe_dump(default_scheduler_config(settings, paths)))
     state: dict[str, Any] = {
         "kubeconfig": str(paths.admin_kubeconfig),
         "extenderUrl": f"http://127.0.0.1:{settings.port('extender')}",

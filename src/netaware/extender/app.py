@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from werkzeug.exceptions import HTTPException
 
 from netaware.core.appgroup import CostWeights
-from netaware.core.scoring import STRATEGIES, score_candidates
+from netaware.core.scoring import STRATEGIES, filter_hard_limits, score_candidates
 from netaware.kube.stores import ClusterStore, PodInfo, pod_info
 
 log = logging.getLogger("netaware.extender")
@@ -96,6 +96,9 @@ def create_app(
 ) -> Flask:
     app = Flask("netaware.extender")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    # Replies go to a machine on the scheduling hot path: no key sorting, no pretty-printing.
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.compact = True  # type: ignore[attr-defined]
     registry = CollectorRegistry()
     metrics = Metrics(registry)
 
@@ -143,12 +146,19 @@ def create_app(
         return response
 
     def do_filter(pod: PodInfo, names: list[str], items: list[Mapping[str, Any]] | None) -> dict[str, Any]:
-        scored = score(pod, names)
-        metrics.pods.labels("filter", "appgroup" if scored else "none").inc()
+        membership = store.workload_of(pod)
+        metrics.pods.labels("filter", "appgroup" if membership else "none").inc()
         failed: dict[str, str] = {}
-        if scored is not None:
-            table = scored[0]
-            failed = {names[i]: reason for i, reason in table.filtered.items()}
+        if membership is not None:  # filtering needs the hard limits only, not the costs
+            group, workload = membership
+            failures = filter_hard_limits(
+                link_costs=store.link_costs(group.weights or default_weights),
+                appgroup=group,
+                workload=workload,
+                placements=store.placements(group),
+                candidates=names,
+            )
+            failed = {names[i]: reason for i, reason in failures.items()}
             metrics.filtered_nodes.inc(len(failed))
         passed = [n for n in names if n not in failed]
         log.info(
@@ -156,7 +166,7 @@ def create_app(
                 {
                     "verb": "filter",
                     "pod": f"{pod.namespace}/{pod.name}",
-                    "workload": scored and scored[1],
+                    "workload": membership and f"{membership[0].name}/{membership[1]}",
                     "candidates": len(names),
                     "failed": len(failed),
                 }

@@ -25,6 +25,8 @@ class ExtenderSettings:
     """Default cost weights latency,bandwidth,loss (each 0..1) for AppGroups that set none."""
     topology_ttl_s: float = 900.0
     """Measured links older than this are ignored (priced as unknown); 0 disables the check."""
+    topology_refresh_s: float = 2.0
+    """Rebuild the link-cost matrices at most this often while NetworkTopologies keep changing."""
     max_body_bytes: int = 64 * 1024 * 1024
     """Largest request body accepted (a full NodeList of 5,000 nodes is ~10-20 MB in non-cache mode)."""
     threads: int = 8
@@ -44,6 +46,7 @@ HELP = {
     "strategy": "scoring strategy for AppGroups that do not name one",
     "weights": "default cost weights latency,bandwidth,loss (each 0..1) for AppGroups that set none",
     "topology_ttl_s": "measured links older than this many seconds are priced as unknown; 0 disables the check",
+    "topology_refresh_s": "rebuild the link-cost matrices at most this often while NetworkTopologies change",
     "max_body_bytes": "largest request body accepted, in bytes",
     "threads": "request threads of the single worker process",
     "sync_timeout_s": "seconds to wait for the first list of every kind before serving",

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from netaware.core.appgroup import (
     AppGroup,
     AppGroupError,
@@ -21,7 +23,7 @@ from netaware.core.appgroup import (
     Workload,
     topological_order,
 )
-from netaware.core.topology import LinkMetrics, Topology, TopologyError
+from netaware.core.topology import DenseTopology, LinkMetrics, Topology, TopologyError
 
 GROUP = "netaware.io"
 VERSION = "v1alpha1"
@@ -252,3 +254,62 @@ def networktopology_resources(
             }
         )
     return resources
+
+
+def dense_topology_from_resources(
+    resources: Iterable[Mapping[str, Any]],
+    *,
+    nodes: Iterable[str] = (),
+    now_s: float | None = None,
+    ttl_s: float = 0.0,
+) -> tuple[DenseTopology, list[str]]:
+    """All per-origin NetworkTopology CRs straight into dense matrices (no object per link), skipping measured
+    links older than `ttl_s`; returns the topology and one message per link that was ignored as malformed.
+
+    This is the extender's path: ~1M links at 1,000 nodes convert in about a second, where building one
+    LinkMetrics per link would take many and hold a gigabyte.
+    """
+    resources = list(resources)
+    names: dict[str, None] = dict.fromkeys(nodes)
+    for resource in resources:
+        spec = resource.get("spec") or {}
+        if isinstance(spec.get("origin"), str):
+            names.setdefault(spec["origin"])
+        for item in spec.get("links") or []:
+            if isinstance(item, Mapping) and isinstance(item.get("destination"), str):
+                names.setdefault(item["destination"])
+    index = {name: i for i, name in enumerate(names)}
+    n = len(index)
+    rtt = np.full((n, n), np.nan, dtype=np.float32)
+    bandwidth = np.full((n, n), np.nan, dtype=np.float32)
+    loss = np.full((n, n), np.nan, dtype=np.float32)
+    problems: list[str] = []
+    cutoff = None if now_s is None or ttl_s <= 0 else now_s - ttl_s
+    for resource in resources:
+        spec = resource.get("spec") or {}
+        origin = spec.get("origin")
+        if origin not in index:
+            problems.append(f"NetworkTopology {resource.get('metadata', {}).get('name')}: spec.origin missing")
+            continue
+        i = index[origin]
+        for position, item in enumerate(spec.get("links") or []):
+            try:
+                j = index[item["destination"]]
+                value_rtt = float(item["rttMs"])
+                value_loss = float(item.get("lossRatio", 0.0))
+                value_bandwidth = item.get("bandwidthMbps")
+                if not (value_rtt >= 0 and 0 <= value_loss <= 1):
+                    raise ValueError("out of range")
+                if cutoff is not None and item.get("source", "measured") == "measured":
+                    measured_at = item.get("measuredAt")
+                    if not measured_at or parse_timestamp(measured_at, "measuredAt") < cutoff:
+                        continue  # stale: priced as unknown
+            except (KeyError, TypeError, ValueError, ConversionError) as error:
+                problems.append(f"NetworkTopology {origin} spec.links[{position}]: {error.__class__.__name__}")
+                continue
+            rtt[i, j] = value_rtt
+            loss[i, j] = value_loss
+            if value_bandwidth is not None:
+                bandwidth[i, j] = float(value_bandwidth)
+    topology = DenseTopology(nodes=tuple(index), index=index, rtt_ms=rtt, bandwidth_mbps=bandwidth, loss_ratio=loss)
+    return topology, problems

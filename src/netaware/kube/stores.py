@@ -15,8 +15,8 @@ from typing import Any
 
 from netaware.core.appgroup import AppGroup, CostWeights
 from netaware.core.costs import LinkCosts, build_link_costs
-from netaware.core.topology import Topology
-from netaware.kube.converters import ConversionError, appgroup_from_resource, topology_from_resources
+from netaware.core.topology import DenseTopology
+from netaware.kube.converters import ConversionError, appgroup_from_resource, dense_topology_from_resources
 
 KINDS = ("nodes", "pods", "appgroups", "networktopologies")
 
@@ -66,15 +66,14 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo:
 class _Derived:
     version: int = -1
     topology_version: int = -1
-    topology: Topology | None = None
+    topology: DenseTopology | None = None
     link_costs: dict[CostWeights, LinkCosts] = field(default_factory=dict)
-    placements: dict[tuple[str, str], dict[str, list[str]]] = field(default_factory=dict)
 
 
 class ClusterStore:
     """Objects by kind and key; `synced[kind]` turns True after the first full list of that kind."""
 
-    def __init__(self, *, topology_ttl_s: float = 0.0) -> None:
+    def __init__(self, *, topology_ttl_s: float = 0.0, topology_refresh_s: float = 0.0) -> None:
         self._lock = threading.RLock()
         self._objects: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
         self.synced: dict[str, bool] = dict.fromkeys(KINDS, False)
@@ -82,6 +81,14 @@ class ClusterStore:
         self._topology_version = 0
         self._derived = _Derived()
         self._topology_ttl_s = topology_ttl_s
+        # Rebuilding the matrices costs O(N^2) (about a second at 1,000 nodes). Under a stream of NetworkTopology
+        # writes, rebuild at most this often and keep serving the previous snapshot in between.
+        self._topology_refresh_s = topology_refresh_s
+        self._topology_built_at = float("-inf")
+        self._synthetic_topology: DenseTopology | None = None
+        # (namespace, AppGroup name) -> workload -> nodes of its placed pods; kept up to date pod by pod, so a
+        # scheduling request never scans every pod (binding bursts change pods between every two requests).
+        self._placements: dict[tuple[str, str], dict[str, list[str]]] = {}
         self.conversion_errors: dict[str, str] = {}
         """AppGroup/NetworkTopology key -> why it was ignored (shown in logs, never crashes a request)."""
 
@@ -117,26 +124,61 @@ class ClusterStore:
         with self._lock:
             self._objects[kind] = converted
             self.synced[kind] = True
+            if kind in ("pods", "appgroups"):
+                self._placements.clear()
             self._bump(kind)
 
     def upsert(self, kind: str, obj: Mapping[str, Any]) -> None:
         value = self._convert(kind, obj)
         with self._lock:
             key = self._key(kind, obj)
+            old = self._objects[kind].get(key)
             if value is None:
                 self._objects[kind].pop(key, None)
             else:
                 self._objects[kind][key] = value
-            self._bump(kind)
+            self._track(kind, key, old, value)
+            # A Node update (kubelet/kwok heartbeats, every node every few seconds) keeps its name: the topology's
+            # node set is unchanged, so only additions and removals count for it.
+            self._bump(kind, topology_changed=kind == "networktopologies" or (kind == "nodes" and old is None))
 
     def delete(self, kind: str, obj: Mapping[str, Any]) -> None:
         with self._lock:
-            self._objects[kind].pop(self._key(kind, obj), None)
+            key = self._key(kind, obj)
+            old = self._objects[kind].pop(key, None)
+            self._track(kind, key, old, None)
             self._bump(kind)
 
-    def _bump(self, kind: str) -> None:
+    def _track(self, kind: str, key: str, old: Any, new: Any) -> None:
+        """Keep the placement cache in step with one changed object."""
+        if kind == "appgroups":
+            self._placements.pop(tuple(key.split("/", 1)), None)  # type: ignore[arg-type]
+        elif kind == "pods":
+            for pod, sign in ((old, -1), (new, +1)):
+                if pod is None or not pod.placed:
+                    continue
+                for (namespace, name), placements in self._placements.items():
+                    group = self._objects["appgroups"].get(f"{namespace}/{name}")
+                    workload = self._workload_in(group, pod) if group is not None else None
+                    if workload is None:
+                        continue
+                    if sign > 0:
+                        placements[workload].append(pod.node_name)
+                    elif pod.node_name in placements[workload]:
+                        placements[workload].remove(pod.node_name)
+
+    @staticmethod
+    def _workload_in(group: AppGroup, pod: PodInfo) -> str | None:
+        if pod.namespace != group.namespace:
+            return None
+        wanted = pod.labels.get("netaware.io/appgroup")
+        if wanted and wanted != group.name:
+            return None
+        return group.workload_for_labels(pod.labels)
+
+    def _bump(self, kind: str, *, topology_changed: bool | None = None) -> None:
         self._version += 1
-        if kind in ("nodes", "networktopologies"):
+        if topology_changed if topology_changed is not None else kind in ("nodes", "networktopologies"):
             self._topology_version += 1
 
     # --- reads (request side) --------------------------------------------------------------------------
@@ -184,25 +226,37 @@ class ClusterStore:
             if derived.version == self._version:
                 return derived
             fresh = _Derived(version=self._version, topology_version=self._topology_version)
-            if derived.topology is not None and derived.topology_version == self._topology_version:
-                # Only pods or AppGroups changed: keep the (expensive) link-cost matrices.
+            unchanged = derived.topology_version == self._topology_version
+            too_soon = time.monotonic() - self._topology_built_at < self._topology_refresh_s
+            if derived.topology is not None and (unchanged or too_soon):
+                # Pods or AppGroups changed, or the topology changed very recently: keep the expensive matrices.
                 fresh.topology, fresh.link_costs = derived.topology, derived.link_costs
+                fresh.topology_version = derived.topology_version
             else:
                 fresh.topology = self._topology()
+                self._topology_built_at = time.monotonic()
             self._derived = fresh
             return fresh
 
-    def _topology(self) -> Topology:
+    def _topology(self) -> DenseTopology:
+        if self._synthetic_topology is not None:
+            return self._synthetic_topology
         resources = list(self._objects["networktopologies"].values())
         nodes = [n["name"] for n in self._objects["nodes"].values()]
-        try:
-            topology = topology_from_resources(resources, nodes=nodes)
-        except ConversionError as error:
-            self.conversion_errors["networktopologies"] = str(error)
-            topology = Topology(nodes=tuple(dict.fromkeys(nodes)))
-        if self._topology_ttl_s > 0:
-            topology = topology.without_stale(now_s=time.time(), ttl_s=self._topology_ttl_s)
+        topology, problems = dense_topology_from_resources(
+            resources, nodes=nodes, now_s=time.time(), ttl_s=self._topology_ttl_s
+        )
+        if problems:
+            self.conversion_errors["networktopologies"] = f"{len(problems)} links ignored, first: {problems[0]}"
+        else:
+            self.conversion_errors.pop("networktopologies", None)
         return topology
+
+    def use_synthetic_topology(self, topology: DenseTopology) -> None:
+        """Serve a topology that never passed through NetworkTopology resources (benchmarks, simulations)."""
+        with self._lock:
+            self._synthetic_topology = topology
+            self._bump("networktopologies")
 
     def link_costs(self, weights: CostWeights) -> LinkCosts:
         derived = self._refresh()
@@ -210,7 +264,7 @@ class ClusterStore:
             costs = derived.link_costs.get(weights)
             if costs is None:
                 assert derived.topology is not None
-                costs = build_link_costs(derived.topology.dense(), weights)
+                costs = build_link_costs(derived.topology, weights)
                 derived.link_costs[weights] = costs
             return costs
 
@@ -220,33 +274,21 @@ class ClusterStore:
             pods = list(self._objects["pods"].values())
         result = []
         for pod in pods:
-            if pod.namespace != group.namespace or pod.deleting:
-                continue
-            wanted = pod.labels.get("netaware.io/appgroup")
-            if wanted and wanted != group.name:
-                continue
-            workload = group.workload_for_labels(pod.labels)
+            workload = self._workload_in(group, pod) if not pod.deleting else None
             if workload:
                 result.append((pod, workload))
         return result
 
     def placements(self, group: AppGroup) -> dict[str, list[str]]:
-        """Workload -> nodes of its placed replicas (one entry per pod)."""
-        derived = self._refresh()
+        """Workload -> nodes of its placed replicas (one entry per pod); a copy."""
         key = (group.namespace, group.name)
         with self._lock:
-            cached = derived.placements.get(key)
-            if cached is not None:
-                return cached
-            result: dict[str, list[str]] = {w: [] for w in group.workload_names}
-            for pod in self._objects["pods"].values():
-                if pod.namespace != group.namespace or not pod.placed:
-                    continue
-                wanted = pod.labels.get("netaware.io/appgroup")
-                if wanted and wanted != group.name:
-                    continue
-                workload = group.workload_for_labels(pod.labels)
-                if workload:
-                    result[workload].append(pod.node_name)
-            derived.placements[key] = result
-            return result
+            cached = self._placements.get(key)
+            if cached is None:
+                cached = {w: [] for w in group.workload_names}
+                for pod in self._objects["pods"].values():
+                    workload = self._workload_in(group, pod) if pod.placed else None
+                    if workload:
+                        cached[workload].append(pod.node_name)
+                self._placements[key] = cached
+            return {w: list(nodes) for w, nodes in cached.items()}
