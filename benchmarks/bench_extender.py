@@ -23,7 +23,6 @@ import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,13 +34,13 @@ from rich.progress import Progress
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scoring import synthetic_topology  # noqa: E402
+from bench_scoring import synthetic_topology
 
-from netaware.core.appgroup import CostWeights  # noqa: E402
-from netaware.extender.__main__ import ExtenderServer  # noqa: E402
-from netaware.extender.app import create_app  # noqa: E402
-from netaware.extender.settings import ExtenderSettings  # noqa: E402
-from netaware.kube.stores import ClusterStore  # noqa: E402
+from netaware.core.appgroup import CostWeights
+from netaware.extender.__main__ import ExtenderServer
+from netaware.extender.app import create_app
+from netaware.extender.settings import ExtenderSettings
+from netaware.kube.stores import ClusterStore
 
 console = Console()
 TOPOLOGY_NODES = 5000
@@ -103,7 +102,7 @@ def latency_benchmark(sizes: list[int], requests_per_size: int) -> list[dict[str
     pid = os.fork()
     if pid == 0:  # the server, in its own process as in production
         sys.argv = ["bench-extender"]
-        with contextlib.redirect_stderr(open(os.devnull, "w")):  # noqa: SIM115, PTH123
+        with contextlib.redirect_stderr(open(os.devnull, "w")):  # noqa: PTH123
             ExtenderServer(settings, app_factory).run()
         os._exit(0)
     try:
