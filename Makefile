@@ -40,8 +40,9 @@ unit: venv
 cluster: venv debian controlplane
 	$(VENV)/bin/pytest tests/cluster -q -m cluster
 
-bench: venv
+bench: venv controlplane
 	COLUMNS=150 $(PY) benchmarks/bench_scoring.py
+	COLUMNS=150 $(PY) benchmarks/bench_extender.py
 
 # The README's test command: every tier, then the benchmarks' figures.
 test: venv debian controlplane lint

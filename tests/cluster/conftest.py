@@ -18,7 +18,9 @@ from kubernetes import client
 
 from netaware.controlplane.running import running_cluster
 from netaware.controlplane.settings import ClusterSettings
+from netaware.core.topology import LinkMetrics, Topology
 from netaware.kube.clients import api_client
+from netaware.kube.converters import GROUP, VERSION, networktopology_resources
 
 pytestmark = pytest.mark.cluster
 
@@ -107,3 +109,52 @@ def zone_of(cluster: Cluster, node: str) -> str:
 
 def pod_events(cluster: Cluster, name: str, namespace: str = "default") -> list[Any]:
     return cluster.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items  # type: ignore[no-any-return]
+
+
+ZONE_RTT_MS = {("zone-a", "zone-b"): 30.0, ("zone-a", "zone-c"): 40.0, ("zone-b", "zone-c"): 35.0}
+
+
+def three_zone_topology(nodes: dict[str, str], now_s: float) -> Topology:
+    links = {}
+    for a, zone_a in nodes.items():
+        for b, zone_b in nodes.items():
+            if a == b:
+                continue
+            if zone_a == zone_b:
+                metrics = LinkMetrics(rtt_ms=1.0, bandwidth_mbps=1000, loss_ratio=0.0, samples=100, measured_at_s=now_s)
+            else:
+                rtt = ZONE_RTT_MS.get((zone_a, zone_b)) or ZONE_RTT_MS[(zone_b, zone_a)]
+                metrics = LinkMetrics(rtt_ms=rtt, bandwidth_mbps=100, loss_ratio=0.01, samples=100, measured_at_s=now_s)
+            links[(a, b)] = metrics
+    return Topology.from_links(links)
+
+
+@pytest.fixture(scope="module")
+def topology_applied(cluster: Cluster) -> Iterator[dict[str, str]]:
+    nodes = {n.metadata.name: n.metadata.labels["topology.kubernetes.io/zone"] for n in cluster.core.list_node().items}
+    assert sorted(nodes.values()) == ["zone-a", "zone-a", "zone-b", "zone-b", "zone-c", "zone-c"]
+    for resource in networktopology_resources(three_zone_topology(nodes, time.time()), zones=nodes):
+        cluster.custom.create_cluster_custom_object(GROUP, VERSION, "networktopologies", resource)
+    yield nodes
+
+
+def apply_appgroup(cluster: Cluster, name: str, workloads: list[dict[str, Any]]) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "AppGroup",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"workloads": workloads},
+    }
+    cluster.custom.create_namespaced_custom_object(GROUP, VERSION, "default", "appgroups", body)
+
+
+def workload(name: str, app_group: str, calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "selector": {"matchLabels": {"app": name, "netaware.io/appgroup": app_group}},
+        "dependencies": calls or [],
+    }
+
+
+def labels(app: str, app_group: str) -> dict[str, str]:
+    return {"app": app, "netaware.io/appgroup": app_group}

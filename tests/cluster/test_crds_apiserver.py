@@ -8,6 +8,7 @@ with jsonschema); `kubectl get` (server-side Table) shows the printer columns.
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from .conftest import Cluster
 
 pytestmark = pytest.mark.cluster
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "crds" / "examples"
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "crds" / "examples"
 PLURALS = {"NetworkTopology": "networktopologies", "AppGroup": "appgroups", "AviatorPolicy": "aviatorpolicies"}
 # How the apiserver words each JSON-schema failure.
 APISERVER_PHRASES = {
@@ -80,3 +82,37 @@ def test_kubectl_get_shows_printer_columns(cluster: Cluster) -> None:
     assert "Max-RTT-ms" in columns
     # the valid example (created above) shows its origin and zone
     assert any(row["cells"][1:3] == ["node-a", "zone-a"] for row in table["rows"])
+
+
+def kubectl(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(cluster.settings.bin_dir / "kubectl"), f"--kubeconfig={cluster.status['kubeconfig']}", *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_scheduler_extender_manifests_apply_with_kubectl(cluster: Cluster) -> None:
+    result = kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-k", str(REPO / "scheduler-extender"))
+    assert result.returncode == 0, result.stderr
+    for created in (
+        "deployment.apps/netaware-scheduler",
+        "service/netaware-extender",
+        "configmap/netaware-scheduler-config",
+    ):
+        assert created in result.stdout
+    config = kubectl(cluster, "-n", "kube-system", "get", "configmap", "netaware-scheduler-config", "-o", "json")
+    data = json.loads(config.stdout)["data"]["kube-scheduler-config.yaml"]
+    assert yaml.safe_load(data) == yaml.safe_load((REPO / "scheduler-extender/kube-scheduler-config.yaml").read_text())
+    deployment = json.loads(
+        kubectl(cluster, "-n", "kube-system", "get", "deploy", "netaware-scheduler", "-o", "json").stdout
+    )
+    containers = [c["name"] for c in deployment["spec"]["template"]["spec"]["containers"]]
+    assert containers == ["kube-scheduler", "extender"]
+
+
+def test_kubectl_get_appgroups_shows_the_algorithm(cluster: Cluster) -> None:
+    result = kubectl(cluster, "get", "ag", "-n", "default")
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split()[:4] == ["NAME", "ALGORITHM", "WORKLOADS", "PLACED"]
+    assert any(row.split()[:2] == ["shop", "KahnSort"] for row in rows)

@@ -34,7 +34,7 @@ from netaware.controlplane.components import (
 from netaware.controlplane.pki import IDENTITIES, create_pki, write_kubeconfig
 from netaware.controlplane.settings import NETAWARE_SCHEDULER_NAME, REGION, ZONES, ClusterSettings
 
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
 LOG_TAIL_LINES = 20
 
 # Handles of the processes this Python process started, by pid: components outlive `up`, and when the same
