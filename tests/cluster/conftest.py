@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from kubernetes import client
 
 from netaware.controlplane.running import running_cluster
@@ -105,6 +106,22 @@ def wait_bound(cluster: Cluster, name: str, namespace: str = "default", timeout_
 
 def zone_of(cluster: Cluster, node: str) -> str:
     return cluster.core.read_node(node).metadata.labels["topology.kubernetes.io/zone"]  # type: ignore[no-any-return]
+
+
+def extender_state(cluster: Cluster) -> dict[str, Any]:
+    return requests.get(f"{cluster.status['extenderUrl']}/v1/state", timeout=5).json()  # type: ignore[no-any-return]
+
+
+def wait_extender_sees(cluster: Cluster, group: str, placed: dict[str, int] | None = None) -> None:
+    """Wait until the extender's watched state has AppGroup `group` with at least `placed[workload]` placed pods."""
+
+    def seen() -> bool:
+        for entry in extender_state(cluster)["appGroups"]:
+            if entry["name"] == group:
+                return all(len(entry["placements"].get(w, [])) >= n for w, n in (placed or {}).items())
+        return False
+
+    wait_for(seen, timeout_s=30, what=f"the extender to see AppGroup {group} with {placed or {}} placed")
 
 
 def pod_events(cluster: Cluster, name: str, namespace: str = "default") -> list[Any]:

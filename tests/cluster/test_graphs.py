@@ -9,7 +9,6 @@ reading of each case is asserted too (a chain follows its pinned end; a star's h
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -18,7 +17,17 @@ from netaware.core.costs import build_link_costs
 from netaware.core.scoring import score_candidates
 from netaware.kube.converters import GROUP, VERSION, appgroup_from_resource, dense_topology_from_resources
 
-from .conftest import Cluster, apply_appgroup, create_pod, labels, pod_manifest, wait_bound, workload, zone_of
+from .conftest import (
+    Cluster,
+    apply_appgroup,
+    create_pod,
+    labels,
+    pod_manifest,
+    wait_bound,
+    wait_extender_sees,
+    workload,
+    zone_of,
+)
 
 pytestmark = pytest.mark.cluster
 GATE = [{"name": "netaware.io/dependency-order"}]
@@ -47,7 +56,7 @@ def run_graph(
 ) -> dict[str, str]:
     """Create the group, pin `pinned` (pod -> zone), create the rest gated; check each against the cost function."""
     apply_appgroup(cluster, name, [workload(w, name, [{"workload": d} for d in ds]) for w, ds in edges.items()])
-    time.sleep(1)
+    wait_extender_sees(cluster, name)
     nodes: dict[str, str] = {}
     for pod, zone in pinned.items():
         create_pod(
@@ -55,7 +64,7 @@ def run_graph(
             pod_manifest(f"{name}-{pod}", labels(pod, name), node_selector={"topology.kubernetes.io/zone": zone}),
         )
         nodes[pod] = wait_bound(cluster, f"{name}-{pod}")
-    time.sleep(1)
+    wait_extender_sees(cluster, name, dict.fromkeys(pinned, 1))
     for pod in release_order:
         manifest = pod_manifest(f"{name}-{pod}", labels(pod, name))
         manifest["spec"]["schedulingGates"] = GATE

@@ -25,6 +25,7 @@ from .conftest import (
     pod_events,
     pod_manifest,
     wait_bound,
+    wait_extender_sees,
     wait_for,
     workload,
     zone_of,
@@ -43,13 +44,13 @@ def scheduled_by(cluster: Cluster, pod: str) -> set[str]:
 
 def test_dependency_in_zone_b_pulls_the_caller_into_zone_b(cluster: Cluster, topology_applied: dict[str, str]) -> None:
     apply_appgroup(cluster, "shop", [workload("frontend", "shop", [{"workload": "cart"}]), workload("cart", "shop")])
-    time.sleep(1)  # let the extender's watch see the AppGroup
+    wait_extender_sees(cluster, "shop")
     create_pod(
         cluster, pod_manifest("cart-0", labels("cart", "shop"), node_selector={"topology.kubernetes.io/zone": "zone-b"})
     )
     cart_node = wait_bound(cluster, "cart-0")
     assert zone_of(cluster, cart_node) == "zone-b"
-    time.sleep(1)  # the extender must see cart-0 bound before scoring frontend
+    wait_extender_sees(cluster, "shop", {"cart": 1})  # it must see cart-0 bound before scoring frontend
     for i in range(4):  # all four in zone-b: (1/3)^4 = 1% if placement ignored the network
         create_pod(cluster, pod_manifest(f"frontend-{i}", labels("frontend", "shop")))
         node = wait_bound(cluster, f"frontend-{i}")
@@ -61,13 +62,13 @@ def test_dependency_in_zone_b_pulls_the_caller_into_zone_b(cluster: Cluster, top
 
 def test_a_callee_is_placed_next_to_its_caller(cluster: Cluster, topology_applied: dict[str, str]) -> None:
     apply_appgroup(cluster, "pipe", [workload("ingest", "pipe", [{"workload": "store"}]), workload("store", "pipe")])
-    time.sleep(1)
+    wait_extender_sees(cluster, "pipe")
     create_pod(
         cluster,
         pod_manifest("ingest-0", labels("ingest", "pipe"), node_selector={"topology.kubernetes.io/zone": "zone-c"}),
     )
     assert zone_of(cluster, wait_bound(cluster, "ingest-0")) == "zone-c"
-    time.sleep(1)
+    wait_extender_sees(cluster, "pipe", {"ingest": 1})
     create_pod(cluster, pod_manifest("store-0", labels("store", "pipe")))
     assert zone_of(cluster, wait_bound(cluster, "store-0")) == "zone-c"
 
@@ -78,7 +79,11 @@ def test_pods_of_the_default_scheduler_never_reach_the_extender(
     create_pod(cluster, pod_manifest("plain-0", labels("frontend", "shop"), scheduler=None))
     wait_bound(cluster, "plain-0")
     assert scheduled_by(cluster, "plain-0") == {"default-scheduler"}
-    time.sleep(0.5)
+    # The extender answers each request before the scheduler binds, so a request for plain-0 would be logged
+    # by now; make sure the log is current by seeing a later request of our own in it.
+    create_pod(cluster, pod_manifest("marker-0", labels("frontend", "shop")))
+    wait_bound(cluster, "marker-0")
+    wait_for(lambda: "default/marker-0" in cluster.log("extender"), timeout_s=10, what="the marker in the log")
     assert "default/plain-0" not in cluster.log("extender")
 
 
@@ -88,12 +93,12 @@ def test_a_hard_latency_limit_keeps_a_pod_off_the_far_zones(cluster: Cluster, to
         "strict",
         [workload("api", "strict", [{"workload": "db", "maxLatencyMs": 5}]), workload("db", "strict")],
     )
-    time.sleep(1)
+    wait_extender_sees(cluster, "strict")
     create_pod(
         cluster, pod_manifest("db-0", labels("db", "strict"), node_selector={"topology.kubernetes.io/zone": "zone-a"})
     )
     assert zone_of(cluster, wait_bound(cluster, "db-0")) == "zone-a"
-    time.sleep(1)
+    wait_extender_sees(cluster, "strict", {"db": 1})
     # Restricted to zone-c (40 ms from the db), nothing meets maxLatencyMs 5: the pod must stay Pending.
     create_pod(
         cluster,
@@ -124,7 +129,7 @@ def test_the_dependency_order_gate_releases_callees_first(cluster: Cluster, topo
             workload("db", "ordered"),
         ],
     )
-    time.sleep(1)
+    wait_extender_sees(cluster, "ordered")
     names = ["ordered-web", "ordered-api", "ordered-db"]  # created callers first: the gate must reverse that
     for name in names:
         manifest = pod_manifest(name, labels(name.removeprefix("ordered-"), "ordered"))

@@ -212,4 +212,5 @@ def netaware_scheduler_config(settings: ClusterSettings, paths: StatePaths) -> d
     for extender in config.get("extenders", []):
         extender["urlPrefix"] = f"http://127.0.0.1:{settings.port('extender')}/"
         extender["ignorable"] = settings.extender_ignorable
+        extender["nodeCacheCapable"] = settings.extender_node_cache_capable
     return config

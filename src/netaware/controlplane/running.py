@@ -55,6 +55,7 @@ class RunningComponent:
     health_url: str
     log: str
     health_needs_token: bool = False
+    argv: tuple[str, ...] = ()
 
 
 Progress = Callable[[str, str], None]
@@ -136,6 +137,7 @@ def _start(component: Component, paths: StatePaths) -> tuple[subprocess.Popen[by
         health_url=component.health_url,
         log=str(log),
         health_needs_token=component.health_needs_token,
+        argv=component.argv,
     )
 
 
@@ -310,6 +312,32 @@ def down(settings: ClusterSettings, *, keep_logs: bool = False) -> list[str]:
     return stopped
 
 
+def restart_component(settings: ClusterSettings, name: str) -> dict[str, Any]:
+    """Stop one component and start it again with the same command line; wait until it is ready."""
+    paths = StatePaths(settings.state_dir)
+    state = load_state(settings)
+    if state is None:
+        raise ClusterError(f"no cluster state in {settings.state_dir}: run `netaware cluster up` first")
+    entries = [c for c in state["components"] if c["name"] == name]
+    if not entries:
+        raise ClusterError(f"unknown component {name!r}")
+    entry = entries[0]
+    _stop_pid(entry["pid"], entry["binary"])
+    component = Component(
+        name=name,
+        argv=tuple(entry["argv"]),
+        endpoint=entry["endpoint"],
+        health_url=entry["health_url"],
+        health_needs_token=entry["health_needs_token"],
+    )
+    process, running = _start(component, paths)
+    state["components"] = [asdict(running) if c["name"] == name else c for c in state["components"]]
+    _save_state(paths, state)
+    token = yaml.safe_load(Path(state["kubeconfig"]).read_text())["users"][0]["user"]["token"]
+    _wait_ready(process, running, token=token, timeout_s=settings.ready_timeout_s)
+    return status(settings)
+
+
 def status(settings: ClusterSettings) -> dict[str, Any]:
     state = load_state(settings)
     if state is None:
@@ -319,7 +347,7 @@ def status(settings: ClusterSettings) -> dict[str, Any]:
         token = yaml.safe_load(Path(state["kubeconfig"]).read_text())["users"][0]["user"]["token"]
     components = []
     for entry in state["components"]:
-        running = RunningComponent(**entry)
+        running = RunningComponent(**{**entry, "argv": tuple(entry.get("argv", ()))})
         alive = _alive(running.pid, running.binary)
         components.append(
             {

@@ -45,6 +45,8 @@ class ClusterSettings:
     """How long `up` waits for every component to report ready."""
     extender_ignorable: bool = False
     """Whether the second scheduler treats extender errors as ignorable (then it schedules without scores)."""
+    extender_node_cache_capable: bool = True
+    """True: the scheduler sends node names only; False: full Node objects (the extender supports both)."""
 
     def port(self, component: str) -> int:
         return self.port_base + PORTS[component]

@@ -102,30 +102,31 @@ def create_app(
     registry = CollectorRegistry()
     metrics = Metrics(registry)
 
-    def score(pod: PodInfo, names: Sequence[str]) -> tuple[Any, str] | None:
+    def scoring_inputs(pod: PodInfo, names: Sequence[str]) -> dict[str, Any] | None:
+        """The inputs every core scoring function takes, for this pod; None for a pod of no AppGroup."""
         membership = store.workload_of(pod)
         if membership is None:
             return None
         group, workload = membership
+        return {
+            "link_costs": store.link_costs(group.weights or default_weights),
+            "appgroup": group,
+            "workload": workload,
+            "placements": store.placements(group),
+            "candidates": names,
+        }
+
+    def score(pod: PodInfo, names: Sequence[str]) -> tuple[Any, str] | None:
+        inputs = scoring_inputs(pod, names)
+        if inputs is None:
+            return None
+        group = inputs["appgroup"]
         strategy = group.strategy or default_strategy
         if strategy not in STRATEGIES:
-            log.warning(
-                "AppGroup %s/%s names unknown strategy %r; using %s",
-                group.namespace,
-                group.name,
-                strategy,
-                default_strategy,
-            )
+            log.warning("AppGroup %s/%s names unknown strategy %r; using %s", group.namespace, group.name, strategy,
+                        default_strategy)  # fmt: skip
             strategy = default_strategy
-        table = score_candidates(
-            link_costs=store.link_costs(group.weights or default_weights),
-            appgroup=group,
-            workload=workload,
-            placements=store.placements(group),
-            candidates=names,
-            strategy=strategy,
-        )
-        return table, f"{group.name}/{workload}"
+        return score_candidates(**inputs, strategy=strategy), f"{group.name}/{inputs['workload']}"
 
     def answer(verb: str, handler: Any) -> Response:
         started = time.perf_counter()
@@ -146,19 +147,11 @@ def create_app(
         return response
 
     def do_filter(pod: PodInfo, names: list[str], items: list[Mapping[str, Any]] | None) -> dict[str, Any]:
-        membership = store.workload_of(pod)
-        metrics.pods.labels("filter", "appgroup" if membership else "none").inc()
+        inputs = scoring_inputs(pod, names)
+        metrics.pods.labels("filter", "appgroup" if inputs else "none").inc()
         failed: dict[str, str] = {}
-        if membership is not None:  # filtering needs the hard limits only, not the costs
-            group, workload = membership
-            failures = filter_hard_limits(
-                link_costs=store.link_costs(group.weights or default_weights),
-                appgroup=group,
-                workload=workload,
-                placements=store.placements(group),
-                candidates=names,
-            )
-            failed = {names[i]: reason for i, reason in failures.items()}
+        if inputs is not None:  # filtering needs the hard limits only, not the costs
+            failed = {names[i]: reason for i, reason in filter_hard_limits(**inputs).items()}
             metrics.filtered_nodes.inc(len(failed))
         passed = [n for n in names if n not in failed]
         log.info(
@@ -166,7 +159,7 @@ def create_app(
                 {
                     "verb": "filter",
                     "pod": f"{pod.namespace}/{pod.name}",
-                    "workload": membership and f"{membership[0].name}/{membership[1]}",
+                    "workload": inputs and f"{inputs['appgroup'].name}/{inputs['workload']}",
                     "candidates": len(names),
                     "failed": len(failed),
                 }
@@ -216,6 +209,22 @@ def create_app(
         response = jsonify({"ready": store.ready, "synced": store.synced, "ignored": store.conversion_errors})
         response.status_code = 200 if store.ready else 503
         return response
+
+    @app.get("/v1/state")
+    def state() -> Response:
+        """What the extender currently believes: AppGroups with their placements, and object counts."""
+        groups = [
+            {"namespace": g.namespace, "name": g.name, "placements": store.placements(g)} for g in store.appgroups()
+        ]
+        return jsonify(
+            {
+                "synced": store.synced,
+                "nodes": len(store.node_names()),
+                "pods": len(store.pods()),
+                "appGroups": groups,
+                "ignored": store.conversion_errors,
+            }
+        )
 
     @app.get("/metrics")
     def metrics_route() -> Response:

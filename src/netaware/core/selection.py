@@ -1,0 +1,153 @@
+"""Replica selection after Prequal (Wydrowski et al., "Load is not what you should balance", NSDI 2024).
+
+A client keeps a small pool of recent probe results (replica, requests in flight, latency estimate). Each query
+issues a few probes to random replicas (answered asynchronously, they refill the pool) and picks a replica from
+the pool by the hot-cold lexicographic (HCL) rule:
+
+    hot  = probes whose RIF is above the Q_RIF quantile of the pool's RIFs
+    if some probe is cold: choose the cold probe with the lowest latency estimate
+    else:                  choose the probe with the lowest RIF
+    if the pool is empty:  choose a replica uniformly at random
+
+Pool upkeep: a replica has at most one probe (the newest); a probe used `reuse_budget` times is dropped (each use
+also counts one more request in flight on it, since we just sent one); probes older than `max_age_s` are
+dropped; a full pool drops its oldest; and every `remove_worst_every` selections the worst probe (hottest, then
+slowest) is dropped so a pool of stale good news cannot herd traffic.
+
+Error aversion: a replica that fails fast looks like the fastest one and would attract ever more traffic
+(sinkholing). Replicas whose recent error ratio exceeds `error_threshold` are treated as hot, whatever their
+probe says, and are chosen from the pool only when every probe is of such a replica.
+
+Pure: the clock (`now_s`) and the random source are passed in, so every rule is testable without sockets.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Probe:
+    replica: str
+    rif: int
+    """Requests in flight at the replica when it answered (plus what we sent since)."""
+    latency_ms: float
+    """The replica's latency estimate for a query arriving now (median of recent latencies at similar RIF)."""
+    received_at_s: float
+    uses: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SelectionSettings:
+    pool_size: int = 16
+    """Probes kept at most (Prequal's default)."""
+    probes_per_query: float = 3.0
+    """r_probe: probes issued per query; a fraction is issued with that probability."""
+    hot_quantile: float = 0.8
+    """Q_RIF: probes above this quantile of the pool's RIF are hot."""
+    reuse_budget: int = 3
+    """A probe is dropped after being chosen this many times."""
+    max_age_s: float = 1.0
+    """Probes older than this are dropped."""
+    remove_worst_every: int = 8
+    """Every this many selections, the worst probe is dropped."""
+    error_window: int = 20
+    """Outcomes per replica remembered for error aversion."""
+    error_threshold: float = 0.5
+    """Replicas failing more than this share of recent requests are treated as hot."""
+
+    def __post_init__(self) -> None:
+        if self.pool_size < 1 or self.reuse_budget < 1 or self.error_window < 1:
+            raise ValueError("pool_size, reuse_budget and error_window must be >= 1")
+        if not 0.0 <= self.hot_quantile <= 1.0 or not 0.0 <= self.error_threshold <= 1.0:
+            raise ValueError("hot_quantile and error_threshold must be within 0..1")
+        if self.probes_per_query < 0 or self.max_age_s <= 0:
+            raise ValueError("probes_per_query must be >= 0 and max_age_s > 0")
+
+
+@dataclass
+class ProbePool:
+    settings: SelectionSettings = field(default_factory=SelectionSettings)
+    probes: list[Probe] = field(default_factory=list)
+    selections: int = 0
+    outcomes: dict[str, deque[bool]] = field(default_factory=dict)
+
+    # --- probing ------------------------------------------------------------------------------------------
+
+    def probe_targets(self, replicas: Sequence[str], rng: random.Random) -> list[str]:
+        """Replicas to probe for one query: r_probe of them, sampled without replacement."""
+        whole = math.floor(self.settings.probes_per_query)
+        count = whole + (1 if rng.random() < self.settings.probes_per_query - whole else 0)
+        return rng.sample(list(replicas), min(count, len(replicas)))
+
+    def add(self, probe: Probe) -> None:
+        """A probe answer arrived: it replaces the replica's older probe; a full pool drops its oldest."""
+        self.probes = [p for p in self.probes if p.replica != probe.replica]
+        self.probes.append(probe)
+        if len(self.probes) > self.settings.pool_size:
+            self.probes.remove(min(self.probes, key=lambda p: p.received_at_s))
+
+    # --- outcomes (error aversion) ------------------------------------------------------------------------
+
+    def record_outcome(self, replica: str, *, ok: bool) -> None:
+        window = self.outcomes.setdefault(replica, deque(maxlen=self.settings.error_window))
+        window.append(ok)
+
+    def error_ratio(self, replica: str) -> float:
+        window = self.outcomes.get(replica)
+        return 0.0 if not window else 1.0 - sum(window) / len(window)
+
+    def _erroring(self, replica: str) -> bool:
+        return self.error_ratio(replica) > self.settings.error_threshold
+
+    # --- selection ----------------------------------------------------------------------------------------
+
+    def _expire(self, now_s: float) -> None:
+        self.probes = [p for p in self.probes if now_s - p.received_at_s <= self.settings.max_age_s]
+
+    def hot_threshold(self) -> float:
+        """The Q_RIF quantile of the pool's RIFs, linearly interpolated (nearest-rank would make the 0.8-quantile
+        of a small pool its maximum, so nothing could ever be above it)."""
+        rifs = sorted(p.rif for p in self.probes)
+        position = self.settings.hot_quantile * (len(rifs) - 1)
+        low = math.floor(position)
+        high = min(low + 1, len(rifs) - 1)
+        return rifs[low] + (rifs[high] - rifs[low]) * (position - low)
+
+    def select(self, replicas: Sequence[str], *, now_s: float, rng: random.Random) -> str:
+        """The replica for one query, by HCL over the pool (random when the pool is empty)."""
+        if not replicas:
+            raise ValueError("no replicas to choose from")
+        self._expire(now_s)
+        known = set(replicas)
+        self.probes = [p for p in self.probes if p.replica in known]
+        self.selections += 1
+        if self.settings.remove_worst_every and self.selections % self.settings.remove_worst_every == 0:
+            self._remove_worst()
+        healthy = [p for p in self.probes if not self._erroring(p.replica)]
+        if not healthy:  # empty pool, or only erroring replicas in it: a random replica that is not erroring
+            usable = [r for r in replicas if not self._erroring(r)]
+            if usable or not self.probes:
+                return rng.choice(usable or list(replicas))
+            healthy = self.probes  # every replica is erroring: still prefer the least bad by HCL
+        chosen = self._hot_cold(healthy)
+        chosen.uses += 1
+        chosen.rif += 1  # we are sending it one more request
+        if chosen.uses >= self.settings.reuse_budget:
+            self.probes.remove(chosen)
+        return chosen.replica
+
+    def _hot_cold(self, candidates: list[Probe]) -> Probe:
+        threshold = self.hot_threshold()
+        cold = [p for p in candidates if p.rif <= threshold]
+        if cold:
+            return min(cold, key=lambda p: (p.latency_ms, p.rif))
+        return min(candidates, key=lambda p: (p.rif, p.latency_ms))
+
+    def _remove_worst(self) -> None:
+        if len(self.probes) > 1:
+            self.probes.remove(max(self.probes, key=lambda p: (self._erroring(p.replica), p.rif, p.latency_ms)))
