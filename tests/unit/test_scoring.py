@@ -345,3 +345,29 @@ def test_hard_limits_filter_with_a_reason(case: LimitCase) -> None:
     # filtered nodes come last and get extender score 0
     assert all(s.extender_score == 0 for s in scores if s.filtered)
     assert [s.filtered is not None for s in scores] == sorted(s.filtered is not None for s in scores)
+
+
+def test_a_small_candidate_subset_scores_the_same_as_within_all_nodes() -> None:
+    """Two code paths (column gather for small subsets, whole rows otherwise) must agree."""
+    rng = np.random.default_rng(4)
+    names = [f"n{i}" for i in range(60)]
+    from netaware.core.topology import DenseTopology
+
+    dense = DenseTopology.from_matrices(
+        nodes=names,
+        rtt_ms=rng.uniform(1, 50, (60, 60)),
+        bandwidth_mbps=rng.uniform(10, 1000, (60, 60)),
+        loss_ratio=rng.uniform(0, 0.05, (60, 60)),
+    )
+    costs = build_link_costs(dense)
+    placements = {"cart": ["n3", "n3", "n17", "n40"]}
+    everything = {s.node: s.total_cost for s in score_nodes(
+        link_costs=costs, appgroup=shop(), workload="frontend", placements=placements, candidates=names
+    )}  # fmt: skip
+    subset = ["n5", "n3", "n59", "ghost"]
+    few = {s.node: s.total_cost for s in score_nodes(
+        link_costs=costs, appgroup=shop(), workload="frontend", placements=placements, candidates=subset
+    )}  # fmt: skip
+    for node in ("n5", "n3", "n59"):
+        assert few[node] == pytest.approx(everything[node], abs=1e-6)
+    assert few["ghost"] == pytest.approx(1.0)

@@ -18,7 +18,7 @@ never cheaper than measured data:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -42,6 +42,8 @@ class LinkCosts:
     max_rtt_ms: float
     max_bandwidth_mbps: float
     max_loss_ratio: float
+    candidate_index_cache: dict[tuple[str, ...], object] = field(default_factory=dict, compare=False, repr=False)
+    """Resolved candidate lists (see scoring.candidate_indices); kube-scheduler sends the same list repeatedly."""
 
     @property
     def worst_link_cost(self) -> float:

@@ -19,6 +19,7 @@ the extender's 10 like one in-tree plugin's 100.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -75,8 +76,11 @@ def _mean_over_replicas(
     if known:
         idx = np.fromiter((i for i, _ in known), dtype=np.intp, count=len(known))
         counts = np.fromiter((k for _, k in known), dtype=np.float64, count=len(known))
-        all_nodes = counts @ rows[idx]  # sum over replicas of linkCost, for every topology node
-        total[in_topology] = all_nodes[candidate_index[in_topology]]
+        wanted = candidate_index[in_topology]
+        if 4 * len(wanted) < rows.shape[1]:  # a small subset: gather just its columns
+            total[in_topology] = counts @ rows[np.ix_(idx, wanted)]
+        else:  # most nodes: whole rows are cheaper than a scattered gather
+            total[in_topology] = (counts @ rows[idx])[wanted]
     # Links the topology cannot price cost the worst: known candidate to a replica on an unknown node, and an
     # unknown candidate to any replica that is not on that very node.
     total[in_topology] += link_costs.worst_link_cost * unknown_replicas
@@ -102,10 +106,27 @@ def _strategy(name: str) -> ReplicaAggregation:
         raise UnknownStrategyError(f"unknown strategy {name!r} (known: {known})") from None
 
 
+# Distinct candidate lists remembered per cost matrix (the feasible set changes rarely between pods).
+CANDIDATE_CACHE_ENTRIES = 16
+
+
 def candidate_indices(link_costs: LinkCosts, candidates: Sequence[str]) -> npt.NDArray[np.intp]:
-    """Topology index of each candidate, -1 for a node the topology does not know."""
+    """Topology index of each candidate, -1 for a node the topology does not know (cached per list)."""
+    key = tuple(candidates)
+    cache = link_costs.candidate_index_cache
+    cached = cache.get(key)
+    if cached is not None:
+        return cached  # type: ignore[return-value]
     index = link_costs.topology.index
-    return np.fromiter((index.get(n, -1) for n in candidates), dtype=np.intp, count=len(candidates))
+    resolved = np.fromiter((index.get(n, -1) for n in candidates), dtype=np.intp, count=len(candidates))
+    resolved.setflags(write=False)  # shared between requests
+    if len(cache) >= CANDIDATE_CACHE_ENTRIES:
+        # Oldest first (dicts keep insertion order). Request threads share the cache: another thread may have
+        # evicted the same entry, or emptied the dict, in between.
+        with contextlib.suppress(KeyError, StopIteration, RuntimeError):
+            cache.pop(next(iter(cache)))
+    cache[key] = resolved
+    return resolved
 
 
 def workload_costs(
