@@ -2,8 +2,8 @@
 
 Checks, on a cluster whose netaware scheduler sends full Node objects (nodeCacheCapable: false):
 - a pod whose dependency runs in zone B is still placed in zone B (the extender reads the NodeList);
-- after kube-apiserver is restarted, the extender's watches reconnect: an AppGroup and pods created afterwards
-  are scheduled by the cost function again.
+- after kube-apiserver is restarted, the extender (still the same process) reconnects its watches: an AppGroup and
+  pods created afterwards are scheduled by the cost function again.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from netaware.controlplane.running import restart_component
+from netaware.controlplane.running import restart_component, status
 
 from .conftest import (
     Cluster,
@@ -55,4 +55,11 @@ def test_full_node_list_mode_places_by_network_cost(cluster: Cluster, topology_a
 
 def test_watches_reconnect_after_an_apiserver_restart(cluster: Cluster, topology_applied: dict[str, str]) -> None:
     restart_component(cluster.settings, "kube-apiserver")
+    # A restart takes longer than kube-scheduler's 10 s lease renew deadline, and kube-scheduler exits when it
+    # loses its lease (in a cluster the kubelet restarts it). Do what the kubelet would.
+    states = {c["name"]: c["state"] for c in status(cluster.settings)["components"]}
+    if states["netaware-scheduler"] == "exited":
+        restart_component(cluster.settings, "netaware-scheduler")
+    extender = next(c for c in status(cluster.settings)["components"] if c["name"] == "extender")
+    assert extender["state"] == "ready" and extender["pid"] == cluster.component("extender")["pid"]
     assert place_pair(cluster, "after-restart", "zone-c") == "zone-c"

@@ -35,11 +35,16 @@ pytestmark = pytest.mark.cluster
 
 
 def scheduled_by(cluster: Cluster, pod: str) -> set[str]:
-    return {
-        (e.reporting_component or (e.source and e.source.component) or "")
-        for e in pod_events(cluster, pod)
-        if e.reason == "Scheduled"
-    }
+    """Who reported the pod's Scheduled event (recorded asynchronously after the binding, so wait for it)."""
+
+    def reporters() -> set[str]:
+        return {
+            (e.reporting_component or (e.source and e.source.component) or "")
+            for e in pod_events(cluster, pod)
+            if e.reason == "Scheduled"
+        }
+
+    return wait_for(reporters, timeout_s=30, what=f"the Scheduled event of {pod}")  # type: ignore[no-any-return]
 
 
 def test_dependency_in_zone_b_pulls_the_caller_into_zone_b(cluster: Cluster, topology_applied: dict[str, str]) -> None:
