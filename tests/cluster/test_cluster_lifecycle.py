@@ -96,3 +96,13 @@ def test_a_component_that_exits_early_is_reported_with_its_log(env: dict[str, st
     assert "netaware-scheduler exited early" in result.stderr
     assert "Traceback" not in result.stderr
     assert not listening(25443)  # everything started before it was stopped again
+
+
+def test_missing_binaries_without_go_say_what_to_install(env: dict[str, str], tmp_path: Path) -> None:
+    hack = tmp_path / "controlplane"
+    (hack / "bin").mkdir(parents=True)
+    (hack / "build.sh").write_text("#!/bin/sh\nexit 1\n")
+    no_go_path = ":".join(p for p in os.environ["PATH"].split(":") if not (Path(p) / "go").exists())
+    result = netaware("up", env={**env, "NETAWARE_CONTROLPLANE_BIN": str(hack / "bin"), "PATH": no_go_path})
+    assert result.returncode == 1
+    assert "Go is not installed" in result.stderr and "Traceback" not in result.stderr
