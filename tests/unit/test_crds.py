@@ -155,3 +155,24 @@ def test_malformed_links_are_reported_not_fatal() -> None:
     dense, problems = dense_topology_from_resources([resource])
     assert len(problems) == 1 and "spec.links[0]" in problems[0]
     assert dense.rtt_ms[dense.index["a"], dense.index["c"]] == 2
+
+
+def test_one_origins_networktopology_at_1000_nodes_fits_etcd(schemas: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """Per-origin split: the largest object at 1,000 nodes (999 measured links, every field set) stays far
+    under etcd's 1.5 MiB request limit, and is valid against the CRD schema."""
+    import json
+    import time
+
+    from netaware.core.topology import LinkMetrics, Topology
+
+    now = time.time()
+    nodes = [f"node-{i:04d}.zone-{i % 10}.example.internal" for i in range(1000)]
+    links = {
+        (nodes[0], other): LinkMetrics(rtt_ms=123.456, bandwidth_mbps=9876.54, loss_ratio=0.01234, jitter_ms=1.234,
+                                       samples=200, measured_at_s=now)
+        for other in nodes[1:]
+    }  # fmt: skip
+    (resource,) = networktopology_resources(Topology.from_links(links, nodes=nodes), now_s=now, ttl_s=60)
+    size = len(json.dumps(resource).encode())
+    assert size < 1.5 * 1024 * 1024 / 4, f"{size} bytes"  # a 4x margin under etcd's limit
+    assert validate_resource(resource, schemas) == []
