@@ -151,3 +151,32 @@ class ProbePool:
     def _remove_worst(self) -> None:
         if len(self.probes) > 1:
             self.probes.remove(max(self.probes, key=lambda p: (self._erroring(p.replica), p.rif, p.latency_ms)))
+
+
+@dataclass
+class LatencyEstimator:
+    """A replica's latency estimate for a query arriving now: the median latency of recent queries that arrived
+    at a similar load (RIF), as Prequal's replicas report it. Keeps the last `window` samples."""
+
+    window: int = 256
+    min_samples: int = 5
+    """Fewer similar-load samples than this: widen the band until there are enough (or use all)."""
+    samples: deque[tuple[int, float]] = field(default_factory=deque)
+
+    def record(self, *, rif_at_arrival: int, latency_ms: float) -> None:
+        self.samples.append((rif_at_arrival, latency_ms))
+        while len(self.samples) > self.window:
+            self.samples.popleft()
+
+    def estimate(self, rif: int) -> float:
+        """Median latency of samples whose RIF was within a band around `rif`; 0.0 with no samples at all."""
+        if not self.samples:
+            return 0.0
+        snapshot = list(self.samples)
+        band = 0
+        while True:
+            similar = sorted(latency for r, latency in snapshot if abs(r - rif) <= band)
+            if len(similar) >= min(self.min_samples, len(snapshot)):
+                middle = len(similar) // 2
+                return similar[middle] if len(similar) % 2 else (similar[middle - 1] + similar[middle]) / 2
+            band = band * 2 + 1

@@ -1,0 +1,96 @@
+"""Replica-side probing: the latency estimator (median at similar RIF) and the WSGI middleware over real HTTP.
+
+Checks: the estimate is the median of samples at the same RIF, widening the band when few are similar; with no
+samples it is 0; the probe endpoint reports requests in flight while slow requests run, answers at once (it does
+not queue behind them), and afterwards reports a latency estimate close to the real service time.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+from netaware.core.selection import LatencyEstimator
+from netaware.router.replica import PROBE_PATH, ProbeMiddleware
+
+
+@pytest.mark.parametrize(
+    ("samples", "rif", "expected"),
+    [
+        pytest.param([], 0, 0.0, id="no samples: 0"),
+        pytest.param(
+            [(0, 10.0), (0, 30.0), (0, 20.0), (0, 40.0), (0, 50.0), (5, 500.0)], 0, 30.0, id="median at same RIF"
+        ),
+        pytest.param([(5, 100.0)] * 5 + [(0, 10.0)] * 5, 5, 100.0, id="load matters: RIF 5 is slow"),
+        pytest.param(
+            [(1, 10.0), (2, 20.0), (3, 30.0), (8, 80.0), (9, 90.0)], 2, 20.0, id="few similar: the band widens"
+        ),
+    ],
+)
+def test_latency_estimate(samples: list[tuple[int, float]], rif: int, expected: float) -> None:
+    estimator = LatencyEstimator(min_samples=3)
+    for r, latency in samples:
+        estimator.record(rif_at_arrival=r, latency_ms=latency)
+    assert estimator.estimate(rif) == pytest.approx(expected)
+
+
+def test_the_window_keeps_only_recent_samples() -> None:
+    estimator = LatencyEstimator(window=3)
+    for latency in (1.0, 2.0, 100.0, 100.0, 100.0):
+        estimator.record(rif_at_arrival=0, latency_ms=latency)
+    assert estimator.estimate(0) == 100.0
+
+
+WORK_S = 0.2
+
+
+@pytest.fixture
+def replica() -> Iterator[tuple[str, ProbeMiddleware]]:
+    app = Flask("replica")
+
+    @app.get("/work")
+    def work() -> str:
+        time.sleep(WORK_S)
+        return "done"
+
+    middleware = ProbeMiddleware(app.wsgi_app)  # type: ignore[arg-type]
+    app.wsgi_app = middleware  # type: ignore[method-assign]
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", middleware
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+def get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read()  # type: ignore[no-any-return]
+
+
+def test_probe_reports_load_at_once_and_then_the_latency(replica: tuple[str, ProbeMiddleware]) -> None:
+    url, middleware = replica
+    assert json.loads(get(url + PROBE_PATH)) == {"rif": 0, "latencyMs": 0.0}
+    workers = [threading.Thread(target=get, args=(url + "/work",)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    deadline = time.monotonic() + 2
+    while middleware.rif < 4 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    started = time.perf_counter()
+    during = json.loads(get(url + PROBE_PATH))
+    probe_s = time.perf_counter() - started
+    assert during["rif"] == 4
+    assert probe_s < WORK_S / 2, "the probe waited behind the slow requests"
+    for worker in workers:
+        worker.join()
+    after = json.loads(get(url + PROBE_PATH))
+    assert after["rif"] == 0
+    assert WORK_S * 1e3 <= after["latencyMs"] < WORK_S * 1e3 * 1.5
