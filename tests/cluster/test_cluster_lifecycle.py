@@ -95,6 +95,9 @@ def test_a_component_that_exits_early_is_reported_with_its_log(env: dict[str, st
     assert result.returncode == 1
     assert "netaware-scheduler exited early" in result.stderr
     assert "Traceback" not in result.stderr
+    kept = Path(env["NETAWARE_STATE_DIR"] + "-failed-logs")
+    assert f"kept in {kept}" in result.stderr.replace("\n", "")
+    assert "profiles" in (kept / "netaware-scheduler.log").read_text()  # the reason is in the kept log
     assert not listening(25443)  # everything started before it was stopped again
 
 

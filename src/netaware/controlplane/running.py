@@ -219,10 +219,20 @@ def up(settings: ClusterSettings, progress: Progress = _no_progress) -> dict[str
             progress("fake-nodes", "creating")
             create_fake_nodes(paths.admin_kubeconfig, settings.fake_nodes)
             progress("fake-nodes", "ready")
+    except ClusterError as error:
+        down(settings, keep_logs=True)
+        raise ClusterError(
+            f"{error}\n(all component logs of this attempt are kept in {failed_logs_dir(settings)})"
+        ) from None
     except BaseException:
         down(settings, keep_logs=True)
         raise
     return status(settings)
+
+
+def failed_logs_dir(settings: ClusterSettings) -> Path:
+    """Where `up` keeps the logs of a failed attempt (the state folder itself is removed)."""
+    return settings.state_dir.with_name(settings.state_dir.name + "-failed-logs")
 
 
 def _apply_crds_and_rbac(settings: ClusterSettings, paths: StatePaths) -> None:
@@ -304,7 +314,7 @@ def down(settings: ClusterSettings, *, keep_logs: bool = False) -> list[str]:
     if settings.state_dir.exists():
         if keep_logs:
             logs = settings.state_dir / "logs"
-            keep = settings.state_dir.with_name(settings.state_dir.name + "-failed-logs")
+            keep = failed_logs_dir(settings)
             shutil.rmtree(keep, ignore_errors=True)
             if logs.exists():
                 shutil.copytree(logs, keep)
