@@ -1,0 +1,1 @@
+"""The local lab: emulated nodes (network namespaces) joined by shaped links."""
