@@ -10,6 +10,7 @@ and 1% loss across zones. Checks:
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -140,17 +141,21 @@ def test_the_dependency_order_gate_releases_callees_first(cluster: Cluster, topo
         manifest = pod_manifest(name, labels(name.removeprefix("ordered-"), "ordered"))
         manifest["spec"]["schedulingGates"] = [{"name": "netaware.io/dependency-order"}]
         create_pod(cluster, manifest)
-    released: dict[str, float] = {}
-    bound: dict[str, float] = {}
+    # Observed in passes; each pass reads callers before callees. A bound pod stays bound, so if a caller is seen
+    # released in pass k, its callee (read later in that pass) must be seen bound in pass k at the latest.
+    # Comparing the wall times of separate reads would not be sound.
+    released: dict[str, int] = {}
+    bound: dict[str, int] = {}
     deadline = time.monotonic() + 60
-    while len(bound) < len(names) and time.monotonic() < deadline:
+    for observation in itertools.count():
+        if len(bound) == len(names) or time.monotonic() > deadline:
+            break
         for name in names:
             pod = cluster.core.read_namespaced_pod(name, "default")
-            now = time.monotonic()
-            if not pod.spec.scheduling_gates and name not in released:
-                released[name] = now
-            if pod.spec.node_name and name not in bound:
-                bound[name] = now
+            if not pod.spec.scheduling_gates:
+                released.setdefault(name, observation)
+            if pod.spec.node_name:
+                bound.setdefault(name, observation)
         time.sleep(0.05)
     assert set(bound) == set(names), f"not all bound: {bound}"
     assert released["ordered-api"] >= bound["ordered-db"], "api released before db was placed"
