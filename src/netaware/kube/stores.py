@@ -209,13 +209,10 @@ class ClusterStore:
 
         A pod labelled `netaware.io/appgroup: NAME` is matched only against that group.
         """
-        wanted = pod.labels.get("netaware.io/appgroup")
         with self._lock:
             groups = sorted(self._objects["appgroups"].values(), key=lambda g: g.name)
         for group in groups:
-            if group.namespace != pod.namespace or (wanted and group.name != wanted):
-                continue
-            workload = group.workload_for_labels(pod.labels)
+            workload = self._workload_in(group, pod)
             if workload:
                 return group, workload
         return None

@@ -56,9 +56,7 @@ def _list_raw(lister: Callable[..., Any]) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _watch_kind(
-    api: client.ApiClient, store: ClusterStore, kind: str, lister: Callable[..., Any], stop: threading.Event
-) -> None:
+def _watch_kind(store: ClusterStore, kind: str, lister: Callable[..., Any], stop: threading.Event) -> None:
     backoff = 0.5
     while not stop.is_set():
         try:
@@ -91,7 +89,7 @@ def start_watches(api: client.ApiClient, store: ClusterStore) -> threading.Event
     stop = threading.Event()
     for kind, lister in _listers(api).items():
         threading.Thread(
-            target=_watch_kind, args=(api, store, kind, lister, stop), name=f"watch-{kind}", daemon=True
+            target=_watch_kind, args=(store, kind, lister, stop), name=f"watch-{kind}", daemon=True
         ).start()
     return stop
 
