@@ -1,7 +1,9 @@
 """Dependency-ordered release: which gated pods may have their gate removed.
 
 Checks: callees first along a chain; a star's hub waits for every spoke; pods already bound are not
-"released"; a cycle does not deadlock; a dependency with no pods does not block; ungated pods are left alone.
+"released"; a cycle does not deadlock; a dependency with no pods yet blocks for a grace period after the gated
+pod's creation, then stops blocking (so pods created in any order still go callees first); ungated pods are left
+alone.
 """
 
 from __future__ import annotations
@@ -18,8 +20,15 @@ def group(edges: dict[str, list[str]]) -> AppGroup:
     )
 
 
-def pod(workload: str, *, gated: bool = True, bound: bool = False, index: int = 0) -> MemberPod:
-    return MemberPod(key=f"default/{workload}-{index}", workload=workload, gated=gated, bound=bound)
+NOW = 1000.0
+
+
+def pod(
+    workload: str, *, gated: bool = True, bound: bool = False, index: int = 0, created: float | None = NOW
+) -> MemberPod:
+    return MemberPod(
+        key=f"default/{workload}-{index}", workload=workload, gated=gated, bound=bound, created_at_s=created
+    )
 
 
 CHAIN = {"a": ["b"], "b": ["c"], "c": []}
@@ -50,9 +59,20 @@ CHAIN = {"a": ["b"], "b": ["c"], "c": []}
             ["default/x-0", "default/y-0"],
             id="cycle: members do not wait for each other",
         ),
-        pytest.param(CHAIN, [pod("a"), pod("b")], ["default/b-0"], id="a dependency with no pods does not block"),
+        pytest.param(
+            CHAIN, [pod("a"), pod("b")], [], id="a dependency with no pods yet blocks within the grace period"
+        ),
+        pytest.param(
+            CHAIN,
+            [pod("a", created=NOW - 60), pod("b", created=NOW - 60)],
+            ["default/b-0"],
+            id="a dependency still without pods after the grace period stops blocking",
+        ),
+        pytest.param(
+            CHAIN, [pod("b", created=None)], [], id="unknown creation time: an absent dependency keeps blocking"
+        ),
         pytest.param(CHAIN, [pod("c", gated=False)], [], id="ungated pods are left alone"),
     ],
 )
 def test_pods_to_release(edges: dict[str, list[str]], pods: list[MemberPod], expected: list[str]) -> None:
-    assert pods_to_release(group(edges), pods) == expected
+    assert pods_to_release(group(edges), pods, now_s=NOW, absent_grace_s=10) == expected

@@ -6,7 +6,9 @@ function sees where they run when it places their callers; that is the ReverseKa
 
 Two exceptions keep this from deadlocking:
 - dependencies inside the same cycle (strongly connected component) do not wait for each other;
-- a dependency with no pods at all does not block (it may not be deployed; waiting would wait forever).
+- a dependency with no pods at all blocks only for `absent_grace_s` after the gated pod was created: long enough
+  for pods created together (a Deployment, `kubectl apply` of a whole app) to appear in any order, short enough
+  that a dependency that is not deployed cannot hold its callers forever.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import networkx as nx
 from netaware.core.appgroup import AppGroup
 
 DEPENDENCY_ORDER_GATE = "netaware.io/dependency-order"
+# How long a gated pod waits for a dependency that has no pods yet (pods created together appear within seconds).
+ABSENT_DEPENDENCY_GRACE_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +34,18 @@ class MemberPod:
     gated: bool
     """Carries the dependency-order gate."""
     bound: bool
+    created_at_s: float | None = None
+    """Unix time the pod was created; None: unknown (then an absent dependency blocks until it appears)."""
 
 
-def pods_to_release(group: AppGroup, pods: Sequence[MemberPod]) -> list[str]:
-    """Keys of gated pods whose dependencies are all placed, in the order given."""
+def pods_to_release(
+    group: AppGroup,
+    pods: Sequence[MemberPod],
+    *,
+    now_s: float,
+    absent_grace_s: float = ABSENT_DEPENDENCY_GRACE_S,
+) -> list[str]:
+    """Keys of gated pods whose dependencies are all placed (or absent past the grace period), in the order given."""
     component_of: dict[str, int] = {}
     for index, members in enumerate(nx.strongly_connected_components(group.graph())):
         for member in members:
@@ -41,13 +53,19 @@ def pods_to_release(group: AppGroup, pods: Sequence[MemberPod]) -> list[str]:
     by_workload: dict[str, list[MemberPod]] = defaultdict(list)
     for pod in pods:
         by_workload[pod.workload].append(pod)
-
-    def placed(workload: str) -> bool:
-        members = by_workload.get(workload, [])
-        return all(p.bound for p in members)  # no pods: does not block
-
-    ready = {
-        w.name: all(placed(d.workload) for d in w.dependencies if component_of[d.workload] != component_of[w.name])
+    dependencies = {
+        w.name: [d.workload for d in w.dependencies if component_of[d.workload] != component_of[w.name]]
         for w in group.workloads
     }
-    return [p.key for p in pods if p.gated and ready.get(p.workload, False)]
+
+    def satisfied(dependency: str, waiting: MemberPod) -> bool:
+        members = by_workload.get(dependency, [])
+        if members:
+            return all(p.bound for p in members)
+        return waiting.created_at_s is not None and now_s - waiting.created_at_s >= absent_grace_s
+
+    return [
+        p.key
+        for p in pods
+        if p.gated and p.workload in dependencies and all(satisfied(d, p) for d in dependencies[p.workload])
+    ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from typing import Any
 
 from kubernetes import client
@@ -28,10 +29,13 @@ class AppGroupController:
         self._store = store
         self._written_status: dict[str, dict[str, Any]] = {}
         self._seen_version = -1
+        self.waiting = False
+        """Whether the last pass left gated pods behind (they may become releasable with time alone)."""
 
     def reconcile_once(self) -> list[str]:
         """Release what may be released and refresh statuses; returns the released pods' keys."""
         released: list[str] = []
+        self.waiting = False
         for group in self._store.appgroups():
             members = self._store.members(group)
             pods = [
@@ -40,11 +44,13 @@ class AppGroupController:
                     workload=workload,
                     gated=DEPENDENCY_ORDER_GATE in pod.scheduling_gates,
                     bound=bool(pod.node_name),
+                    created_at_s=pod.created_at_s,
                 )
                 for pod, workload in members
             ]
             gates = {f"{pod.namespace}/{pod.name}": pod.scheduling_gates for pod, _ in members}
-            for key in pods_to_release(group, pods):
+            self.waiting = self.waiting or any(p.gated for p in pods)
+            for key in pods_to_release(group, pods, now_s=time.time()):
                 namespace, name = key.split("/", 1)
                 remaining = [{"name": g} for g in gates[key] if g != DEPENDENCY_ORDER_GATE]
                 try:
@@ -74,7 +80,8 @@ class AppGroupController:
     def run(self, stop: threading.Event) -> None:
         while not stop.wait(POLL_INTERVAL_S):
             version = self._store.version
-            if version == self._seen_version or not self._store.ready:
+            # Nothing changed: only a pod still waiting (for an absent dependency's grace period) needs a pass.
+            if not self._store.ready or (version == self._seen_version and not self.waiting):
                 continue
             self._seen_version = version
             try:

@@ -16,7 +16,12 @@ from typing import Any
 from netaware.core.appgroup import AppGroup, CostWeights
 from netaware.core.costs import LinkCosts, build_link_costs
 from netaware.core.topology import DenseTopology
-from netaware.kube.converters import ConversionError, appgroup_from_resource, dense_topology_from_resources
+from netaware.kube.converters import (
+    ConversionError,
+    appgroup_from_resource,
+    dense_topology_from_resources,
+    parse_timestamp,
+)
 
 KINDS = ("nodes", "pods", "appgroups", "networktopologies")
 
@@ -32,6 +37,7 @@ class PodInfo:
     phase: str
     deleting: bool = False
     scheduling_gates: tuple[str, ...] = ()
+    created_at_s: float | None = None
 
     @property
     def placed(self) -> bool:
@@ -49,6 +55,11 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo:
     if not isinstance(spec, Mapping) or not isinstance(status, Mapping) or not isinstance(labels, Mapping):
         raise ValueError("Pod.spec, Pod.status and Pod.metadata.labels must be objects")
     gates = spec.get("schedulingGates") or []
+    created = metadata.get("creationTimestamp")
+    try:
+        created_at_s = parse_timestamp(created, "metadata.creationTimestamp") if isinstance(created, str) else None
+    except ConversionError:
+        created_at_s = None
     return PodInfo(
         namespace=str(metadata.get("namespace") or "default"),
         name=metadata["name"],
@@ -59,6 +70,7 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo:
         phase=str(status.get("phase") or "Pending"),
         deleting=bool(metadata.get("deletionTimestamp")),
         scheduling_gates=tuple(str(g.get("name")) for g in gates if isinstance(g, Mapping)),
+        created_at_s=created_at_s,
     )
 
 
