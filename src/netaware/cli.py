@@ -17,6 +17,7 @@ from netaware.core.costs import build_link_costs
 from netaware.core.scoring import DEFAULT_STRATEGY, STRATEGIES, NodeScore, UnknownStrategyError, score_nodes
 from netaware.core.topology import TopologyError, parse_links_csv
 from netaware.kube.converters import ConversionError, appgroup_from_resource
+from netaware.lab.commands import lab_app
 
 app = typer.Typer(
     help="netaware: network-aware scheduling and latency-aware routing for Kubernetes.",
@@ -27,6 +28,7 @@ app = typer.Typer(
 
 
 app.add_typer(cluster_app, name="cluster")
+app.add_typer(lab_app, name="lab")
 
 
 @app.callback()

@@ -2,34 +2,23 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
-def _env_path(name: str, default: Path) -> Path:
-    value = os.environ.get(name)
-    return Path(value).expanduser() if value else default
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
+from netaware.paths import REPO_ROOT, cluster_state_dir
+from netaware.paths import env_path as _env_path
+from netaware.paths import port_base as default_port_base
 
 
 @dataclass(frozen=True)
 class ClusterSettings:
-    state_dir: Path = field(
-        default_factory=lambda: _env_path("NETAWARE_STATE_DIR", Path.home() / ".local/state/netaware/cluster")
-    )
+    state_dir: Path = field(default_factory=cluster_state_dir)
     """NETAWARE_STATE_DIR: PKI, kubeconfigs, etcd data, logs and the pid file of the running cluster."""
     bin_dir: Path = field(
         default_factory=lambda: _env_path("NETAWARE_CONTROLPLANE_BIN", REPO_ROOT / "hack/controlplane/bin")
     )
     """NETAWARE_CONTROLPLANE_BIN: where hack/controlplane/build.sh put etcd, kube-* and kwok."""
-    port_base: int = field(default_factory=lambda: _env_int("NETAWARE_PORT_BASE", 16000))
+    port_base: int = field(default_factory=default_port_base)
     """NETAWARE_PORT_BASE: every component listens on 127.0.0.1 at port_base + a fixed offset (see PORTS)."""
     fake_nodes: int = 0
     """--fake-nodes: kwok nodes to create, spread over three zones in one region."""

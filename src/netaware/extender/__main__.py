@@ -12,6 +12,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from netaware.extender.settings import ExtenderSettings, parse_settings
+from netaware.logs import configure_logging
 
 
 class ExtenderServer(BaseApplication):  # type: ignore[misc]
@@ -74,10 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         settings.cost_weights()
     except ValueError as error:
         sys.exit(f"error: --weights: {error}")
-    logging.basicConfig(
-        level=logging.INFO,
-        format='{"time": "%(asctime)s", "level": "%(levelname)s", "logger": "%(name)s", "message": %(message)r}',
-    )
+    configure_logging()
     ExtenderServer(settings).run()
 
 

@@ -1,13 +1,19 @@
 r"""A link emulator that needs no netem: lab nodes as network namespaces joined by TUN devices and a userspace
 relay that delays, drops and rate-limits each packet per directed node pair (timing from core/links.py).
 
-    ns 0: tun 10.x.0.1/24 --fd--\                /--fd-- ns 2: tun 10.x.0.3/24
+    ns 0: tun 10.x.0.1/16 --fd--\                /--fd-- ns 2: tun 10.x.0.3/16
                                  relay (routes by IPv4 destination, one LinkClock per directed pair)
-    ns 1: tun 10.x.0.2/24 --fd--/
+    ns 1: tun 10.x.0.2/16 --fd--/
+
+Address plan (AddressPlan): node i is 10.x.0.(i+1); its pods live on 10.x.(i+1).0/24 behind a bridge `pods`
+(10.x.(i+1).1) in the node's namespace, each pod in its own namespace joined to the bridge by a veth pair. The node
+namespace forwards between its pods and the TUN device, so pod-to-pod traffic across nodes crosses the shaped link
+of the two nodes, and traffic between pods of one node never leaves the node.
 
 The TUN devices are created in the root namespace (where the relay holds their file descriptors) and then moved
 into the lab namespaces; the descriptors stay valid. The relay is one epoll loop with a heap of release times,
-run in a thread; `stop()` ends it and removes both namespaces (and with them the devices).
+run in a forked process of its own (counting bytes and drops per directed pair in shared memory); `stop()` ends it
+and removes the lab's namespaces (and with them the devices).
 """
 
 from __future__ import annotations
@@ -15,15 +21,20 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import heapq
+import json
+import multiprocessing
+import multiprocessing.process
 import os
 import random
 import select
+import signal
 import struct
 import subprocess
-import threading
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from netaware.core.links import LinkClock, LinkShape
 
@@ -51,15 +62,64 @@ def _poll_timeout(pending: list[tuple[float, int, int, bytes]]) -> float:
     return min(POLL_IDLE_S, max(0, int(remaining_ms)) / 1e3)
 
 
-def setup_commands(*, namespace: str, device: str, address: str) -> list[list[str]]:
+@dataclass(frozen=True)
+class AddressPlan:
+    """Where nodes and pods live inside 10.<subnet>.0.0/16."""
+
+    subnet: int
+
+    def node_address(self, node_index: int) -> str:
+        return f"10.{self.subnet}.0.{node_index + 1}"
+
+    def pod_gateway(self, node_index: int) -> str:
+        return f"10.{self.subnet}.{node_index + 1}.1"
+
+    def pod_address(self, node_index: int, slot: int) -> str:
+        if not 2 <= slot <= 254:
+            raise ValueError(f"pod slot must be within 2..254, got {slot}")
+        return f"10.{self.subnet}.{node_index + 1}.{slot}"
+
+    def node_of(self, packet: bytes) -> int | None:
+        """The node index an IPv4 packet is addressed to (a node or one of its pods); None outside the lab."""
+        if len(packet) < 20 or packet[0] >> 4 != 4 or packet[16] != 10 or packet[17] != self.subnet:
+            return None
+        return packet[19] - 1 if packet[18] == 0 else packet[18] - 1
+
+
+def setup_commands(*, namespace: str, device: str, address: str, pod_gateway: str | None = None) -> list[list[str]]:
     """The ip commands that move a TUN device into its namespace and address it (built as data); the prefix
-    length of `address` makes the kernel route the whole lab subnet into the device."""
-    return [
+    length of `address` makes the kernel route the whole lab subnet into the device. With `pod_gateway`, also the
+    bridge its pods attach to, and forwarding between them and the device."""
+    commands = [
         ["ip", "netns", "add", namespace],
         ["ip", "link", "set", device, "netns", namespace],
         ["ip", "-n", namespace, "link", "set", "lo", "up"],
         ["ip", "-n", namespace, "addr", "add", address, "dev", device],
         ["ip", "-n", namespace, "link", "set", device, "up"],
+    ]
+    if pod_gateway is not None:
+        commands += [
+            ["ip", "-n", namespace, "link", "add", "pods", "type", "bridge"],
+            ["ip", "-n", namespace, "addr", "add", f"{pod_gateway}/24", "dev", "pods"],
+            ["ip", "-n", namespace, "link", "set", "pods", "up"],
+            ["ip", "netns", "exec", namespace, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+        ]
+    return commands
+
+
+def pod_commands(
+    *, node_namespace: str, pod_namespace: str, host_device: str, address: str, gateway: str
+) -> list[list[str]]:
+    """A pod's namespace joined to its node's `pods` bridge by a veth pair (the pod end is eth0)."""
+    return [
+        ["ip", "netns", "add", pod_namespace],
+        ["ip", "link", "add", host_device, "type", "veth", "peer", "name", "eth0", "netns", pod_namespace],
+        ["ip", "link", "set", host_device, "netns", node_namespace],
+        ["ip", "-n", node_namespace, "link", "set", host_device, "master", "pods", "up"],
+        ["ip", "-n", pod_namespace, "link", "set", "lo", "up"],
+        ["ip", "-n", pod_namespace, "addr", "add", f"{address}/24", "dev", "eth0"],
+        ["ip", "-n", pod_namespace, "link", "set", "eth0", "up"],
+        ["ip", "-n", pod_namespace, "route", "add", "default", "via", gateway],
     ]
 
 
@@ -68,6 +128,30 @@ def run_commands(commands: Sequence[Sequence[str]]) -> None:
         result = subprocess.run(list(command), capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(command)}: {result.stderr.strip()}")
+
+
+def namespaces_with_prefix(prefix: str) -> list[str]:
+    """Existing namespaces `<prefix>-...` (a lab's nodes and pods)."""
+    listing = subprocess.run(["ip", "-j", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    names = [entry["name"] for entry in json.loads(listing or "[]")]
+    return [name for name in names if name.startswith(f"{prefix}-")]
+
+
+def remove_namespace(namespace: str) -> None:
+    """Kill whatever runs in the namespace, then delete it (its veth and TUN devices go with it)."""
+    pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True, check=False).stdout
+    for pid in pids.split():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+    subprocess.run(["ip", "netns", "del", namespace], capture_output=True, check=False)
+
+
+def remove_namespaces(prefix: str) -> list[str]:
+    """Pods first, nodes last; returns what was removed."""
+    found = sorted(namespaces_with_prefix(prefix), key=lambda name: (-name.count("-"), name))
+    for namespace in found:
+        remove_namespace(namespace)
+    return found
 
 
 @dataclass
@@ -81,9 +165,12 @@ class EmulatedNetwork:
     """Directed (origin, destination) -> shape; a missing pair is carried unshaped."""
     subnet: int = 201
     seed: int = 0
+    pod_networks: bool = False
+    """Give every node a `pods` bridge on 10.<subnet>.(i+1).0/24 (the lab's pods attach there)."""
     _fds: list[int] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _counters: Any = None
+    """Shared memory the relay process counts in: per directed pair (i*n+j), bytes delivered then packets dropped."""
+    _relay_process: multiprocessing.process.BaseProcess | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.nodes) <= 250:
@@ -94,8 +181,12 @@ class EmulatedNetwork:
         return [f"{self.prefix}-{i}" for i in range(len(self.nodes))]
 
     @property
+    def plan(self) -> AddressPlan:
+        return AddressPlan(self.subnet)
+
+    @property
     def addresses(self) -> list[str]:
-        return [f"10.{self.subnet}.0.{i + 1}" for i in range(len(self.nodes))]
+        return [self.plan.node_address(i) for i in range(len(self.nodes))]
 
     def namespace_of(self, node: str) -> str:
         return self.namespaces[list(self.nodes).index(node)]
@@ -108,12 +199,40 @@ class EmulatedNetwork:
             for i, (namespace, address) in enumerate(zip(self.namespaces, self.addresses, strict=True)):
                 device = f"{self.prefix}t{i}"[:15]
                 self._fds.append(open_tun(device))
-                run_commands(setup_commands(namespace=namespace, device=device, address=f"{address}/24"))
+                gateway = self.plan.pod_gateway(i) if self.pod_networks else None
+                run_commands(
+                    setup_commands(namespace=namespace, device=device, address=f"{address}/16", pod_gateway=gateway)
+                )
         except BaseException:
             self.stop()
             raise
-        self._thread = threading.Thread(target=self._relay, name=f"net-{self.prefix}", daemon=True)
-        self._thread.start()
+        # The relay runs in a process of its own (forked; it inherits the TUN descriptors): in a thread it would share
+        # the GIL with everything else the lab process does, and every busy moment there would delay packets.
+        context = multiprocessing.get_context("fork")
+        self._counters = context.RawArray("q", 2 * len(self.nodes) ** 2)
+        self._relay_process = context.Process(target=self._relay, name=f"relay-{self.prefix}", daemon=True)
+        self._relay_process.start()
+
+    def _counter_view(self, offset: int) -> dict[tuple[str, str], int]:
+        if self._counters is None:
+            return {}
+        count = len(self.nodes)
+        return {
+            (origin, destination): int(self._counters[offset + i * count + j])
+            for i, origin in enumerate(self.nodes)
+            for j, destination in enumerate(self.nodes)
+            if i != j
+        }
+
+    @property
+    def link_bytes(self) -> dict[tuple[str, str], int]:
+        """IP bytes delivered per directed node pair since start."""
+        return self._counter_view(0)
+
+    @property
+    def link_drops(self) -> dict[tuple[str, str], int]:
+        """Packets dropped per directed node pair by the emulated loss."""
+        return self._counter_view(len(self.nodes) ** 2)
 
     def _relay(self) -> None:
         rng = random.Random(self.seed)
@@ -126,14 +245,17 @@ class EmulatedNetwork:
             if i != j
         }
         index_of_fd = {fd: i for i, fd in enumerate(self._fds)}
-        base = bytes([10, self.subnet, 0])
+        plan = self.plan
+        counters = self._counters
+        drops_offset = count * count
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         poller = select.epoll()
         for fd in self._fds:
             poller.register(fd, select.EPOLLIN)
         pending: list[tuple[float, int, int, bytes]] = []
         sequence = 0
         try:
-            while not self._stop.is_set():
+            while True:
                 for fd, _ in poller.poll(_poll_timeout(pending)):
                     origin = index_of_fd[fd]
                     while True:
@@ -141,18 +263,17 @@ class EmulatedNetwork:
                             packet = os.read(fd, MAX_PACKET)
                         except BlockingIOError:
                             break
-                        # IPv4 only; the destination address is bytes 16..19 of the header.
-                        if len(packet) < 20 or packet[0] >> 4 != 4 or packet[16:19] != base:
+                        destination = plan.node_of(packet)
+                        if destination is None or not 0 <= destination < count or destination == origin:
                             continue
-                        destination = packet[19] - 1
-                        if not 0 <= destination < count or destination == origin:
+                        pair = (origin, destination)
+                        release = clocks[pair].schedule(now_s=time.monotonic(), size_bytes=len(packet), rng=rng)
+                        if release is None:
+                            counters[drops_offset + origin * count + destination] += 1
                             continue
-                        release = clocks[(origin, destination)].schedule(
-                            now_s=time.monotonic(), size_bytes=len(packet), rng=rng
-                        )
-                        if release is not None:
-                            heapq.heappush(pending, (release, sequence, self._fds[destination], packet))
-                            sequence += 1
+                        counters[origin * count + destination] += len(packet)
+                        heapq.heappush(pending, (release, sequence, self._fds[destination], packet))
+                        sequence += 1
                 now = time.monotonic()
                 while pending and pending[0][0] <= now:
                     _, _, fd, packet = heapq.heappop(pending)
@@ -161,16 +282,41 @@ class EmulatedNetwork:
         finally:
             poller.close()
 
+    def pod_namespace(self, node: str, slot: int) -> str:
+        return f"{self.namespace_of(node)}-{slot}"
+
+    def attach_pod(self, node: str, slot: int) -> tuple[str, str]:
+        """A new pod namespace on `node` at address slot `slot` (2..254): returns (namespace, IP)."""
+        i = list(self.nodes).index(node)
+        address = self.plan.pod_address(i, slot)
+        namespace = self.pod_namespace(node, slot)
+        remove_namespace(namespace)  # a leftover of a crashed run would make `ip netns add` fail
+        commands = pod_commands(
+            node_namespace=self.namespaces[i],
+            pod_namespace=namespace,
+            host_device=f"{self.prefix}v{i}s{slot}"[:15],
+            address=address,
+            gateway=self.plan.pod_gateway(i),
+        )
+        try:
+            run_commands(commands)
+        except BaseException:
+            remove_namespace(namespace)
+            raise
+        return namespace, address
+
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._relay_process is not None and self._relay_process.pid is not None:
+            self._relay_process.terminate()
+            self._relay_process.join(timeout=5)
+            if self._relay_process.is_alive():
+                self._relay_process.kill()
+                self._relay_process.join(timeout=5)
         for fd in self._fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._fds.clear()
-        for namespace in self.namespaces:
-            subprocess.run(["ip", "netns", "del", namespace], capture_output=True, check=False)
+        remove_namespaces(self.prefix)
 
     def __enter__(self) -> EmulatedNetwork:
         self.start()

@@ -1,0 +1,3 @@
+from netaware.lab.daemon import main
+
+main()

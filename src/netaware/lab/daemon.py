@@ -1,0 +1,303 @@
+"""The lab daemon: one process that holds the link emulator's devices and relay, registers the lab nodes, runs their
+pods, resolves Services, measures the links and writes them as NetworkTopology resources. `netaware lab up` starts it
+detached and waits until it reports ready; `netaware lab down` stops it (SIGTERM: pods stopped, Nodes and
+NetworkTopologies deleted, namespaces removed) and then sweeps whatever a crash left behind.
+
+It serves /healthz, /metrics (bytes and drops per directed link, pods running) and /v1/status on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from flask import Flask, Response, jsonify
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from werkzeug.serving import make_server
+
+from netaware.core.profiles import LinkProfile, parse_profile
+from netaware.core.topology import Topology
+from netaware.kube.applying import apply_manifests
+from netaware.kube.clients import api_client
+from netaware.kube.converters import GROUP, VERSION, networktopology_resources
+from netaware.lab.agent import SERVICES_FILE_ENV, NodeHeartbeat, PodRunner, ServiceTable
+from netaware.lab.emulating import EmulatedNetwork
+from netaware.lab.kubeobjects import NodeCapacity
+from netaware.lab.measuring import measure_topology
+from netaware.logs import configure_logging
+
+log = logging.getLogger("netaware.lab")
+
+HEARTBEAT_S = 10.0
+RECONCILE_S = 0.5
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    profile: Path
+    state_dir: Path
+    kubeconfig: Path
+    nodes: int | None = None
+    """None: the profile's own nodes; N: N nodes spread over the profile's zones."""
+    prefix: str = "nalab"
+    subnet: int = 240
+    port: int = 16990
+    seed: int = 0
+    node_cpu: str = "2"
+    node_memory: str = "4Gi"
+    probes: int = 20
+    bandwidth_seconds: float = 1.0
+
+    @property
+    def status_file(self) -> Path:
+        return self.state_dir / "lab.json"
+
+    @property
+    def services_file(self) -> Path:
+        return self.state_dir / "services.json"
+
+
+def load_profile(config: LabConfig) -> LinkProfile:
+    profile = parse_profile(yaml.safe_load(config.profile.read_text()))
+    return profile.with_nodes(config.nodes) if config.nodes else profile
+
+
+def netem_available() -> bool:
+    """Whether this kernel has the netem qdisc (loaded, or loadable as a module)."""
+    if Path("/sys/module/sch_netem").exists():
+        return True
+    release = os.uname().release
+    modules = Path("/lib/modules") / release / "modules.dep"
+    return modules.exists() and "sch_netem" in modules.read_text()
+
+
+def emulator_choice() -> str:
+    """Which link emulator the lab uses, and why (reported by `lab up` and `lab status`)."""
+    if netem_available():
+        return "tun-relay (netem exists in this kernel, but the lab's netem backend is not built yet)"
+    return "tun-relay (this kernel has no netem qdisc)"
+
+
+class _LinkCollector(Collector):
+    def __init__(self, lab: Lab):
+        self.lab = lab
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        sent = CounterMetricFamily(
+            "netaware_lab_link_bytes", "IP bytes the emulated link delivered", labels=["origin", "destination"]
+        )
+        dropped = CounterMetricFamily(
+            "netaware_lab_link_dropped_packets", "Packets the emulated link dropped", labels=["origin", "destination"]
+        )
+        for (origin, destination), value in list(self.lab.network.link_bytes.items()):
+            sent.add_metric([origin, destination], value)
+        for (origin, destination), value in list(self.lab.network.link_drops.items()):
+            dropped.add_metric([origin, destination], value)
+        pods = GaugeMetricFamily("netaware_lab_pods", "Pods the lab runs", labels=["node"])
+        counts = {node: 0 for node in self.lab.network.nodes}
+        for running in list(self.lab.pods.running.values()):
+            counts[running.node] += 1
+        for node, count in counts.items():
+            pods.add_metric([node], count)
+        yield from (sent, dropped, pods)
+
+
+class Lab:
+    def __init__(self, config: LabConfig):
+        self.config = config
+        self.profile = load_profile(config)
+        self.network = EmulatedNetwork(
+            config.prefix,
+            list(self.profile.nodes),
+            self.profile.shapes(),
+            subnet=config.subnet,
+            seed=config.seed,
+            pod_networks=True,
+        )
+        self.api = api_client(config.kubeconfig)
+        zones = dict(self.profile.nodes)
+        self.heartbeat = NodeHeartbeat(
+            self.api,
+            self.network,
+            zones=zones,
+            regions={node: self.profile.zones[zone] or "region-1" for node, zone in zones.items()},
+            lab=config.prefix,
+            capacity=NodeCapacity(cpu=config.node_cpu, memory=config.node_memory),
+        )
+        self.pods = PodRunner(
+            self.api,
+            self.network,
+            config.state_dir / "pods",
+            extra_env={SERVICES_FILE_ENV: str(config.services_file)},
+        )
+        self.services = ServiceTable(self.api, config.services_file)
+        self.topology: Topology | None = None
+        self.phase = "starting"
+        self.stopping = threading.Event()
+
+    def start(self) -> None:
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.phase = "links"
+        self.network.start()
+        log.info("links up", extra={"nodes": len(self.network.nodes), "emulator": emulator_choice()})
+        self.phase = "nodes"
+        self.heartbeat.register()
+        self._loop("heartbeat", HEARTBEAT_S, self.heartbeat.beat)
+        self._loop("pods", RECONCILE_S, self.pods.reconcile)
+        self._loop("services", RECONCILE_S, self.services.reconcile)
+        self.phase = "measuring"
+        self.measure()
+        self.phase = "ready"
+        self._write_status_file()
+        log.info("lab ready", extra={"status": str(self.config.status_file)})
+
+    def measure(self) -> Topology:
+        topology = measure_topology(
+            self.network,
+            probes=self.config.probes,
+            bandwidth_seconds=self.config.bandwidth_seconds,
+            progress=lambda line: log.info(line),
+        )
+        resources = networktopology_resources(topology, zones=dict(self.profile.nodes), now_s=time.time())
+        apply_manifests(self.api, [{k: v for k, v in r.items() if k != "status"} for r in resources])
+        custom = client.CustomObjectsApi(self.api)
+        for resource in resources:
+            custom.patch_cluster_custom_object_status(
+                GROUP, VERSION, "networktopologies", resource["metadata"]["name"], {"status": resource["status"]}
+            )
+        self.topology = topology
+        return topology
+
+    def _loop(self, name: str, period_s: float, step: Callable[[], None]) -> None:
+        def run() -> None:
+            while not self.stopping.wait(period_s):
+                try:
+                    step()
+                except Exception:  # a failed round is logged and retried next period; the loop never dies
+                    log.exception("%s round failed", name)
+
+        threading.Thread(target=run, name=f"lab-{name}", daemon=True).start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.phase = "stopping"
+        with contextlib.suppress(Exception):
+            self.pods.stop_all()
+        custom = client.CustomObjectsApi(self.api)
+        for node in self.network.nodes:
+            with contextlib.suppress(ApiException):
+                custom.delete_cluster_custom_object(GROUP, VERSION, "networktopologies", node)
+        with contextlib.suppress(Exception):
+            self.heartbeat.deregister()
+        self.network.stop()
+        self.config.status_file.unlink(missing_ok=True)
+        log.info("lab stopped")
+
+    def status(self) -> dict[str, Any]:
+        topology = self.topology
+        return {
+            "phase": self.phase,
+            "pid": os.getpid(),
+            "port": self.config.port,
+            "profile": self.profile.name,
+            "emulator": emulator_choice(),
+            "prefix": self.config.prefix,
+            "nodes": {
+                node: {
+                    "zone": self.profile.nodes[node],
+                    "namespace": self.network.namespace_of(node),
+                    "address": self.network.address_of(node),
+                }
+                for node in self.network.nodes
+            },
+            "pods": [
+                {"pod": p.key, "node": p.node, "ip": p.ip, "netns": p.netns, "ready": p.ready, "failure": p.failure}
+                for p in list(self.pods.running.values())
+            ],
+            "links": [
+                {
+                    "origin": o,
+                    "destination": d,
+                    "bytes": self.network.link_bytes.get((o, d), 0),
+                    "dropped": self.network.link_drops.get((o, d), 0),
+                    "rttMs": topology.links[(o, d)].rtt_ms if topology and (o, d) in topology.links else None,
+                    "bandwidthMbps": topology.links[(o, d)].bandwidth_mbps
+                    if topology and (o, d) in topology.links
+                    else None,
+                    "lossRatio": topology.links[(o, d)].loss_ratio if topology and (o, d) in topology.links else None,
+                }
+                for o in self.network.nodes
+                for d in self.network.nodes
+                if o != d
+            ],
+            "servicesFile": str(self.config.services_file),
+            "config": {k: str(v) for k, v in asdict(self.config).items()},
+        }
+
+    def _write_status_file(self) -> None:
+        self.config.status_file.write_text(json.dumps(self.status(), indent=1))
+
+
+def create_app(lab: Lab) -> Flask:
+    app = Flask("netaware-lab")
+    registry = CollectorRegistry()
+    registry.register(_LinkCollector(lab))
+
+    @app.get("/healthz")
+    def healthz() -> tuple[Response, int]:
+        return jsonify(phase=lab.phase), 200 if lab.phase == "ready" else 503
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), mimetype="text/plain; version=0.0.4")
+
+    @app.get("/v1/status")
+    def status() -> Response:
+        return jsonify(lab.status())
+
+    return app
+
+
+def parse_config(argv: list[str] | None = None) -> LabConfig:
+    parser = argparse.ArgumentParser(prog="python -m netaware.lab", description="The lab daemon (use `netaware lab`).")
+    parser.add_argument("--config", type=Path, required=True, help="JSON file with the LabConfig fields")
+    arguments = parser.parse_args(argv)
+    fields = json.loads(arguments.config.read_text())
+    for name in ("profile", "state_dir", "kubeconfig"):
+        fields[name] = Path(fields[name])
+    return LabConfig(**fields)
+
+
+def main(argv: list[str] | None = None) -> None:
+    configure_logging()
+    config = parse_config(argv)
+    lab = Lab(config)
+    server = make_server("127.0.0.1", config.port, create_app(lab), threaded=True)
+    threading.Thread(target=server.serve_forever, name="lab-http", daemon=True).start()
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    try:
+        lab.start()
+        done.wait()
+    except Exception:
+        log.exception("lab failed")
+        raise
+    finally:
+        lab.stop()
+        server.shutdown()

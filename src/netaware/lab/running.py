@@ -1,0 +1,177 @@
+"""`lab up`, `lab down`, `lab status` as functions: start the lab daemon detached and wait for it, stop it and sweep
+what a crash left behind, read its status."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import requests
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from netaware.kube.clients import api_client
+from netaware.kube.converters import GROUP, VERSION
+from netaware.lab.daemon import LabConfig
+from netaware.lab.emulating import remove_namespaces
+from netaware.lab.kubeobjects import LAB_LABEL
+
+UP_TIMEOUT_S = 300.0
+STOP_TIMEOUT_S = 30.0
+LOG_TAIL_LINES = 15
+
+
+class LabError(RuntimeError):
+    """A problem the user can act on."""
+
+
+def _config_file(state_dir: Path) -> Path:
+    return state_dir / "config.json"
+
+
+def _log_file(state_dir: Path) -> Path:
+    return state_dir / "lab.log"
+
+
+def _pid_file(state_dir: Path) -> Path:
+    return state_dir / "lab.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (our own exited child, not yet reaped) is not alive.
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            return False
+    return True
+
+
+def _running_pid(state_dir: Path) -> int | None:
+    try:
+        pid = int(_pid_file(state_dir).read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _tail(path: Path) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text().splitlines()[-LOG_TAIL_LINES:])
+    return ""
+
+
+def up(config: LabConfig, report: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (network namespaces, TUN devices, raw ICMP sockets)")
+    if not config.kubeconfig.exists():
+        raise LabError(f"no kubeconfig at {config.kubeconfig}: start the control plane first (netaware cluster up)")
+    if not config.profile.exists():
+        raise LabError(f"no link profile at {config.profile}")
+    if _running_pid(config.state_dir) is not None:
+        raise LabError(f"the lab is already up (pid {_running_pid(config.state_dir)}); `netaware lab down` first")
+    down(config.state_dir, config.kubeconfig, prefix=config.prefix)  # whatever a crashed run left
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    _config_file(config.state_dir).write_text(
+        json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()})
+    )
+    with _log_file(config.state_dir).open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "netaware.lab", "--config", str(_config_file(config.state_dir))],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlives `lab up`; Ctrl-C in this terminal does not reach it
+        )
+    _pid_file(config.state_dir).write_text(str(process.pid))
+    deadline = time.monotonic() + UP_TIMEOUT_S
+    phase = ""
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise LabError(
+                f"the lab daemon exited ({process.returncode}); last log lines:\n{_tail(_log_file(config.state_dir))}"
+            )
+        with contextlib.suppress(requests.RequestException, ValueError):
+            current = requests.get(f"http://127.0.0.1:{config.port}/healthz", timeout=2).json()["phase"]
+            if current != phase:
+                phase = current
+                report(phase)
+            if phase == "ready":
+                return status(config.state_dir)
+        time.sleep(0.3)
+    raise LabError(
+        f"the lab was not ready after {UP_TIMEOUT_S:.0f} s (phase {phase!r}); see {_log_file(config.state_dir)}"
+    )
+
+
+def _saved_config(state_dir: Path) -> dict[str, Any]:
+    with contextlib.suppress(OSError, ValueError):
+        saved = json.loads(_config_file(state_dir).read_text())
+        if isinstance(saved, dict):
+            return saved
+    return {}
+
+
+def down(state_dir: Path, kubeconfig: Path | None, *, prefix: str | None = None) -> list[str]:
+    """Stop the daemon (it removes its pods, Nodes, NetworkTopologies and namespaces), then remove whatever is left:
+    namespaces `<prefix>-*` and the processes in them, Nodes labelled by the lab. Returns what was removed."""
+    saved = _saved_config(state_dir)
+    prefix = prefix or saved.get("prefix") or LabConfig.prefix
+    removed = []
+    pid = _running_pid(state_dir)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        removed.append(f"daemon {pid}")
+    removed += [f"namespace {name}" for name in remove_namespaces(prefix)]
+    kubeconfig = kubeconfig or (Path(saved["kubeconfig"]) if saved.get("kubeconfig") else None)
+    if kubeconfig is not None and kubeconfig.exists():
+        removed += _delete_lab_nodes(kubeconfig, prefix)
+    for path in (_pid_file(state_dir), state_dir / "lab.json", state_dir / "services.json"):
+        path.unlink(missing_ok=True)
+    return removed
+
+
+def _delete_lab_nodes(kubeconfig: Path, prefix: str) -> list[str]:
+    removed = []
+    try:
+        api = api_client(kubeconfig)
+        core = client.CoreV1Api(api)
+        custom = client.CustomObjectsApi(api)
+        for node in core.list_node(label_selector=f"{LAB_LABEL}={prefix}", _request_timeout=5).items:
+            name = str(node.metadata.name) if node.metadata else ""
+            with contextlib.suppress(ApiException):
+                custom.delete_cluster_custom_object(GROUP, VERSION, "networktopologies", name)
+            with contextlib.suppress(ApiException):
+                core.delete_node(name)
+                removed.append(f"node {name}")
+    except Exception:  # the control plane may already be down: nothing of ours left there to remove
+        return removed
+    return removed
+
+
+def status(state_dir: Path) -> dict[str, Any]:
+    saved = _saved_config(state_dir)
+    pid = _running_pid(state_dir)
+    if pid is None or not saved:
+        return {"running": False, "stateDir": str(state_dir)}
+    try:
+        result: dict[str, Any] = requests.get(f"http://127.0.0.1:{saved['port']}/v1/status", timeout=5).json()
+    except (requests.RequestException, ValueError) as error:
+        return {"running": True, "pid": pid, "stateDir": str(state_dir), "error": str(error)}
+    return {"running": True, "stateDir": str(state_dir), **result}
