@@ -147,7 +147,9 @@ def build_components(settings: ClusterSettings, paths: StatePaths) -> list[Compo
                 f"--kubeconfig={paths.kubeconfig('kube-controller-manager')}",
                 f"--root-ca-file={pki / 'ca.crt'}",
                 f"--service-account-private-key-file={pki / 'sa.key'}",
-                "--use-service-account-credentials=false",
+                # Each controller acts as its own service account, with the RBAC roles Kubernetes bootstraps for it
+                # (the manager's own identity may not create ReplicaSets or EndpointSlices).
+                "--use-service-account-credentials=true",
                 "--leader-elect=false",
                 "--controllers=*,-nodeipam",
             ],
