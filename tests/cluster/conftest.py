@@ -155,12 +155,15 @@ def topology_applied(cluster: Cluster) -> Iterator[dict[str, str]]:
     yield nodes
 
 
-def apply_appgroup(cluster: Cluster, name: str, workloads: list[dict[str, Any]]) -> None:
+def apply_appgroup(cluster: Cluster, name: str, workloads: list[dict[str, Any]], *, sorting: str | None = None) -> None:
+    spec: dict[str, Any] = {"workloads": workloads}
+    if sorting:
+        spec["topologySortingAlgorithm"] = sorting
     body = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "AppGroup",
         "metadata": {"name": name, "namespace": "default"},
-        "spec": {"workloads": workloads},
+        "spec": spec,
     }
     cluster.custom.create_namespaced_custom_object(GROUP, VERSION, "default", "appgroups", body)
 

@@ -55,7 +55,13 @@ def run_graph(
     cluster: Cluster, name: str, edges: dict[str, list[str]], pinned: dict[str, str], release_order: list[str]
 ) -> dict[str, str]:
     """Create the group, pin `pinned` (pod -> zone), create the rest gated; check each against the cost function."""
-    apply_appgroup(cluster, name, [workload(w, name, [{"workload": d} for d in ds]) for w, ds in edges.items()])
+    # Callees first (ReverseKahn): the pinned callees are in place before their callers are scored.
+    apply_appgroup(
+        cluster,
+        name,
+        [workload(w, name, [{"workload": d} for d in ds]) for w, ds in edges.items()],
+        sorting="ReverseKahn",
+    )
     wait_extender_sees(cluster, name)
     nodes: dict[str, str] = {}
     for pod, zone in pinned.items():

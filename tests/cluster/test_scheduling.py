@@ -125,25 +125,10 @@ def test_a_hard_latency_limit_keeps_a_pod_off_the_far_zones(cluster: Cluster, to
     assert zone_of(cluster, wait_bound(cluster, "api-0")) == "zone-a"
 
 
-def test_the_dependency_order_gate_releases_callees_first(cluster: Cluster, topology_applied: dict[str, str]) -> None:
-    apply_appgroup(
-        cluster,
-        "ordered",
-        [
-            workload("web", "ordered", [{"workload": "api"}]),
-            workload("api", "ordered", [{"workload": "db"}]),
-            workload("db", "ordered"),
-        ],
-    )
-    wait_extender_sees(cluster, "ordered")
-    names = ["ordered-web", "ordered-api", "ordered-db"]  # created callers first: the gate must reverse that
-    for name in names:
-        manifest = pod_manifest(name, labels(name.removeprefix("ordered-"), "ordered"))
-        manifest["spec"]["schedulingGates"] = [{"name": "netaware.io/dependency-order"}]
-        create_pod(cluster, manifest)
-    # Observed in passes; each pass reads callers before callees. A bound pod stays bound, so if a caller is seen
-    # released in pass k, its callee (read later in that pass) must be seen bound in pass k at the latest.
-    # Comparing the wall times of separate reads would not be sound.
+def observe_release(cluster: Cluster, names: list[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """Pass numbers at which each pod was first seen released and bound. Each pass reads the pods in `names` order;
+    a bound pod stays bound, so if a pod is seen released in pass k, a pod read later in that pass that had to be
+    bound first is seen bound in pass k at the latest. (Comparing wall times of separate reads would not be sound.)"""
     released: dict[str, int] = {}
     bound: dict[str, int] = {}
     deadline = time.monotonic() + 60
@@ -158,6 +143,41 @@ def test_the_dependency_order_gate_releases_callees_first(cluster: Cluster, topo
                 bound.setdefault(name, observation)
         time.sleep(0.05)
     assert set(bound) == set(names), f"not all bound: {bound}"
+    return released, bound
+
+
+def create_gated_chain(cluster: Cluster, group: str, sorting: str | None) -> list[str]:
+    apply_appgroup(
+        cluster,
+        group,
+        [
+            workload("web", group, [{"workload": "api"}]),
+            workload("api", group, [{"workload": "db"}]),
+            workload("db", group),
+        ],
+        sorting=sorting,
+    )
+    wait_extender_sees(cluster, group)
+    names = [f"{group}-web", f"{group}-api", f"{group}-db"]
+    for name in reversed(names) if sorting == "ReverseKahn" else names:  # created in the order the gate must undo
+        manifest = pod_manifest(name, labels(name.removeprefix(f"{group}-"), group))
+        manifest["spec"]["schedulingGates"] = [{"name": "netaware.io/dependency-order"}]
+        create_pod(cluster, manifest)
+    return names
+
+
+def test_the_default_order_releases_callers_first(cluster: Cluster, topology_applied: dict[str, str]) -> None:
+    names = create_gated_chain(cluster, "outward", sorting=None)
+    released, bound = observe_release(cluster, list(reversed(names)))  # read callees first, see note above
+    assert released["outward-api"] >= bound["outward-web"], "api released before web was placed"
+    assert released["outward-db"] >= bound["outward-api"], "db released before api was placed"
+    zones = {zone_of(cluster, cluster.core.read_namespaced_pod(n, "default").spec.node_name) for n in names}
+    assert len(zones) == 1, f"the chain was split over {zones}"
+
+
+def test_reverse_kahn_releases_callees_first(cluster: Cluster, topology_applied: dict[str, str]) -> None:
+    names = create_gated_chain(cluster, "ordered", sorting="ReverseKahn")
+    released, bound = observe_release(cluster, names)
     assert released["ordered-api"] >= bound["ordered-db"], "api released before db was placed"
     assert released["ordered-web"] >= bound["ordered-api"], "web released before api was placed"
     zones = {zone_of(cluster, cluster.core.read_namespaced_pod(n, "default").spec.node_name) for n in names}
@@ -169,5 +189,5 @@ def test_the_dependency_order_gate_releases_callees_first(cluster: Cluster, topo
         return status if status.get("placedWorkloads") == 3 else None
 
     status = wait_for(status_complete, timeout_s=10, what="AppGroup status with 3 placed workloads")
-    assert status["orderSummary"] == "web > api > db"
+    assert status["orderSummary"] == "db > api > web"
     assert {p["workload"]: len(p["nodes"]) for p in status["placements"]} == {"web": 1, "api": 1, "db": 1}

@@ -1,22 +1,25 @@
 """Dependency-ordered release: which gated pods may have their gate removed.
 
-Checks: callees first along a chain; a star's hub waits for every spoke; pods already bound are not
-"released"; a cycle does not deadlock; a dependency with no pods yet blocks for a grace period after the gated
+Checks, with ReverseKahn: callees first along a chain; a star's hub waits for every spoke; pods already bound are
+not "released"; a cycle does not deadlock; a dependency with no pods yet blocks for a grace period after the gated
 pod's creation, then stops blocking (so pods created in any order still go callees first); ungated pods are left
-alone.
+alone. With KahnSort (the default): callers first; a star's spokes go together once the hub is placed; a callee
+of two callers waits for both.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from netaware.core.appgroup import AppGroup, Dependency, Workload
+from netaware.core.appgroup import AppGroup, Dependency, SortingAlgorithm, Workload
 from netaware.core.release import MemberPod, pods_to_release
 
 
-def group(edges: dict[str, list[str]]) -> AppGroup:
+def group(edges: dict[str, list[str]], algorithm: SortingAlgorithm = SortingAlgorithm.REVERSE_KAHN) -> AppGroup:
     return AppGroup(
-        name="g", workloads=tuple(Workload(n, {"app": n}, tuple(Dependency(d) for d in ds)) for n, ds in edges.items())
+        name="g",
+        workloads=tuple(Workload(n, {"app": n}, tuple(Dependency(d) for d in ds)) for n, ds in edges.items()),
+        sorting_algorithm=algorithm,
     )
 
 
@@ -76,3 +79,41 @@ CHAIN = {"a": ["b"], "b": ["c"], "c": []}
 )
 def test_pods_to_release(edges: dict[str, list[str]], pods: list[MemberPod], expected: list[str]) -> None:
     assert pods_to_release(group(edges), pods, now_s=NOW, absent_grace_s=10) == expected
+
+
+STAR = {"hub": ["s1", "s2"], "s1": [], "s2": []}
+CROSS = {"a": ["b"], "c": ["b"], "b": []}
+
+
+@pytest.mark.parametrize(
+    ("edges", "pods", "expected"),
+    [
+        pytest.param(CHAIN, [pod("a"), pod("b"), pod("c")], ["default/a-0"], id="chain: the entry goes first"),
+        pytest.param(
+            CHAIN, [pod("a", gated=False, bound=True), pod("b"), pod("c")], ["default/b-0"], id="chain: then its callee"
+        ),
+        pytest.param(
+            STAR,
+            [pod("hub", gated=False, bound=True), pod("s1"), pod("s2")],
+            ["default/s1-0", "default/s2-0"],
+            id="star: the spokes go together once the hub is placed",
+        ),
+        pytest.param(
+            CROSS,
+            [pod("a", gated=False, bound=True), pod("c"), pod("b")],
+            ["default/c-0"],
+            id="cross: a callee waits for both callers",
+        ),
+    ],
+)
+def test_kahn_order_releases_callers_first(
+    edges: dict[str, list[str]], pods: list[MemberPod], expected: list[str]
+) -> None:
+    assert pods_to_release(group(edges, SortingAlgorithm.KAHN), pods, now_s=NOW, absent_grace_s=10) == expected
+
+
+def test_kahn_sort_is_the_default_order() -> None:
+    default = AppGroup(
+        name="g", workloads=tuple(Workload(n, {"app": n}, tuple(Dependency(d) for d in ds)) for n, ds in CHAIN.items())
+    )
+    assert pods_to_release(default, [pod("a"), pod("b"), pod("c")], now_s=NOW) == ["default/a-0"]

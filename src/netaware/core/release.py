@@ -1,8 +1,12 @@
 """Dependency-ordered release of an AppGroup's pods (the rule behind the `netaware.io/dependency-order` gate).
 
-A gated pod of workload w may be released (its scheduling gate removed) when every workload w calls has at
-least one pod and all of that workload's pods are bound to nodes. Callees are thus placed first, so the cost
-function sees where they run when it places their callers; that is the ReverseKahn order of the AppGroup.
+The AppGroup's `topologySortingAlgorithm` orders its workloads; a gated pod of workload w may be released (its
+scheduling gate removed) when every graph neighbour of w (a workload w calls or that calls w) that comes before w in
+that order has at least one pod and all of that workload's pods are bound to nodes. So with KahnSort (the default,
+as in scheduler-plugins) callers go first: the entry service is placed, then what it calls next to it, and so on
+outwards, so the services with the most traffic are placed while there is still room near their peers and the
+leaves are the ones that spill over. With ReverseKahn callees go first (useful when the leaves are pinned, say a
+database on its storage nodes). Either way the cost function sees where a pod's already-placed neighbours run.
 
 Two exceptions keep this from deadlocking:
 - dependencies inside the same cycle (strongly connected component) do not wait for each other;
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from netaware.core.appgroup import AppGroup
+from netaware.core.appgroup import AppGroup, topological_order
 
 DEPENDENCY_ORDER_GATE = "netaware.io/dependency-order"
 # How long a gated pod waits for a dependency that has no pods yet (pods created together appear within seconds).
@@ -45,18 +49,25 @@ def pods_to_release(
     now_s: float,
     absent_grace_s: float = ABSENT_DEPENDENCY_GRACE_S,
 ) -> list[str]:
-    """Keys of gated pods whose dependencies are all placed (or absent past the grace period), in the order given."""
+    """Keys of gated pods whose earlier neighbours are all placed (or absent past the grace period), in the order
+    given."""
+    graph = group.graph()
     component_of: dict[str, int] = {}
-    for index, members in enumerate(nx.strongly_connected_components(group.graph())):
+    for index, members in enumerate(nx.strongly_connected_components(graph)):
         for member in members:
             component_of[member] = index
     by_workload: dict[str, list[MemberPod]] = defaultdict(list)
     for pod in pods:
         by_workload[pod.workload].append(pod)
+    position = {name: i for i, name in enumerate(topological_order(group))}
     dependencies = {
-        w.name: [d.workload for d in w.dependencies if component_of[d.workload] != component_of[w.name]]
-        for w in group.workloads
-    }
+        name: sorted(
+            (neighbour for neighbour in set(graph.predecessors(name)) | set(graph.successors(name))
+             if component_of[neighbour] != component_of[name] and position[neighbour] < position[name]),
+            key=position.__getitem__,
+        )
+        for name in group.workload_names
+    }  # fmt: skip
 
     def satisfied(dependency: str, waiting: MemberPod) -> bool:
         members = by_workload.get(dependency, [])
