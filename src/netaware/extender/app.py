@@ -10,7 +10,6 @@ A pod of no AppGroup passes the filter untouched and gets equal scores (0): the 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -156,15 +155,14 @@ def create_app(
             metrics.filtered_nodes.inc(len(failed))
         passed = [n for n in names if n not in failed]
         log.info(
-            json.dumps(
-                {
-                    "verb": "filter",
-                    "pod": f"{pod.namespace}/{pod.name}",
-                    "workload": inputs and f"{inputs['appgroup'].name}/{inputs['workload']}",
-                    "candidates": len(names),
-                    "failed": len(failed),
-                }
-            )
+            "filter",
+            extra={
+                "verb": "filter",
+                "pod": f"{pod.namespace}/{pod.name}",
+                "workload": inputs and f"{inputs['appgroup'].name}/{inputs['workload']}",
+                "candidates": len(names),
+                "failed": len(failed),
+            },
         )
         result: dict[str, Any] = {
             "NodeNames": passed if items is None else None,
@@ -181,15 +179,14 @@ def create_app(
         metrics.pods.labels("prioritize", "appgroup" if scored else "none").inc()
         scores = [0] * len(names) if scored is None else [int(s) for s in scored[0].extender_score]
         log.info(
-            json.dumps(
-                {
-                    "verb": "prioritize",
-                    "pod": f"{pod.namespace}/{pod.name}",
-                    "workload": scored and scored[1],
-                    "candidates": len(names),
-                    "best": max(zip(scores, names, strict=True), default=(0, None))[1],
-                }
-            )
+            "prioritize",
+            extra={
+                "verb": "prioritize",
+                "pod": f"{pod.namespace}/{pod.name}",
+                "workload": scored and scored[1],
+                "candidates": len(names),
+                "best": max(zip(scores, names, strict=True), default=(0, None))[1],
+            },
         )
         return [{"Host": name, "Score": s} for name, s in zip(names, scores, strict=True)]
 

@@ -4,7 +4,6 @@ order, where each workload runs) up to date. Runs as one daemon thread over the 
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -58,7 +57,7 @@ class AppGroupController:
                         name, namespace, [{"op": "replace", "path": "/spec/schedulingGates", "value": remaining}]
                     )
                     released.append(key)
-                    log.info(json.dumps({"event": "released", "pod": key, "appgroup": group.name}))
+                    log.info("released", extra={"event": "released", "pod": key, "appgroup": group.name})
                 except client.ApiException as error:
                     log.warning("releasing %s failed: %s", key, error.reason)
             self._write_status(group)
