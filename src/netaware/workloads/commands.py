@@ -1,0 +1,85 @@
+"""`netaware-workload`: the dummy service (`serve`) and the load driver (`load`), the processes a lab pod or a
+container runs. argparse rather than typer: a pod starts this many times, and every import costs start-up time."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from netaware.logs import configure_logging
+from netaware.serving import WsgiServer
+from netaware.workloads.load import drive
+from netaware.workloads.service import Downstream, ServiceSettings, create_app, resolver_from_environment
+
+
+def _downstream(text: str) -> Downstream:
+    try:
+        return Downstream.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="netaware-workload",
+        description="The dummy service of netaware's workload graphs, and an open-loop load driver.",
+    )
+    commands = root.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve GET / (work, then call downstreams), /healthz, /metrics, probes")
+    serve.add_argument("--name", required=True, help="service name (in responses and metrics)")
+    serve.add_argument("--host", default="0.0.0.0", help="listen address (default: all)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--work-ms", type=float, default=1.0, help="time spent per request before calling downstreams")
+    serve.add_argument("--payload-bytes", type=int, default=1024, help="response body size")
+    serve.add_argument(
+        "--call", type=_downstream, action="append", default=[], metavar="HOST:PORT[*N]",
+        help="a downstream to call N times per request, in the order given (repeatable)",
+    )  # fmt: skip
+    serve.add_argument("--threads", type=int, default=16, help="request threads")
+    load = commands.add_parser("load", help="send COUNT requests at RATE per second to a service, print JSON figures")
+    load.add_argument("--target", required=True, metavar="HOST:PORT", help="the entry service")
+    load.add_argument("--rate", type=float, default=20.0, help="requests per second (open loop)")
+    load.add_argument("--count", type=int, default=200, help="requests to send")
+    load.add_argument("--concurrency", type=int, default=64, help="most requests in flight")
+    load.add_argument("--raw", action="store_true", help="include every latency in the JSON")
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    arguments = parser().parse_args(argv)
+    configure_logging()
+    if arguments.command == "serve":
+        settings = ServiceSettings(
+            name=arguments.name,
+            port=arguments.port,
+            work_ms=arguments.work_ms,
+            payload_bytes=arguments.payload_bytes,
+            downstreams=tuple(arguments.call),
+        )
+        server = WsgiServer(
+            lambda: create_app(settings, resolver_from_environment()),
+            host=arguments.host,
+            port=arguments.port,
+            threads=arguments.threads,
+        )
+        server.run()
+        return
+    target = Downstream.parse(arguments.target)
+    result = drive(
+        target.host,
+        target.port,
+        resolver_from_environment(),
+        rate_per_s=arguments.rate,
+        count=arguments.count,
+        concurrency=arguments.concurrency,
+    )
+    summary = result.summary()
+    if arguments.raw:
+        summary["latenciesMs"] = result.latencies_ms
+    json.dump(summary, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

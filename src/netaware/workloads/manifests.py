@@ -1,0 +1,118 @@
+"""A service graph as Kubernetes manifests: per service a Deployment running the dummy service and a Service, plus
+one AppGroup whose dependency weights are the graph's calls per request.
+
+How pods get placed is a parameter: `netaware` (schedulerName netaware-scheduler and the dependency-order gate),
+`default` (kube-scheduler), or pinned (a node per service, as nodeSelector on kubernetes.io/hostname, which the
+experiments use for the random and optimal placements). The same renderer writes the YAML in workloads/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from netaware.workloads.graphs import ServiceGraph
+
+IMAGE = "netaware/netaware:0.1.0"
+PORT = 8080
+APPGROUP_LABEL = "netaware.io/appgroup"
+GATE = "netaware.io/dependency-order"
+NETAWARE_SCHEDULER = "netaware-scheduler"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+
+
+def _container(graph: ServiceGraph, name: str) -> dict[str, Any]:
+    service = graph.service(name)
+    args = [
+        "serve",
+        f"--name={name}",
+        f"--port={PORT}",
+        f"--work-ms={service.work_ms:g}",
+        f"--payload-bytes={service.payload_bytes}",
+    ]
+    args += [f"--call={call.callee}:{PORT}*{call.calls}" for call in service.calls]
+    return {
+        "name": "service",
+        "image": IMAGE,
+        "command": ["netaware-workload"],
+        "args": args,
+        "ports": [{"name": "http", "containerPort": PORT}],
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        ],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 2},
+        "resources": {"requests": {"cpu": service.cpu, "memory": service.memory}},
+    }
+
+
+def render(
+    graph: ServiceGraph,
+    *,
+    namespace: str = "default",
+    scheduler: str = "netaware",
+    pinned: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Deployments, Services and the AppGroup. `scheduler`: `netaware` or `default`; `pinned`: service -> node
+    (kube-scheduler then only checks that the pod fits there)."""
+    if scheduler not in ("netaware", "default"):
+        raise ValueError(f"scheduler must be netaware or default, got {scheduler!r}")
+    documents: list[dict[str, Any]] = []
+    for service in graph.services:
+        labels = {"app": service.name, APPGROUP_LABEL: graph.name}
+        pod_spec: dict[str, Any] = {"containers": [_container(graph, service.name)], "terminationGracePeriodSeconds": 2}
+        if scheduler == "netaware":
+            pod_spec["schedulerName"] = NETAWARE_SCHEDULER
+            pod_spec["schedulingGates"] = [{"name": GATE}]
+        selector = {}
+        if pinned and service.name in pinned:
+            selector["kubernetes.io/hostname"] = pinned[service.name]
+        elif service.name in graph.zones:
+            selector[ZONE_LABEL] = graph.zones[service.name]
+        if selector:
+            pod_spec["nodeSelector"] = selector
+        documents.append(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": service.name, "namespace": namespace, "labels": labels},
+                "spec": {
+                    "replicas": service.replicas,
+                    "selector": {"matchLabels": labels},
+                    "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+                },
+            }
+        )
+        documents.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": service.name, "namespace": namespace, "labels": labels},
+                "spec": {"selector": labels, "ports": [{"name": "http", "port": PORT, "targetPort": "http"}]},
+            }
+        )
+    documents.append(appgroup(graph, namespace=namespace))
+    return documents
+
+
+def appgroup(graph: ServiceGraph, *, namespace: str) -> dict[str, Any]:
+    weights = graph.calls_per_request()
+    return {
+        "apiVersion": "netaware.io/v1alpha1",
+        "kind": "AppGroup",
+        "metadata": {"name": graph.name, "namespace": namespace},
+        "spec": {
+            "workloads": [
+                {
+                    "name": service.name,
+                    "selector": {"matchLabels": {"app": service.name, APPGROUP_LABEL: graph.name}},
+                    "dependencies": [
+                        {"workload": call.callee, "weight": float(weights[(service.name, call.callee)])}
+                        for call in service.calls
+                    ],
+                }
+                for service in graph.services
+            ]
+        },
+    }

@@ -1,0 +1,157 @@
+"""The dummy service every workload graph is built from.
+
+`GET /` does `work_ms` of work, calls each downstream in order (`calls` times each), and answers with a JSON body
+padded to `payload_bytes`, carrying how many calls the request caused below it and the nodes it crossed. A failing
+downstream turns into a 502 naming it. Wrapped in the router's ProbeMiddleware, so it answers Prequal probes
+(`/netaware/probe`: requests in flight and latency estimate); `/healthz` and `/metrics` as every service.
+
+Service names resolve through the lab's Service table (a JSON file named by NETAWARE_LAB_SERVICES: one random
+ready endpoint per call, as kube-proxy does); without it, names go to cluster DNS unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+from flask import Flask, Response, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from netaware.router.replica import ProbeMiddleware
+
+CALL_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Downstream:
+    host: str
+    port: int
+    calls: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> Downstream:
+        """`host:port` or `host:port*calls`."""
+        target, _, count = text.partition("*")
+        host, _, port = target.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"downstream {text!r}: expected host:port or host:port*calls")
+        calls = int(count) if count else 1
+        if calls < 1:
+            raise ValueError(f"downstream {text!r}: calls must be >= 1")
+        return cls(host, int(port), calls)
+
+
+class Resolver:
+    """Service name -> `ip:port` of one ready endpoint, from the lab's Service table (re-read when it changes)."""
+
+    def __init__(self, table_file: Path | None, namespace: str, rng: random.Random | None = None):
+        self.table_file = table_file
+        self.namespace = namespace
+        self.rng = rng or random.Random()
+        self._table: dict[str, list[str]] = {}
+        self._mtime_ns = -1
+        self._lock = threading.Lock()
+
+    def _current(self) -> dict[str, list[str]]:
+        assert self.table_file is not None
+        try:
+            mtime_ns = self.table_file.stat().st_mtime_ns
+        except FileNotFoundError:
+            return {}
+        with self._lock:
+            if mtime_ns != self._mtime_ns:
+                self._table = json.loads(self.table_file.read_text())
+                self._mtime_ns = mtime_ns
+            return self._table
+
+    def resolve(self, host: str, port: int) -> str:
+        if self.table_file is None:
+            return f"{host}:{port}"
+        name, _, rest = host.partition(".")
+        namespace = rest.split(".")[0] if rest else self.namespace
+        endpoints = self._current().get(f"{namespace}/{name}:{port}")
+        if not endpoints:
+            raise LookupError(f"service {namespace}/{name}:{port} has no ready endpoint")
+        return self.rng.choice(endpoints)
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    name: str
+    port: int = 8080
+    work_ms: float = 1.0
+    payload_bytes: int = 1024
+    downstreams: Sequence[Downstream] = ()
+
+
+def create_app(settings: ServiceSettings, resolver: Resolver) -> Flask:
+    app = Flask(f"workload-{settings.name}")
+    registry = CollectorRegistry()
+    served = Counter("netaware_workload_requests", "Requests served", ["code"], registry=registry)
+    latency = Histogram(
+        "netaware_workload_request_seconds",
+        "Time to serve a request, downstream calls included",
+        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        registry=registry,
+    )
+    in_flight = Gauge("netaware_workload_requests_in_flight", "Requests being served", registry=registry)
+    downstream_errors = Counter(
+        "netaware_workload_downstream_errors", "Failed downstream calls", ["service"], registry=registry
+    )
+    sessions = threading.local()
+    node = os.environ.get("NODE_NAME", "")
+
+    def session() -> requests.Session:
+        if not hasattr(sessions, "session"):
+            sessions.session = requests.Session()  # keep-alive per request thread
+        return sessions.session  # type: ignore[no-any-return]
+
+    @app.get("/")
+    def serve() -> tuple[Response, int]:
+        started = time.perf_counter()
+        in_flight.inc()
+        try:
+            time.sleep(settings.work_ms / 1e3)
+            calls, nodes = 0, {node} if node else set()
+            for downstream in settings.downstreams:
+                for _ in range(downstream.calls):
+                    try:
+                        address = resolver.resolve(downstream.host, downstream.port)
+                        answer = session().get(f"http://{address}/", timeout=CALL_TIMEOUT_S)
+                        answer.raise_for_status()
+                        body = answer.json()
+                    except (LookupError, requests.RequestException, ValueError) as error:
+                        downstream_errors.labels(downstream.host).inc()
+                        served.labels("502").inc()
+                        return jsonify(service=settings.name, error=f"{downstream.host}: {error}"), 502
+                    calls += 1 + int(body.get("calls", 0))
+                    nodes.update(body.get("nodes", []))
+            padding = max(0, settings.payload_bytes - 200)
+            served.labels("200").inc()
+            return jsonify(service=settings.name, calls=calls, nodes=sorted(nodes), payload="x" * padding), 200
+        finally:
+            in_flight.dec()
+            latency.observe(time.perf_counter() - started)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify(status="ok", service=settings.name)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+    app.wsgi_app = ProbeMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+    return app
+
+
+def resolver_from_environment() -> Resolver:
+    table = os.environ.get("NETAWARE_LAB_SERVICES")
+    return Resolver(Path(table) if table else None, os.environ.get("POD_NAMESPACE", "default"))
