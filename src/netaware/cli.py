@@ -16,6 +16,7 @@ from netaware.core.appgroup import AppGroupError, CostWeights
 from netaware.core.costs import build_link_costs
 from netaware.core.scoring import DEFAULT_STRATEGY, STRATEGIES, NodeScore, UnknownStrategyError, score_nodes
 from netaware.core.topology import TopologyError, parse_links_csv
+from netaware.experiments.commands import experiment_app
 from netaware.kube.converters import ConversionError, appgroup_from_resource
 from netaware.lab.commands import lab_app
 
@@ -29,6 +30,7 @@ app = typer.Typer(
 
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(lab_app, name="lab")
+app.add_typer(experiment_app, name="experiment")
 
 
 @app.callback()

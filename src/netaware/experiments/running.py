@@ -1,0 +1,326 @@
+"""`netaware experiment run NAME`: deploy a workload graph on the running lab once per placement policy, drive the
+same load through it, and record what the network and the application saw.
+
+Per policy, in its own namespace `exp-<policy>`:
+1. render the graph's manifests for the policy (default scheduler; netaware's scheduler with the dependency-order
+   gate and one of its strategies; or a placement computed here, random or optimal, pinned by node selector) and
+   apply them with server-side apply;
+2. wait until every pod is Ready (the lab's node agent runs them) and every Service has its endpoints;
+3. warm up, then send `requests` requests at `rate` per second (open loop) to the entry service from the namespace
+   of the node that runs it (the client sits next to the entry, as an ingress would);
+4. read the link emulator's byte counters before and after: bytes that crossed zones;
+5. delete the namespace and wait until its pods are gone (so the next policy finds the nodes empty).
+
+The network-level figures are the links as the lab measured them (ICMP, iperf3) and the traffic-weighted RTT of each
+placement; the application-level ones are latency percentiles, throughput and errors from the load driver.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from netaware.core.placement import PlacementProblem, network_cost, optimal_placement, random_placement
+from netaware.kube.applying import apply_manifests
+from netaware.kube.clients import api_client
+from netaware.lab.running import status as lab_status
+from netaware.workloads.graphs import ServiceGraph, graph_named
+from netaware.workloads.manifests import PORT, render
+
+POLICIES = ("default", "netaware", "random", "optimal")
+READY_TIMEOUT_S = 240.0
+DELETE_TIMEOUT_S = 120.0
+
+
+class ExperimentError(RuntimeError):
+    """A problem the user can act on."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    workload: str
+    profile: str
+    rate_per_s: float = 20.0
+    requests: int = 400
+    warmup: int = 40
+    description: str = ""
+
+
+EXPERIMENTS = {
+    e.name: e
+    for e in (
+        Experiment(
+            "online-boutique",
+            "online-boutique",
+            "three-zones",
+            description="the standard experiment: Online Boutique's 11 services on three zones",
+        ),
+        Experiment("chain", "chain", "three-zones", description="A -> B -> C -> D"),
+        Experiment("star", "star", "three-zones", description="A -> B1..B4"),
+        Experiment("cross", "cross", "three-zones", description="A -> B <- C"),
+        Experiment("cloud-edge", "cloud-edge", "cloud-edge", description="an edge sensor pipeline into the cloud"),
+    )
+}
+
+
+@dataclass
+class PolicyResult:
+    policy: str
+    placement: dict[str, str]
+    zones: dict[str, str]
+    """service -> zone of its node"""
+    network_cost_ms: float
+    """Traffic-weighted measured RTT of the placement (ms of network time per request, sequential calls)."""
+    load: dict[str, Any]
+    cross_zone_bytes: int
+    total_link_bytes: int
+    latencies_ms: list[float] = field(default_factory=list)
+    seconds_to_ready: float = 0.0
+
+
+@dataclass
+class ExperimentResult:
+    experiment: str
+    workload: str
+    profile: str
+    seed: int
+    rate_per_s: float
+    requests: int
+    started: str
+    nodes: dict[str, str]
+    """node -> zone"""
+    links: list[dict[str, Any]]
+    """As the lab measured them."""
+    policies: list[PolicyResult] = field(default_factory=list)
+
+    def policy(self, name: str) -> PolicyResult | None:
+        return next((p for p in self.policies if p.policy == name), None)
+
+
+def _millicores(quantity: str) -> int:
+    if quantity.endswith("m"):
+        return int(quantity[:-1])
+    return int(float(quantity) * 1000)
+
+
+@dataclass
+class ExperimentRunner:
+    kubeconfig: Path
+    lab_state_dir: Path
+    seed: int = 0
+    progress: Callable[[str], None] = lambda _: None
+    api: client.ApiClient = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.api = api_client(self.kubeconfig)
+        self.core = client.CoreV1Api(self.api)
+
+    def lab(self) -> dict[str, Any]:
+        state = lab_status(self.lab_state_dir)
+        if not state.get("running") or state.get("phase") != "ready":
+            raise ExperimentError(
+                "the lab is not running: start it with `netaware lab up` (after `netaware cluster up`)"
+            )
+        return state
+
+    def problem(self, graph: ServiceGraph, lab: Mapping[str, Any]) -> PlacementProblem:
+        nodes = list(lab["nodes"])
+        capacity = {}
+        for node in nodes:
+            status = self.core.read_node(node).status
+            allocatable = (status.allocatable if status else None) or {}
+            capacity[node] = _millicores(allocatable.get("cpu", "0"))
+        rtt = {(link["origin"], link["destination"]): float(link["rttMs"]) for link in lab["links"] if link["rttMs"]}
+        zone_of = {node: spec["zone"] for node, spec in lab["nodes"].items()}
+        allowed = {service: [n for n in nodes if zone_of[n] == zone] for service, zone in graph.zones.items()}
+        return PlacementProblem(
+            services=[s.name for s in graph.services],
+            cpu_m={s.name: _millicores(s.cpu) for s in graph.services},
+            edges={edge: float(calls) for edge, calls in graph.calls_per_request().items()},
+            nodes=nodes,
+            capacity_m=capacity,
+            rtt_ms=rtt,
+            allowed=allowed or None,
+        )
+
+    def run(self, experiment: Experiment, policies: Sequence[str]) -> ExperimentResult:
+        lab = self.lab()
+        if lab.get("profile") != experiment.profile:
+            self.progress(
+                f"note: the lab runs {lab.get('profile')!r}; {experiment.name} is meant for {experiment.profile!r}"
+            )
+        graph = graph_named(experiment.workload)
+        problem = self.problem(graph, lab)
+        result = ExperimentResult(
+            experiment=experiment.name,
+            workload=graph.name,
+            profile=str(lab.get("profile")),
+            seed=self.seed,
+            rate_per_s=experiment.rate_per_s,
+            requests=experiment.requests,
+            started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            nodes={node: spec["zone"] for node, spec in lab["nodes"].items()},
+            links=[
+                {k: link[k] for k in ("origin", "destination", "rttMs", "bandwidthMbps", "lossRatio")}
+                for link in lab["links"]
+            ],
+        )
+        for policy in policies:
+            result.policies.append(self.run_policy(experiment, graph, problem, policy, lab))
+        return result
+
+    def pinned_placement(self, policy: str, problem: PlacementProblem) -> dict[str, str] | None:
+        if policy == "random":
+            return random_placement(problem, random.Random(self.seed))
+        if policy == "optimal":
+            self.progress("optimal: solving the placement (integer program, CBC)")
+            return optimal_placement(problem)
+        return None
+
+    def run_policy(
+        self,
+        experiment: Experiment,
+        graph: ServiceGraph,
+        problem: PlacementProblem,
+        policy: str,
+        lab: Mapping[str, Any],
+    ) -> PolicyResult:
+        namespace = f"exp-{policy}"
+        self.delete_namespace(namespace)
+        pinned = self.pinned_placement(policy, problem)
+        scheduler = "netaware" if policy.startswith("netaware") else "default"
+        documents = render(graph, namespace=namespace, scheduler=scheduler, pinned=pinned)
+        if policy.startswith("netaware-"):
+            strategy = policy.removeprefix("netaware-")
+            for document in documents:
+                if document["kind"] == "AppGroup":
+                    document["spec"]["strategy"] = strategy
+        self.progress(f"{policy}: deploying {len(graph.services)} services")
+        started = time.monotonic()
+        apply_manifests(self.api, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}])
+        apply_manifests(self.api, documents)
+        placement = self.wait_ready(namespace, graph, policy)
+        seconds_to_ready = time.monotonic() - started
+        self.wait_endpoints(namespace, graph, lab)
+        zones = {node: spec["zone"] for node, spec in lab["nodes"].items()}
+        entry_node = placement[graph.entry]
+        client_namespace = lab["nodes"][entry_node]["namespace"]
+        self.progress(f"{policy}: warming up ({experiment.warmup} requests)")
+        self.drive(
+            client_namespace, namespace, graph.entry, rate=experiment.rate_per_s, count=experiment.warmup, lab=lab
+        )
+        before = self.link_bytes()
+        self.progress(f"{policy}: {experiment.requests} requests at {experiment.rate_per_s:g}/s")
+        load = self.drive(
+            client_namespace, namespace, graph.entry, rate=experiment.rate_per_s, count=experiment.requests, lab=lab
+        )
+        after = self.link_bytes()
+        delta = {pair: after.get(pair, 0) - before.get(pair, 0) for pair in after}
+        cross = sum(v for (o, d), v in delta.items() if zones[o] != zones[d])
+        latencies = load.pop("latenciesMs", [])
+        self.progress(f"{policy}: p50 {load['p50Ms']:.1f} ms, p99 {load['p99Ms']:.1f} ms; cleaning up")
+        self.delete_namespace(namespace)
+        return PolicyResult(
+            policy=policy,
+            placement=placement,
+            zones={service: zones[node] for service, node in placement.items()},
+            network_cost_ms=network_cost(problem, placement),
+            load=load,
+            cross_zone_bytes=cross,
+            total_link_bytes=sum(delta.values()),
+            latencies_ms=latencies,
+            seconds_to_ready=seconds_to_ready,
+        )
+
+    def wait_ready(self, namespace: str, graph: ServiceGraph, policy: str) -> dict[str, str]:
+        """service -> node once one pod per service is Ready."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        wanted = {s.name for s in graph.services}
+        while True:
+            pods: list[Any] = self.core.list_namespaced_pod(namespace).items
+            placement = {}
+            for pod in pods:
+                app = (pod.metadata.labels or {}).get("app")
+                conditions = {c.type: c.status for c in (pod.status.conditions or [])}
+                if app in wanted and pod.spec.node_name and conditions.get("Ready") == "True":
+                    placement[app] = pod.spec.node_name
+            if set(placement) == wanted:
+                return placement
+            if time.monotonic() > deadline:
+                states = sorted(
+                    f"{p.metadata.name}: {p.status.phase} on {p.spec.node_name or '-'}"
+                    f"{' (gated)' if p.spec.scheduling_gates else ''}"
+                    for p in pods
+                )
+                raise ExperimentError(
+                    f"{policy}: not every pod Ready after {READY_TIMEOUT_S:.0f} s: {'; '.join(states) or 'no pods'}"
+                )
+            self.progress(f"{policy}: {len(placement)}/{len(wanted)} pods ready")
+            time.sleep(1.0)
+
+    def wait_endpoints(self, namespace: str, graph: ServiceGraph, lab: Mapping[str, Any]) -> None:
+        table_file = Path(lab["servicesFile"])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                table = json.loads(table_file.read_text())
+            except (OSError, ValueError):
+                table = {}
+            if all(table.get(f"{namespace}/{s.name}:{PORT}") for s in graph.services):
+                return
+            time.sleep(0.5)
+        raise ExperimentError(f"Services in {namespace} still without endpoints after 60 s ({table_file})")
+
+    def drive(
+        self, client_namespace: str, namespace: str, entry: str, *, rate: float, count: int, lab: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        command = [
+            "ip", "netns", "exec", client_namespace,
+            str(Path(sys.executable).parent / "netaware-workload"), "load",
+            f"--target={entry}:{PORT}", f"--rate={rate}", f"--count={count}", "--raw",
+        ]  # fmt: skip
+        env = {**os.environ, "NETAWARE_LAB_SERVICES": lab["servicesFile"], "POD_NAMESPACE": namespace}
+        finished = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=count / rate + 120, check=False
+        )
+        if finished.returncode != 0:
+            raise ExperimentError(f"the load driver failed: {finished.stderr.strip()[-500:]}")
+        return json.loads(finished.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+    def link_bytes(self) -> dict[tuple[str, str], int]:
+        state = lab_status(self.lab_state_dir)
+        return {(link["origin"], link["destination"]): int(link["bytes"]) for link in state.get("links", [])}
+
+    def delete_namespace(self, namespace: str) -> None:
+        try:
+            self.core.delete_namespace(namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return
+            raise
+        deadline = time.monotonic() + DELETE_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                self.core.read_namespace(namespace)
+            except ApiException as error:
+                if error.status == 404:
+                    return
+                raise
+            time.sleep(0.5)
+        raise ExperimentError(f"namespace {namespace} still terminating after {DELETE_TIMEOUT_S:.0f} s")
+
+
+def result_as_dict(result: ExperimentResult) -> dict[str, Any]:
+    return asdict(result)
