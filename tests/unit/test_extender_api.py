@@ -118,8 +118,9 @@ def test_prioritize_answers_a_bare_list_with_scores_0_to_10(http: FlaskClient) -
     assert isinstance(body, list)
     assert [set(item) for item in body] == [{"Host", "Score"}] * len(NODES)
     assert all(0 <= item["Score"] <= 10 for item in body)
-    # cart-1 has no dependencies and no placed dependants: nothing to prefer
-    assert {item["Score"] for item in body} == {0}
+    # cart-1 has no dependencies and no placed dependants: the best-connected nodes win (a1, a2: 1 ms to each
+    # other, 30 ms to the rest; b1 and c1 are 30 ms from everything)
+    assert {item["Host"]: item["Score"] for item in body} == {"a1": 10, "a2": 10, "b1": 0, "c1": 0}
     body = http.post("/prioritize", json=args(pod("web-0", {"app": "web"}), names=list(NODES))).get_json()
     scores = {item["Host"]: item["Score"] for item in body}
     assert scores == {"b1": 10, "a1": 0, "a2": 0, "c1": 0}

@@ -90,13 +90,6 @@ CASES = [
         {"a": (0.275 * 2 + 0.925) / 3, "b": 0.35 / 3, "c": 0.35 * 2 / 3},
     ),
     Case(
-        "dependencies not yet placed add nothing",
-        TRIANGLE,
-        "frontend",
-        {},
-        {"a": 0.0, "b": 0.0, "c": 0.0},
-    ),
-    Case(
         "dependency cost reads links from the candidate to the callee (b->a is the slow one)",
         ASYMMETRIC,
         "frontend",
@@ -371,3 +364,27 @@ def test_a_small_candidate_subset_scores_the_same_as_within_all_nodes() -> None:
     for node in ("n5", "n3", "n59"):
         assert few[node] == pytest.approx(everything[node], abs=1e-6)
     assert few["ghost"] == pytest.approx(1.0)
+
+
+def test_with_no_neighbour_placed_the_most_central_node_wins() -> None:
+    """Nothing of the pod's neighbourhood is placed: the formula rates every node 0, so the start cost takes over:
+    each node's mean link cost to and from the others (computed here by hand from the cost matrix)."""
+    link_costs = build_link_costs(TRIANGLE.dense())
+    cost = link_costs.cost
+    nodes = list(TRIANGLE.nodes)
+    expected = {
+        n: sum(float(cost[i, j]) + float(cost[j, i]) for j in range(len(nodes)) if j != i) / (2 * (len(nodes) - 1))
+        for i, n in enumerate(nodes)
+    }
+    scores = {
+        s.node: s
+        for s in score_nodes(
+            link_costs=link_costs, appgroup=shop(), workload="frontend", placements={}, candidates=nodes
+        )
+    }
+    for node, value in expected.items():
+        assert scores[node].dependency_cost == scores[node].dependant_cost == 0.0
+        assert scores[node].total_cost == pytest.approx(value, abs=1e-6)
+    central = min(expected, key=expected.__getitem__)
+    assert scores[central].extender_score == 10
+    assert len(set(expected.values())) > 1, "the triangle should not be symmetric, or this test proves nothing"

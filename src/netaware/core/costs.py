@@ -19,8 +19,10 @@ never cheaper than measured data:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
+import numpy.typing as npt
 
 from netaware.core.appgroup import CostWeights
 from netaware.core.topology import DenseTopology, FloatMatrix
@@ -44,6 +46,17 @@ class LinkCosts:
     max_loss_ratio: float
     candidate_index_cache: dict[tuple[str, ...], object] = field(default_factory=dict, compare=False, repr=False)
     """Resolved candidate lists (see scoring.candidate_indices); kube-scheduler sends the same list repeatedly."""
+
+    @cached_property
+    def centrality(self) -> npt.NDArray[np.float64]:
+        """Per node, the mean link cost to and from every other node: low for nodes in the middle of the network."""
+        count = self.cost.shape[0]
+        if count < 2:
+            return np.zeros(count, dtype=np.float64)
+        diagonal = np.diagonal(self.cost).astype(np.float64)
+        both_ways = self.cost.sum(axis=1, dtype=np.float64) + self.cost.sum(axis=0, dtype=np.float64) - 2 * diagonal
+        centrality: npt.NDArray[np.float64] = both_ways / (2 * (count - 1))
+        return centrality
 
     @property
     def worst_link_cost(self) -> float:

@@ -7,9 +7,11 @@ For a pod of workload `a` on candidate node n (DESIGN.md):
     totalCost      = dependencyCost + dependantCost
     score          = MAX_SCORE / (1 + totalCost)
 
-Workloads without placed replicas add nothing. The mean over replicas is a matrix-vector product: replica counts
-per distinct node times rows of the link-cost matrix, so one call reads (distinct replica nodes) x N floats and
-never the whole matrix.
+Workloads without placed replicas add nothing; a pod with no placed neighbour at all is scored by how central each
+candidate is in the network instead (`_start_cost`), where the formula would rate every candidate the same.
+
+The mean over replicas is a matrix-vector product: replica counts per distinct node times rows of the link-cost
+matrix, so one call reads (distinct replica nodes) x N floats and never the whole matrix.
 
 The extender score (0..10) spreads the candidates' scores over kube-scheduler's whole extender range: the best
 candidate gets 10, the worst 0, linear between. The absolute score of a good placement is often 95 vs 93 out of
@@ -292,6 +294,26 @@ def _has_limit(dependency: Dependency) -> bool:
     )
 
 
+def _has_placed_neighbour(appgroup: AppGroup, workload: str, placements: Placements) -> bool:
+    own = appgroup.workload(workload)
+    neighbours = [d.workload for d in own.dependencies] + [caller for caller, _ in appgroup.callers_of(workload)]
+    return any(placements.get(name) for name in neighbours)
+
+
+def _start_cost(link_costs: LinkCosts, positions: npt.NDArray[np.intp]) -> FloatVector:
+    """The cost of a candidate for a pod none of whose neighbours is placed yet (the first pod of a group).
+
+    The cost function is indifferent then (every candidate costs 0), and kube-scheduler's spreading would pick any
+    zone. Prefer the nodes best connected to the rest of the cluster (mean link cost to and from every node): the
+    group grows from there, and whatever does not fit next to it spills over the cheapest links. In the lab's
+    three-zones profile that is the middle zone (20 and 30 ms away) rather than an edge one (20/40 or 30/40 ms).
+    """
+    cost = np.full(len(positions), link_costs.worst_link_cost, dtype=np.float64)
+    known = positions >= 0
+    cost[known] = link_costs.centrality[positions[known]]
+    return cost
+
+
 def score_candidates(
     *,
     link_costs: LinkCosts,
@@ -317,6 +339,8 @@ def score_candidates(
         strategy=strategy,
     )
     total = dependency_cost + dependant_cost
+    if not _has_placed_neighbour(appgroup, workload, placements):
+        total = _start_cost(link_costs, positions)
     scores = score_from_cost(total)
     failures = filter_hard_limits(
         link_costs=link_costs,
