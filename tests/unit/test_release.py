@@ -59,7 +59,7 @@ CHAIN = {"a": ["b"], "b": ["c"], "c": []}
         pytest.param(
             {"x": ["y"], "y": ["x", "z"], "z": []},
             [pod("x"), pod("y"), pod("z", gated=False, bound=True)],
-            ["default/x-0", "default/y-0"],
+            ["default/y-0", "default/x-0"],  # y first: it has traffic to the placed z
             id="cycle: members do not wait for each other",
         ),
         pytest.param(
@@ -117,3 +117,19 @@ def test_kahn_sort_is_the_default_order() -> None:
         name="g", workloads=tuple(Workload(n, {"app": n}, tuple(Dependency(d) for d in ds)) for n, ds in CHAIN.items())
     )
     assert pods_to_release(default, [pod("a"), pod("b"), pod("c")], now_s=NOW) == ["default/a-0"]
+
+
+def test_heavier_traffic_to_placed_neighbours_goes_first() -> None:
+    weighted = AppGroup(
+        name="g",
+        workloads=(
+            Workload(
+                "hub", {"app": "hub"}, (Dependency("light", 1.0), Dependency("heavy", 5.0), Dependency("mid", 2.0))
+            ),
+            Workload("light", {"app": "light"}),
+            Workload("heavy", {"app": "heavy"}),
+            Workload("mid", {"app": "mid"}),
+        ),
+    )
+    pods = [pod("hub", gated=False, bound=True), pod("light"), pod("heavy"), pod("mid")]
+    assert pods_to_release(weighted, pods, now_s=NOW) == ["default/heavy-0", "default/mid-0", "default/light-0"]
