@@ -16,9 +16,12 @@ from netaware.core.appgroup import AppGroupError, CostWeights
 from netaware.core.costs import build_link_costs
 from netaware.core.scoring import DEFAULT_STRATEGY, STRATEGIES, NodeScore, UnknownStrategyError, score_nodes
 from netaware.core.topology import TopologyError, parse_links_csv
+from netaware.demo import demo
 from netaware.experiments.commands import experiment_app
 from netaware.kube.converters import ConversionError, appgroup_from_resource
 from netaware.lab.commands import lab_app
+from netaware.tc.commands import tc_app
+from netaware.workloads.cli import workload_app
 
 app = typer.Typer(
     help="netaware: network-aware scheduling and latency-aware routing for Kubernetes.",
@@ -31,6 +34,9 @@ app = typer.Typer(
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(lab_app, name="lab")
 app.add_typer(experiment_app, name="experiment")
+app.add_typer(tc_app, name="tc")
+app.add_typer(workload_app, name="workload")
+app.command("demo")(demo)
 
 
 @app.callback()

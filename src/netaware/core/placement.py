@@ -8,7 +8,7 @@ is smallest. With one sequential call per edge use, this is the network part of 
 the optimum is the placement a perfect scheduler would find for the experiments' figure of merit.
 
 The integer program linearises the product of two assignments per edge and node pair (y >= x_an + x_bm - 1), which
-is exact because y has a positive cost; it is solved by CBC through pulp (bundled with it).
+is exact because y has a positive cost; it is solved by HiGHS (highspy) through pulp.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def network_cost(problem: PlacementProblem, placement: Mapping[str, str]) -> flo
 def optimal_placement(problem: PlacementProblem, *, time_limit_s: float = 60.0) -> Placement:
     model = pulp.LpProblem("placement", pulp.LpMinimize)
     x = {
-        (s, n): pulp.LpVariable(f"x_{i}_{j}", cat="Binary")
+        (s, n): model.add_variable(f"x_{i}_{j}", cat="Binary")
         for i, s in enumerate(problem.services)
         for j, n in enumerate(problem.nodes)
         if n in problem.candidates(s)
@@ -72,7 +72,7 @@ def optimal_placement(problem: PlacementProblem, *, time_limit_s: float = 60.0) 
         for n in problem.candidates(a):
             for m in problem.candidates(b):
                 if n != m:
-                    y[(a, b, n, m)] = pulp.LpVariable(f"y_{e}_{n}_{m}".replace("-", "_"), lowBound=0)
+                    y[(a, b, n, m)] = model.add_variable(f"y_{e}_{problem.nodes.index(n)}_{problem.nodes.index(m)}", 0)
     model += pulp.lpSum(problem.edges[(a, b)] * problem.rtt(n, m) * var for (a, b, n, m), var in y.items())
     for s in problem.services:
         model += pulp.lpSum(x[(s, n)] for n in problem.candidates(s)) == 1
@@ -82,7 +82,7 @@ def optimal_placement(problem: PlacementProblem, *, time_limit_s: float = 60.0) 
         )
     for (a, b, n, m), var in y.items():
         model += var >= x[(a, n)] + x[(b, m)] - 1
-    status = model.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s))
+    status = model.solve(pulp.HiGHS(msg=False, timeLimit=time_limit_s))
     if pulp.LpStatus[status] != "Optimal":
         raise InfeasibleError(f"no optimal placement: solver status {pulp.LpStatus[status]}")
     return {s: n for (s, n), var in x.items() if var.value() is not None and var.value() > 0.5}

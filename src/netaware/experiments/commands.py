@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -59,8 +60,6 @@ def experiment_run(
         raise typer.Exit(code=2)
     experiment = EXPERIMENTS[name]
     if rate is not None or requests is not None:
-        from dataclasses import replace
-
         experiment = replace(
             experiment, rate_per_s=rate or experiment.rate_per_s, requests=requests or experiment.requests
         )

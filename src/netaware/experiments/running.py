@@ -185,7 +185,7 @@ class ExperimentRunner:
         if policy == "random":
             return random_placement(problem, random.Random(self.seed))
         if policy == "optimal":
-            self.progress("optimal: solving the placement (integer program, CBC)")
+            self.progress("optimal: solving the placement (integer program, HiGHS)")
             return optimal_placement(problem)
         return None
 

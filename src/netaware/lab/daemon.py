@@ -213,6 +213,7 @@ class Lab:
         return {
             "phase": self.phase,
             "pid": os.getpid(),
+            "relayPid": self.network.relay_pid,
             "port": self.config.port,
             "profile": self.profile.name,
             "emulator": emulator_choice(),

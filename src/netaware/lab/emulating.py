@@ -19,6 +19,7 @@ and removes the lab's namespaces (and with them the devices).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import heapq
 import json
@@ -42,6 +43,7 @@ TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 MAX_PACKET = 65535
+PR_SET_PDEATHSIG = 1
 
 
 def open_tun(name: str) -> int:
@@ -171,6 +173,11 @@ class EmulatedNetwork:
     _counters: Any = None
     """Shared memory the relay process counts in: per directed pair (i*n+j), bytes delivered then packets dropped."""
     _relay_process: multiprocessing.process.BaseProcess | None = None
+    _parent_pid: int = 0
+
+    @property
+    def relay_pid(self) -> int | None:
+        return self._relay_process.pid if self._relay_process is not None else None
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.nodes) <= 250:
@@ -209,6 +216,7 @@ class EmulatedNetwork:
         # The relay runs in a process of its own (forked; it inherits the TUN descriptors): in a thread it would share
         # the GIL with everything else the lab process does, and every busy moment there would delay packets.
         context = multiprocessing.get_context("fork")
+        self._parent_pid = os.getpid()
         self._counters = context.RawArray("q", 2 * len(self.nodes) ** 2)
         self._relay_process = context.Process(target=self._relay, name=f"relay-{self.prefix}", daemon=True)
         self._relay_process.start()
@@ -249,6 +257,10 @@ class EmulatedNetwork:
         counters = self._counters
         drops_offset = count * count
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        # Die with the process that started the relay, even when it is killed outright (SIGKILL runs no clean-up).
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != self._parent_pid:  # the parent died before prctl took effect
+            sys.exit(0)
         poller = select.epoll()
         for fd in self._fds:
             poller.register(fd, select.EPOLLIN)

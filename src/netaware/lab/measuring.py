@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import statistics
 import subprocess
 import time
@@ -43,14 +44,22 @@ def ping_pair(network: EmulatedNetwork, origin: str, destination: str, *, count:
 
 def iperf_pair(network: EmulatedNetwork, origin: str, destination: str, *, seconds: float) -> float | None:
     """Mbit/s origin -> destination (the receiver's figure), or None when iperf3 failed."""
-    command = ["iperf3", "-c", network.address_of(destination), "-p", str(IPERF_PORT), "-t", str(seconds), "-J"]
-    result = subprocess.run(
-        ["ip", "netns", "exec", network.namespace_of(origin), *command],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 30,
-        check=False,
-    )
+    # iperf3 takes whole seconds (a fraction makes it run on and on); --connect-timeout bounds a dead peer.
+    whole_seconds = max(1, math.ceil(seconds))
+    command = [
+        "iperf3", "-c", network.address_of(destination), "-p", str(IPERF_PORT), "-t", str(whole_seconds), "-J",
+        "--connect-timeout", "3000",
+    ]  # fmt: skip
+    try:
+        result = subprocess.run(
+            ["ip", "netns", "exec", network.namespace_of(origin), *command],
+            capture_output=True,
+            text=True,
+            timeout=whole_seconds + 20,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return None
     try:
         report = json.loads(result.stdout)
         return float(report["end"]["sum_received"]["bits_per_second"]) / 1e6

@@ -30,6 +30,11 @@ STOP_TIMEOUT_S = 30.0
 LOG_TAIL_LINES = 15
 
 
+# The daemon outlives `up`; when the same Python process later runs `down` (tests, the demo) it reaps the daemon
+# through its handle instead of leaving a zombie (and Python warning about a Popen dropped while running).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
 class LabError(RuntimeError):
     """A problem the user can act on."""
 
@@ -94,6 +99,7 @@ def up(config: LabConfig, report: Callable[[str], None] = lambda _: None) -> dic
             stderr=subprocess.STDOUT,
             start_new_session=True,  # outlives `lab up`; Ctrl-C in this terminal does not reach it
         )
+    _children[process.pid] = process
     _pid_file(config.state_dir).write_text(str(process.pid))
     deadline = time.monotonic() + UP_TIMEOUT_S
     phase = ""
@@ -138,6 +144,11 @@ def down(state_dir: Path, kubeconfig: Path | None, *, prefix: str | None = None)
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
         removed.append(f"daemon {pid}")
+    for child_pid, child in list(_children.items()):
+        if not _alive(child_pid) or child_pid == pid:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=5)
+                del _children[child_pid]
     removed += [f"namespace {name}" for name in remove_namespaces(prefix)]
     kubeconfig = kubeconfig or (Path(saved["kubeconfig"]) if saved.get("kubeconfig") else None)
     if kubeconfig is not None and kubeconfig.exists():

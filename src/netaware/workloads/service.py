@@ -133,9 +133,10 @@ def create_app(settings: ServiceSettings, resolver: Resolver) -> Flask:
                         return jsonify(service=settings.name, error=f"{downstream.host}: {error}"), 502
                     calls += 1 + int(body.get("calls", 0))
                     nodes.update(body.get("nodes", []))
-            padding = max(0, settings.payload_bytes - 200)
+            body = {"service": settings.name, "calls": calls, "nodes": sorted(nodes), "payload": ""}
+            body["payload"] = "x" * max(0, settings.payload_bytes - len(json.dumps(body)))  # the body is the size asked
             served.labels("200").inc()
-            return jsonify(service=settings.name, calls=calls, nodes=sorted(nodes), payload="x" * padding), 200
+            return Response(json.dumps(body), mimetype="application/json"), 200
         finally:
             in_flight.dec()
             latency.observe(time.perf_counter() - started)

@@ -1,0 +1,60 @@
+"""An experiment's report from a synthetic result: the files exist, the table has a row per policy, the targets
+are computed from the figures (met and not met), the plots are real PNG files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from netaware.experiments.reporting import table_rows, targets, write_report
+from netaware.experiments.running import ExperimentResult, PolicyResult
+
+
+def result(netaware_p50: float) -> ExperimentResult:
+    nodes = {"n1": "zone-a", "n2": "zone-b"}
+    policies = []
+    for name, p50 in (("default", 300.0), ("netaware", netaware_p50), ("optimal", 100.0)):
+        policies.append(
+            PolicyResult(
+                policy=name,
+                placement={"a": "n1", "b": "n2" if name == "default" else "n1"},
+                zones={"a": "zone-a", "b": "zone-b" if name == "default" else "zone-a"},
+                network_cost_ms=40.0 if name == "default" else 0.0,
+                load={
+                    "requests": 100,
+                    "ok": 100,
+                    "errors": 0,
+                    "errorRate": 0.0,
+                    "p50Ms": p50,
+                    "p95Ms": p50 * 1.5,
+                    "p99Ms": p50 * 2,
+                    "throughputPerS": 20.0,
+                },
+                cross_zone_bytes=102400 if name == "default" else 0,
+                total_link_bytes=102400,
+                latencies_ms=[p50 * f for f in (0.8, 0.9, 1.0, 1.1, 1.5)],
+            )
+        )
+    links = [{"origin": "n1", "destination": "n2", "rttMs": 20.0, "bandwidthMbps": 100.0, "lossRatio": 0.0},
+             {"origin": "n2", "destination": "n1", "rttMs": 20.0, "bandwidthMbps": None, "lossRatio": 0.0}]  # fmt: skip
+    return ExperimentResult("chain", "chain", "three-zones", 0, 20.0, 100, "now", nodes, links, policies)
+
+
+def test_targets_follow_the_figures() -> None:
+    met = {name: ok for name, _, ok in targets(result(105.0))}
+    assert met == {"netaware p50 <= 0.5 x default p50": True, "netaware p50 <= 1.1 x optimal p50": True}
+    missed = {name: ok for name, _, ok in targets(result(160.0))}
+    assert missed == {"netaware p50 <= 0.5 x default p50": False, "netaware p50 <= 1.1 x optimal p50": False}
+
+
+def test_report_files(tmp_path: Path) -> None:
+    written = write_report(result(105.0), tmp_path)
+    names = {p.name for p in written}
+    assert names == {"results.json", "results.csv", "summary.md", "latency-cdf.png", "latency-percentiles.png",
+                     "placements.png", "measured-rtt.png"}  # fmt: skip
+    for png in tmp_path.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert [row["policy"] for row in table_rows(result(105.0))] == ["default", "netaware", "optimal"]
+    assert json.loads((tmp_path / "results.json").read_text())["policies"][0]["cross_zone_bytes"] == 102400
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| default | 300.0 |" in summary and "| netaware p50 <= 0.5 x default p50 | 0.35 x | yes |" in summary

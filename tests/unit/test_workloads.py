@@ -1,0 +1,188 @@
+"""Workload graphs, their manifests, the dummy service and the load driver.
+
+Checks: calls per request multiply along paths; broken graphs are refused; every graph renders manifests whose
+AppGroup passes the CRD schema and converts to the same dependency weights; the netaware variant carries the
+scheduler name and the gate, the default one neither, a pinned one a hostname selector; the committed YAML in
+workloads/ is what the renderer writes now; Service names resolve through the lab's table; two real dummy services
+on loopback answer a request through a real HTTP call chain, and a dead downstream turns into a 502 naming it; the
+open-loop driver counts successes and errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from werkzeug.serving import make_server
+
+from netaware.kube.converters import appgroup_from_resource
+from netaware.kube.schemas import load_crd_schemas, validate_resource
+from netaware.workloads.graphs import GRAPHS, Call, Service, ServiceGraph, graph_named
+from netaware.workloads.load import drive
+from netaware.workloads.manifests import GATE, render, rendered_yaml
+from netaware.workloads.service import Downstream, Resolver, ServiceSettings, create_app
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_calls_per_request_multiply_along_paths() -> None:
+    weights = graph_named("online-boutique").calls_per_request()
+    assert weights[("frontend", "currencyservice")] == 2
+    assert weights[("cartservice", "redis-cart")] == 2  # cart is called by frontend and by checkout
+    assert weights[("recommendationservice", "productcatalogservice")] == 1
+    assert sum(weights.values()) == 18  # the calls one request causes (the load driver sees the same)
+
+
+def test_broken_graphs_are_refused() -> None:
+    with pytest.raises(ValueError, match="cycle"):
+        ServiceGraph("loop", "a", (Service("a", (Call("b"),)), Service("b", (Call("a"),))))
+    with pytest.raises(ValueError, match="unknown services"):
+        ServiceGraph("dangling", "a", (Service("a", (Call("ghost"),)),))
+    with pytest.raises(ValueError, match="unknown workload"):
+        graph_named("nope")
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_manifests_are_valid_and_carry_the_graph(name: str) -> None:
+    graph = GRAPHS[name]
+    documents = render(graph, namespace="exp", scheduler="netaware")
+    kinds = [d["kind"] for d in documents]
+    assert kinds.count("Deployment") == kinds.count("Service") == len(graph.services)
+    appgroup = next(d for d in documents if d["kind"] == "AppGroup")
+    assert validate_resource(appgroup, load_crd_schemas(REPO / "crds")) == []
+    group = appgroup_from_resource(appgroup)
+    weights = {(w.name, d.workload): d.weight for w in group.workloads for d in w.dependencies}
+    assert weights == {edge: float(calls) for edge, calls in graph.calls_per_request().items()}
+    for deployment in (d for d in documents if d["kind"] == "Deployment"):
+        spec = deployment["spec"]["template"]["spec"]
+        assert spec["schedulerName"] == "netaware-scheduler"
+        assert spec["schedulingGates"] == [{"name": GATE}]
+        assert spec["containers"][0]["command"] == ["netaware-workload"]
+
+
+def test_default_and_pinned_variants() -> None:
+    graph = graph_named("chain")
+    for deployment in (d for d in render(graph, scheduler="default") if d["kind"] == "Deployment"):
+        spec = deployment["spec"]["template"]["spec"]
+        assert "schedulerName" not in spec and "schedulingGates" not in spec
+    pinned = render(graph, scheduler="default", pinned={"a": "node-x"})
+    selectors = {
+        d["metadata"]["name"]: d["spec"]["template"]["spec"].get("nodeSelector")
+        for d in pinned
+        if d["kind"] == "Deployment"
+    }
+    assert selectors["a"] == {"kubernetes.io/hostname": "node-x"}
+    assert selectors["b"] is None
+    with pytest.raises(ValueError, match="scheduler"):
+        render(graph, scheduler="volcano")
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_committed_workload_yaml_is_current(name: str) -> None:
+    path = REPO / "workloads" / f"{name}.yaml"
+    assert path.read_text() == rendered_yaml(GRAPHS[name]), f"regenerate with: netaware workload render --all ({path})"
+
+
+def test_downstream_parsing() -> None:
+    assert Downstream.parse("cart:8080") == Downstream("cart", 8080, 1)
+    assert Downstream.parse("cart.shop:8080*3") == Downstream("cart.shop", 8080, 3)
+    for bad in ("cart", "cart:http", "cart:8080*0", ":8080"):
+        with pytest.raises(ValueError):
+            Downstream.parse(bad)
+
+
+def test_resolver_reads_the_lab_table_and_follows_changes(tmp_path: Path) -> None:
+    table = tmp_path / "services.json"
+    table.write_text(
+        json.dumps({"shop/cart:8080": ["10.0.1.2:8080", "10.0.2.2:8080"], "other/db:5432": ["10.0.3.2:5432"]})
+    )
+    resolver = Resolver(table, "shop", random.Random(1))
+    assert {resolver.resolve("cart", 8080) for _ in range(50)} == {"10.0.1.2:8080", "10.0.2.2:8080"}
+    assert resolver.resolve("db.other", 5432) == "10.0.3.2:5432"
+    assert resolver.resolve("db.other.svc.cluster.local", 5432) == "10.0.3.2:5432"
+    with pytest.raises(LookupError, match="shop/ghost:80"):
+        resolver.resolve("ghost", 80)
+    table.write_text(json.dumps({"shop/cart:8080": []}))
+    os.utime(table, ns=(1, 1))  # a new mtime even within the same clock tick
+    with pytest.raises(LookupError, match="no ready endpoint"):
+        resolver.resolve("cart", 8080)
+    assert Resolver(None, "shop").resolve("cart", 8080) == "cart:8080"  # no table: cluster DNS
+
+
+class Served:
+    def __init__(self, settings: ServiceSettings, resolver: Resolver):
+        self.name = settings.name
+        self.server = make_server("127.0.0.1", 0, create_app(settings, resolver), threaded=True)
+        self.port = self.server.server_port
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> Iterator[tuple[Served, Path]]:
+    table = tmp_path / "services.json"
+    leaf = Served(ServiceSettings(name="leaf", payload_bytes=300), Resolver(table, "t"))
+    table.write_text(json.dumps({f"t/leaf:{leaf.port}": [f"127.0.0.1:{leaf.port}"]}))
+    head = Served(
+        ServiceSettings(name="head", payload_bytes=2000, downstreams=(Downstream("leaf", leaf.port, 2),)),
+        Resolver(table, "t"),
+    )
+    table.write_text(
+        json.dumps(
+            {f"t/leaf:{leaf.port}": [f"127.0.0.1:{leaf.port}"], f"t/head:{head.port}": [f"127.0.0.1:{head.port}"]}
+        )
+    )
+    yield head, table
+    head.stop()
+    leaf.stop()
+
+
+def test_a_request_walks_the_call_chain_over_real_http(chain: tuple[Served, Path]) -> None:
+    head, _ = chain
+    answer = requests.get(f"http://127.0.0.1:{head.port}/", timeout=5)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["service"] == "head" and body["calls"] == 2
+    assert 1900 <= len(answer.content) <= 2100
+    probe = requests.get(f"http://127.0.0.1:{head.port}/netaware/probe", timeout=5).json()
+    assert probe["rif"] == 0 and probe["latencyMs"] > 0
+    metrics = requests.get(f"http://127.0.0.1:{head.port}/metrics", timeout=5).text
+    assert 'netaware_workload_requests_total{code="200"} 1.0' in metrics
+
+
+def test_a_dead_downstream_is_a_502_naming_it(tmp_path: Path) -> None:
+    table = tmp_path / "services.json"
+    table.write_text(json.dumps({"t/leaf:1": ["127.0.0.1:1"]}))  # nothing listens on port 1
+    head = Served(ServiceSettings(name="head", downstreams=(Downstream("leaf", 1),)), Resolver(table, "t"))
+    try:
+        answer = requests.get(f"http://127.0.0.1:{head.port}/", timeout=15)
+    finally:
+        head.stop()
+    assert answer.status_code == 502
+    assert answer.json()["error"].startswith("leaf:")
+
+
+def test_the_load_driver_counts_successes_and_errors(chain: tuple[Served, Path]) -> None:
+    head, table = chain
+    result = drive("head", head.port, Resolver(table, "t"), rate_per_s=100, count=30)
+    summary = result.summary()
+    assert summary["ok"] == 30 and summary["errors"] == 0
+    assert summary["callsPerRequest"] == 2
+    assert summary["p50Ms"] <= summary["p95Ms"] <= summary["p99Ms"]
+    failing = drive("ghost", 80, Resolver(table, "t"), rate_per_s=100, count=5).summary()
+    assert failing["errors"] == 5 and failing["ok"] == 0 and failing["errorRate"] == 1.0
+
+
+def test_rendered_yaml_round_trips() -> None:
+    documents = list(yaml.safe_load_all(rendered_yaml(graph_named("star"))))
+    assert documents == render(graph_named("star"))
