@@ -13,8 +13,11 @@ is exact because y has a positive cost; it is solved by HiGHS (highspy) through 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import pulp
@@ -59,6 +62,19 @@ def network_cost(problem: PlacementProblem, placement: Mapping[str, str]) -> flo
     return sum(calls * problem.rtt(placement[a], placement[b]) for (a, b), calls in problem.edges.items())
 
 
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as devnull:  # noqa: PTH123 - a raw descriptor is needed for dup2
+            os.dup2(devnull.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def optimal_placement(problem: PlacementProblem, *, time_limit_s: float = 60.0) -> Placement:
     model = pulp.LpProblem("placement", pulp.LpMinimize)
     x = {
@@ -82,7 +98,8 @@ def optimal_placement(problem: PlacementProblem, *, time_limit_s: float = 60.0) 
         )
     for (a, b, n, m), var in y.items():
         model += var >= x[(a, n)] + x[(b, m)] - 1
-    status = model.solve(pulp.HiGHS(msg=False, timeLimit=time_limit_s))
+    with _quiet_stdout():  # highspy prints its banner to fd 1 even with msg=False, into the user's table
+        status = model.solve(pulp.HiGHS(msg=False, timeLimit=time_limit_s))
     if pulp.LpStatus[status] != "Optimal":
         raise InfeasibleError(f"no optimal placement: solver status {pulp.LpStatus[status]}")
     return {s: n for (s, n), var in x.items() if var.value() is not None and var.value() > 0.5}
