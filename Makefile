@@ -43,6 +43,7 @@ cluster: venv debian controlplane
 bench: venv controlplane
 	COLUMNS=150 $(PY) benchmarks/bench_scoring.py
 	COLUMNS=150 $(PY) benchmarks/bench_extender.py
+	COLUMNS=150 $(PY) benchmarks/bench_simulation.py
 
 # The README's test command: every tier, then the benchmarks' figures.
 test: venv debian controlplane lint

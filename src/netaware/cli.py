@@ -20,6 +20,7 @@ from netaware.demo import demo
 from netaware.experiments.commands import experiment_app
 from netaware.kube.converters import ConversionError, appgroup_from_resource
 from netaware.lab.commands import lab_app
+from netaware.simulation.commands import simulate_app
 from netaware.tc.commands import tc_app
 from netaware.workloads.cli import workload_app
 
@@ -35,6 +36,7 @@ app.add_typer(cluster_app, name="cluster")
 app.add_typer(lab_app, name="lab")
 app.add_typer(experiment_app, name="experiment")
 app.add_typer(tc_app, name="tc")
+app.add_typer(simulate_app, name="simulate")
 app.add_typer(workload_app, name="workload")
 app.command("demo")(demo)
 

@@ -1,0 +1,231 @@
+"""Placing the pods of applications on a synthetic cluster, one by one, the way kube-scheduler would.
+
+Order: the order netaware's dependency-order gate releases pods (core/release.py, the AppGroup's KahnSort,
+heaviest traffic first within a wave), app after app; NetworkOverhead gets callees first (ReverseKahn), since it
+only looks at placed dependencies. Each pod goes to one node that still has
+room for its CPU request (resource fit), chosen by the policy:
+
+- `default`: kube-scheduler's default scoring: NodeResourcesFit LeastAllocated (weight 1) + PodTopologySpread's
+  default constraints, replicas of one workload spread over zones and nodes (weight 2);
+- `random`: any node that fits;
+- `network-overhead`: scheduler-plugins' NetworkOverhead re-implemented from its published algorithm (KEP-260):
+  the accumulated cost to the placed pods of the workloads this pod depends on, 0 on the same node, 1 in the same
+  zone, else the measured zone-to-zone cost (mean RTT between the zones, as Diktyo's NetworkTopology controller
+  aggregates it), lower is better, weight 5, plus the default scoring;
+- `netaware` (or `netaware-<strategy>`): the extender's own `score_candidates` (core/scoring.py; no copy) with its
+  hard-limit filter, weight 2 x 10 as kube-scheduler applies an extender's 0..10, plus the default scoring;
+- `optimal`: the integer program of core/placement.py over all pods at once (small instances only).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from netaware.core.appgroup import SortingAlgorithm
+from netaware.core.costs import LinkCosts, build_link_costs
+from netaware.core.placement import PlacementProblem, optimal_placement
+from netaware.core.release import MemberPod, pods_to_release
+from netaware.core.scoring import STRATEGIES, score_candidates
+from netaware.simulation.apps import SimApp
+from netaware.simulation.clusters import SimCluster
+
+POLICIES = ("default", "random", "network-overhead", "netaware", "optimal")
+OPTIMAL_MAX_PODS = 12
+OPTIMAL_MAX_NODES = 12
+
+Placements = dict[str, dict[str, list[str]]]
+"""app -> workload -> nodes of its replicas"""
+
+
+class PlacementError(RuntimeError):
+    """A pod fits nowhere, or the optimum was asked of an instance too large for it."""
+
+
+def _millicores(quantity: str) -> int:
+    return int(quantity[:-1]) if quantity.endswith("m") else int(float(quantity) * 1000)
+
+
+def release_order(app: SimApp, algorithm: SortingAlgorithm | None = None) -> list[str]:
+    """Workload names, one entry per pod, in the order the dependency-order gate releases them (under the AppGroup's
+    sorting algorithm, or `algorithm`)."""
+    group = replace(app.appgroup, sorting_algorithm=algorithm) if algorithm else app.appgroup
+    pods = [(s.name, r) for s in app.graph.services for r in range(s.replicas)]
+    bound: set[str] = set()
+    order: list[str] = []
+    while len(bound) < len(pods):
+        members = [
+            MemberPod(
+                key=f"{w}#{r}", workload=w, gated=f"{w}#{r}" not in bound, bound=f"{w}#{r}" in bound, created_at_s=0.0
+            )
+            for w, r in pods
+        ]
+        wave = pods_to_release(group, members, now_s=0.0)
+        if not wave:  # cannot happen for a DAG; guard against a loop
+            wave = [f"{w}#{r}" for w, r in pods if f"{w}#{r}" not in bound]
+        for key in wave:
+            bound.add(key)
+            order.append(key.split("#", 1)[0])
+    return order
+
+
+@dataclass
+class Simulation:
+    cluster: SimCluster
+    policy: str
+    seed: int = 0
+    link_costs: LinkCosts = field(init=False)
+    free_m: npt.NDArray[np.int64] = field(init=False)
+    placements: Placements = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
+    seconds_per_pod: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.link_costs = build_link_costs(self.cluster.topology)
+        self.free_m = self.cluster.cpu_m.copy()
+        self.rng = random.Random(self.seed)
+        zones = sorted(set(self.cluster.zones))
+        self.zone_index = np.array([zones.index(z) for z in self.cluster.zones])
+        self.zone_count = len(zones)
+        self.node_index = {n: i for i, n in enumerate(self.cluster.nodes)}
+        self._zone_cost: npt.NDArray[np.float64] | None = None
+
+    # --- scoring pieces -------------------------------------------------------------------------------------------
+    def default_scores(self, fitting: npt.NDArray[np.intp], app: str, workload: str, cpu: int) -> Any:
+        capacity = self.cluster.cpu_m[fitting]
+        least_allocated = 100.0 * (self.free_m[fitting] - cpu) / capacity
+        replicas = self.placements[app][workload]
+        if not replicas:
+            return least_allocated
+        on_node = np.zeros(self.cluster.size)
+        on_zone = np.zeros(self.zone_count)
+        for node in replicas:
+            on_node[self.node_index[node]] += 1
+            on_zone[self.zone_index[self.node_index[node]]] += 1
+        raw = on_node[fitting] + on_zone[self.zone_index[fitting]]
+        spread = 100.0 * (raw.max() - raw) / raw.max() if raw.max() > 0 else np.full(len(fitting), 100.0)
+        return least_allocated + 2 * spread
+
+    def zone_cost(self) -> npt.NDArray[np.float64]:
+        """Mean RTT between every pair of zones (NetworkOverhead's view of the network)."""
+        if self._zone_cost is None:
+            rtt = np.nan_to_num(self.cluster.topology.rtt_ms.astype(np.float64), nan=1000.0)
+            sums = np.zeros((self.zone_count, self.zone_count))
+            np.add.at(sums, (self.zone_index[:, None], self.zone_index[None, :]), rtt)
+            counts = np.bincount(self.zone_index, minlength=self.zone_count).astype(np.float64)
+            self._zone_cost = sums / np.maximum(np.outer(counts, counts), 1)
+        return self._zone_cost
+
+    def network_overhead_scores(self, fitting: npt.NDArray[np.intp], app: SimApp, workload: str) -> Any:
+        cost = np.zeros(len(fitting))
+        zone_cost = self.zone_cost()
+        for dependency in app.appgroup.workload(workload).dependencies:
+            for node in self.placements[app.name][dependency.workload]:
+                j = self.node_index[node]
+                same_zone = self.zone_index[fitting] == self.zone_index[j]
+                between_zones = zone_cost[self.zone_index[fitting], self.zone_index[j]]
+                cost += np.where(fitting == j, 0.0, np.where(same_zone, 1.0, between_zones))
+        if cost.max() == cost.min():
+            return np.zeros(len(fitting))
+        return 100.0 * (cost.max() - cost) / (cost.max() - cost.min())
+
+    # --- placing --------------------------------------------------------------------------------------------------
+    def place(self, app: SimApp, workload: str) -> str:
+        cpu = _millicores(app.graph.service(workload).cpu)
+        fitting = np.flatnonzero(self.free_m >= cpu)
+        if fitting.size == 0:
+            raise PlacementError(f"{app.name}/{workload} ({cpu}m) fits on no node")
+        started = time.perf_counter()
+        if self.policy == "random":
+            chosen = int(self.rng.choice(list(fitting)))
+        else:
+            total = self.default_scores(fitting, app.name, workload, cpu)
+            if self.policy == "network-overhead":
+                total = total + 5 * self.network_overhead_scores(fitting, app, workload)
+            elif self.policy.startswith("netaware"):
+                strategy = self.policy.removeprefix("netaware").removeprefix("-") or "seed"
+                names = [self.cluster.nodes[i] for i in fitting]
+                table = score_candidates(
+                    link_costs=self.link_costs,
+                    appgroup=app.appgroup,
+                    workload=workload,
+                    placements={w: nodes for w, nodes in self.placements[app.name].items() if nodes},
+                    candidates=names,
+                    candidate_index=fitting,
+                    strategy=strategy,
+                )
+                total = total + 2 * 10 * table.extender_score
+                if table.filtered and len(table.filtered) < len(fitting):
+                    total[list(table.filtered)] = -np.inf
+            best = np.flatnonzero(total == total.max())
+            chosen = int(fitting[self.rng.choice(list(best))])
+        self.seconds_per_pod.append(time.perf_counter() - started)
+        self.free_m[chosen] -= cpu
+        node = self.cluster.nodes[chosen]
+        self.placements[app.name][workload].append(node)
+        return node
+
+    def run(self, apps: Sequence[SimApp]) -> Placements:
+        if self.policy == "optimal":
+            return self.optimal(apps)
+        if self.policy.startswith("netaware-") and self.policy.removeprefix("netaware-") not in STRATEGIES:
+            raise PlacementError(f"unknown strategy in {self.policy!r}; known: {', '.join(STRATEGIES)}")
+        if self.policy not in POLICIES and not self.policy.startswith("netaware-"):
+            raise PlacementError(f"unknown policy {self.policy!r}; known: {', '.join(POLICIES)}, netaware-<strategy>")
+        # NetworkOverhead scores a pod by its placed dependencies (callees) only, so it is given callees first
+        # (ReverseKahn), the order its algorithm needs; with callers first it would never see anything placed.
+        algorithm = SortingAlgorithm.REVERSE_KAHN if self.policy == "network-overhead" else None
+        for app in apps:
+            for workload in release_order(app, algorithm):
+                self.place(app, workload)
+        return self.placements
+
+    def optimal(self, apps: Sequence[SimApp]) -> Placements:
+        pods = sum(app.pods for app in apps)
+        if pods > OPTIMAL_MAX_PODS or self.cluster.size > OPTIMAL_MAX_NODES:
+            raise PlacementError(
+                f"the optimum is computed for at most {OPTIMAL_MAX_PODS} pods on {OPTIMAL_MAX_NODES} nodes "
+                f"(asked: {pods} pods, {self.cluster.size} nodes)"
+            )
+        started = time.perf_counter()
+        problem = expanded_problem(self.cluster, apps, self.link_costs.cost)
+        placement = optimal_placement(problem)
+        self.seconds_per_pod.append((time.perf_counter() - started) / max(1, pods))
+        for key, node in placement.items():
+            app, workload, _ = key.split("/")
+            self.placements[app][workload].append(node)
+        return self.placements
+
+
+def expanded_problem(cluster: SimCluster, apps: Sequence[SimApp], pair_cost: npt.NDArray[Any]) -> PlacementProblem:
+    """All pods of all apps as one placement problem (each replica its own item, an edge's weight shared evenly
+    among replica pairs, so the objective is the traffic-weighted mean over replica pairs); `pair_cost` prices a
+    node pair (the link-cost matrix for network cost, the RTT matrix for latency)."""
+    services: list[str] = []
+    cpu: dict[str, int] = {}
+    edges: dict[tuple[str, str], float] = {}
+    for app in apps:
+        replicas = {s.name: [f"{app.name}/{s.name}/{r}" for r in range(s.replicas)] for s in app.graph.services}
+        for s in app.graph.services:
+            for key in replicas[s.name]:
+                services.append(key)
+                cpu[key] = _millicores(s.cpu)
+        for workload in app.appgroup.workloads:
+            for dependency in workload.dependencies:
+                share = len(replicas[workload.name]) * len(replicas[dependency.workload])
+                for a in replicas[workload.name]:
+                    for b in replicas[dependency.workload]:
+                        edges[(a, b)] = dependency.weight / share
+    nodes = list(cluster.nodes)
+    cost = {
+        (nodes[i], nodes[j]): float(pair_cost[i, j]) for i in range(len(nodes)) for j in range(len(nodes)) if i != j
+    }
+    return PlacementProblem(
+        services, cpu, edges, nodes, {n: int(c) for n, c in zip(nodes, cluster.cpu_m, strict=True)}, cost
+    )
