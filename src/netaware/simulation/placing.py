@@ -31,13 +31,16 @@ import numpy.typing as npt
 
 from netaware.core.appgroup import SortingAlgorithm
 from netaware.core.costs import LinkCosts, build_link_costs
+from netaware.core.lookahead import PendingPod, lookahead_costs, rank_extender_scores
 from netaware.core.placement import PlacementProblem, optimal_placement
 from netaware.core.release import MemberPod, pods_to_release
 from netaware.core.scoring import STRATEGIES, score_candidates
 from netaware.simulation.apps import SimApp
 from netaware.simulation.clusters import SimCluster
 
-POLICIES = ("default", "random", "network-overhead", "netaware", "optimal")
+POLICIES = ("default", "random", "network-overhead", "netaware", "netaware-lookahead", "optimal")
+LOOKAHEAD = "lookahead"
+"""`netaware-lookahead`: the seed cost plus the capacity lookahead of core/lookahead.py."""
 OPTIMAL_MAX_PODS = 12
 OPTIMAL_MAX_NODES = 12
 
@@ -81,12 +84,17 @@ class Simulation:
     cluster: SimCluster
     policy: str
     seed: int = 0
+    extender_weight: int | None = None
+    """kube-scheduler's weight of the extender: 2 as in scheduler-extender/kube-scheduler-config.yaml; 10 for
+    `netaware-lookahead`, whose rank scores need it (at 2, LeastAllocated outweighs a rank step)."""
     link_costs: LinkCosts = field(init=False)
     free_m: npt.NDArray[np.int64] = field(init=False)
     placements: Placements = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
     seconds_per_pod: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.extender_weight is None:
+            self.extender_weight = 10 if self.policy == f"netaware-{LOOKAHEAD}" else 2
         self.link_costs = build_link_costs(self.cluster.topology)
         self.free_m = self.cluster.cpu_m.copy()
         self.rng = random.Random(self.seed)
@@ -135,6 +143,26 @@ class Simulation:
             return np.zeros(len(fitting))
         return 100.0 * (cost.max() - cost) / (cost.max() - cost.min())
 
+    def lookahead_scores(
+        self, app: SimApp, workload: str, cpu: int, fitting: npt.NDArray[np.intp], base: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.int64]:
+        """The seed cost plus the capacity lookahead (core/lookahead.py), as extender scores 0..10."""
+        pending = []
+        group = app.appgroup
+        neighbours = [(d.workload, d.weight) for d in group.workload(workload).dependencies]
+        neighbours += [(caller, d.weight) for caller, d in group.callers_of(workload)]
+        for name, weight in neighbours:
+            service = app.graph.service(name)
+            missing = service.replicas - len(self.placements[app.name][name])
+            pending += [PendingPod(weight / service.replicas, _millicores(service.cpu))] * max(0, missing)
+        extra = lookahead_costs(
+            self.link_costs, fitting, np.asarray(base, dtype=np.float64), pod_cpu_m=cpu, free_cpu_m=self.free_m,
+            pending=pending,
+        )  # fmt: skip
+        total = np.asarray(base, dtype=np.float64) + extra
+        looked_at = np.isfinite(total)
+        return rank_extender_scores(total, looked_at)
+
     # --- placing --------------------------------------------------------------------------------------------------
     def place(self, app: SimApp, workload: str) -> str:
         cpu = _millicores(app.graph.service(workload).cpu)
@@ -158,9 +186,12 @@ class Simulation:
                     placements={w: nodes for w, nodes in self.placements[app.name].items() if nodes},
                     candidates=names,
                     candidate_index=fitting,
-                    strategy=strategy,
+                    strategy="seed" if strategy == LOOKAHEAD else strategy,
                 )
-                total = total + 2 * 10 * table.extender_score
+                extender_score = table.extender_score
+                if strategy == LOOKAHEAD:
+                    extender_score = self.lookahead_scores(app, workload, cpu, fitting, table.total_cost)
+                total = total + (self.extender_weight or 2) * 10 * extender_score
                 if table.filtered and len(table.filtered) < len(fitting):
                     total[list(table.filtered)] = -np.inf
             best = np.flatnonzero(total == total.max())
@@ -174,7 +205,10 @@ class Simulation:
     def run(self, apps: Sequence[SimApp]) -> Placements:
         if self.policy == "optimal":
             return self.optimal(apps)
-        if self.policy.startswith("netaware-") and self.policy.removeprefix("netaware-") not in STRATEGIES:
+        if self.policy.startswith("netaware-") and self.policy.removeprefix("netaware-") not in (
+            *STRATEGIES,
+            LOOKAHEAD,
+        ):
             raise PlacementError(f"unknown strategy in {self.policy!r}; known: {', '.join(STRATEGIES)}")
         if self.policy not in POLICIES and not self.policy.startswith("netaware-"):
             raise PlacementError(f"unknown policy {self.policy!r}; known: {', '.join(POLICIES)}, netaware-<strategy>")

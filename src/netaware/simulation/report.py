@@ -29,7 +29,7 @@ from netaware.simulation.clusters import CLUSTERS, SimCluster, with_capacity
 from netaware.simulation.metrics import evaluate
 from netaware.simulation.placing import PlacementError, Simulation, expanded_problem
 
-HEURISTICS = ("default", "random", "network-overhead", "netaware")
+HEURISTICS = ("default", "random", "network-overhead", "netaware", "netaware-lookahead")
 SMALL_TIERS_M = (1000, 2000, 2000)
 
 
