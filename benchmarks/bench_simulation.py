@@ -42,7 +42,7 @@ def main() -> None:
     ):
         table.add_column(column, justify="left" if column == "policy" else "right")
     baseline = None
-    for policy in ("default", "random", "network-overhead", "netaware"):
+    for policy in ("default", "random", "network-overhead", "netaware", "netaware-lookahead"):
         simulation = Simulation(cluster, policy, seed=11)
         run_started = time.perf_counter()
         placements = simulation.run(apps)

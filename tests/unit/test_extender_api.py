@@ -245,3 +245,49 @@ def test_fuzzed_requests_never_get_a_5xx(http: FlaskClient, body: Any, verb: str
         assert all(0 <= item["Score"] <= 10 for item in answer)
     else:
         assert answer["Error"] == ""
+
+
+def with_cpu(obj: dict[str, Any], cpu: str, *, allocatable: bool = False) -> dict[str, Any]:
+    if allocatable:
+        obj["status"] = {"allocatable": {"cpu": cpu}}
+    else:
+        obj["spec"]["containers"] = [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]
+    return obj
+
+
+@pytest.mark.parametrize(("strategy", "best"), [("seed", "a1"), ("lookahead", "a2")])
+def test_the_lookahead_keeps_room_for_a_heavy_neighbour(strategy: str, best: str) -> None:
+    """web (placed on a1) -> api -> db, api-db five times the traffic of web-api. a1 has room for one more pod:
+    seed puts api there, next to web; the lookahead sees db would then have to leave a1 and puts api on a2 (1 ms
+    from web), where db fits too."""
+    store = make_store()
+    store.replace("nodes", [with_cpu(node(n), "1000m" if n == "a1" else "1", allocatable=True) for n in NODES])
+    store.replace(
+        "appgroups",
+        [
+            {
+                "metadata": {"name": "tiers", "namespace": "default"},
+                "spec": {
+                    "strategy": strategy,
+                    "workloads": [
+                        {"name": "web", "selector": {"matchLabels": {"app": "web"}},
+                         "dependencies": [{"workload": "api", "weight": 1}]},
+                        {"name": "api", "selector": {"matchLabels": {"app": "api"}},
+                         "dependencies": [{"workload": "db", "weight": 5}]},
+                        {"name": "db", "selector": {"matchLabels": {"app": "db"}}},
+                    ],
+                },
+            }
+        ],
+    )  # fmt: skip
+    api = with_cpu(pod("api-0", {"app": "api"}), "500m")
+    store.replace(
+        "pods",
+        [with_cpu(pod("web-0", {"app": "web"}, "a1"), "500m"), api, with_cpu(pod("db-0", {"app": "db"}), "500m")],
+    )
+    http = create_app(store=store, default_weights=CostWeights(), default_strategy="seed", max_body_bytes=1 << 20)
+    scores = http.test_client().post("/prioritize", json=args(api, names=list(NODES))).get_json()
+    by_node = {item["Host"]: item["Score"] for item in scores}
+    assert by_node[best] == 10, by_node
+    if strategy == "lookahead":  # ranked: the best stands alone (seed's linear spread ties a1 and a2 at 10)
+        assert list(by_node.values()).count(10) == 1 and by_node["a1"] < 10, by_node

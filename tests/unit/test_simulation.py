@@ -103,4 +103,4 @@ def test_the_report_writes_its_files(tmp_path: Path) -> None:
     assert {r.tier for r in rows} == {"small", "scale"}
     assert (tmp_path / "simulation.csv").exists() and (tmp_path / "ratio-to-optimum.png").exists()
     summary = (tmp_path / "summary.md").read_text()
-    assert "| netaware |" in summary and "NetworkOverhead" in summary
+    assert "| netaware |" in summary and "| netaware-lookahead |" in summary and "NetworkOverhead" in summary

@@ -13,14 +13,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
+import numpy as np
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from werkzeug.exceptions import HTTPException
 
 from netaware.core.appgroup import CostWeights
-from netaware.core.scoring import STRATEGIES, filter_hard_limits, score_candidates
+from netaware.core.lookahead import LOOKAHEAD, PendingPod, lookahead_costs, rank_extender_scores
+from netaware.core.scoring import STRATEGIES, ScoreTable, candidate_indices, filter_hard_limits, score_candidates
 from netaware.kube.stores import ClusterStore, PodInfo, pod_info
 
 log = logging.getLogger("netaware.extender")
@@ -122,11 +125,42 @@ def create_app(
             return None
         group = inputs["appgroup"]
         strategy = group.strategy or default_strategy
-        if strategy not in STRATEGIES:
+        if strategy not in STRATEGIES and strategy != LOOKAHEAD:
             log.warning("AppGroup %s/%s names unknown strategy %r; using %s", group.namespace, group.name, strategy,
                         default_strategy)  # fmt: skip
             strategy = default_strategy
+        if strategy == LOOKAHEAD:
+            return with_lookahead(pod, inputs), f"{group.name}/{inputs['workload']}"
         return score_candidates(**inputs, strategy=strategy), f"{group.name}/{inputs['workload']}"
+
+    def with_lookahead(pod: PodInfo, inputs: dict[str, Any]) -> ScoreTable:
+        """The seed cost plus the capacity lookahead (core/lookahead.py): this pod's unplaced neighbour pods are
+        put, on paper, where there is room nearest each candidate; scored by rank (best alone at 10)."""
+        table = score_candidates(**inputs, strategy="seed")
+        group, workload, link_costs = inputs["appgroup"], inputs["workload"], inputs["link_costs"]
+        weights = {d.workload: d.weight for d in group.workload(workload).dependencies}
+        for caller, dependency in group.callers_of(workload):
+            weights[caller] = weights.get(caller, 0.0) + dependency.weight
+        members: dict[str, list[PodInfo]] = {}
+        for member, name in store.members(group):
+            members.setdefault(name, []).append(member)
+        pending = [
+            PendingPod(weight / len(members[name]), member.cpu_request_m)
+            for name, weight in weights.items()
+            for member in members.get(name, [])
+            if not member.placed and member.uid != pod.uid
+        ]
+        positions = candidate_indices(link_costs, inputs["candidates"])
+        extra = lookahead_costs(
+            link_costs, positions, np.asarray(table.total_cost, dtype=np.float64), pod_cpu_m=pod.cpu_request_m,
+            free_cpu_m=store.free_cpu_m(link_costs.topology), pending=pending,
+        )  # fmt: skip
+        total = np.asarray(table.total_cost, dtype=np.float64) + extra
+        eligible = np.isfinite(total)
+        if table.filtered:
+            eligible[list(table.filtered)] = False
+        return replace(table, total_cost=np.where(eligible, total, np.inf), extender_score=rank_extender_scores(
+            total, eligible))  # fmt: skip
 
     def answer(verb: str, handler: Any) -> Response:
         started = time.perf_counter()

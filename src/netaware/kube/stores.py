@@ -13,6 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from netaware.core.appgroup import AppGroup, CostWeights
 from netaware.core.costs import LinkCosts, build_link_costs
 from netaware.core.topology import DenseTopology
@@ -38,6 +41,8 @@ class PodInfo:
     deleting: bool = False
     scheduling_gates: tuple[str, ...] = ()
     created_at_s: float | None = None
+    cpu_request_m: int = 0
+    """Sum of the containers' CPU requests (millicores): the capacity lookahead's input."""
 
     @property
     def placed(self) -> bool:
@@ -71,7 +76,25 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo:
         deleting=bool(metadata.get("deletionTimestamp")),
         scheduling_gates=tuple(str(g.get("name")) for g in gates if isinstance(g, Mapping)),
         created_at_s=created_at_s,
+        cpu_request_m=sum(
+            cpu_millicores(((c.get("resources") or {}).get("requests") or {}).get("cpu"))
+            for c in spec.get("containers") or []
+            if isinstance(c, Mapping)
+        ),
     )
+
+
+def cpu_millicores(quantity: Any) -> int:
+    """A CPU quantity ("500m", "2", "0.5", 1) in millicores; 0 when absent or unreadable."""
+    if quantity is None:
+        return 0
+    text = str(quantity).strip()
+    try:
+        if text.endswith("m"):
+            return int(float(text[:-1]))
+        return round(float(text) * 1000)
+    except ValueError:
+        return 0
 
 
 @dataclass
@@ -115,7 +138,12 @@ class ClusterStore:
             return pod_info(obj)
         if kind == "nodes":
             metadata = obj.get("metadata") or {}
-            return {"name": metadata.get("name"), "labels": dict(metadata.get("labels") or {})}
+            allocatable = (obj.get("status") or {}).get("allocatable") or {}
+            return {
+                "name": metadata.get("name"),
+                "labels": dict(metadata.get("labels") or {}),
+                "cpu_m": cpu_millicores(allocatable.get("cpu")),
+            }
         if kind == "appgroups":
             key = self._key(kind, obj)
             try:
@@ -276,6 +304,21 @@ class ClusterStore:
                 costs = build_link_costs(derived.topology, weights)
                 derived.link_costs[weights] = costs
             return costs
+
+    def free_cpu_m(self, topology: DenseTopology) -> npt.NDArray[np.int64]:
+        """Allocatable CPU minus the requests of the pods placed on each node, indexed like `topology` (0 for a
+        node the store does not know). O(pods); only the capacity lookahead asks for it."""
+        free = np.zeros(len(topology.nodes), dtype=np.int64)
+        with self._lock:
+            for node in self._objects["nodes"].values():
+                index = topology.index.get(node["name"])
+                if index is not None:
+                    free[index] = node.get("cpu_m", 0)
+            for pod in self._objects["pods"].values():
+                index = topology.index.get(pod.node_name or "") if pod.placed else None
+                if index is not None:
+                    free[index] -= pod.cpu_request_m
+        return free
 
     def members(self, group: AppGroup) -> list[tuple[PodInfo, str]]:
         """Every pod of the group's namespace that belongs to one of its workloads, with that workload."""

@@ -31,7 +31,7 @@ import numpy.typing as npt
 
 from netaware.core.appgroup import SortingAlgorithm
 from netaware.core.costs import LinkCosts, build_link_costs
-from netaware.core.lookahead import PendingPod, lookahead_costs, rank_extender_scores
+from netaware.core.lookahead import LOOKAHEAD, PendingPod, lookahead_costs, rank_extender_scores
 from netaware.core.placement import PlacementProblem, optimal_placement
 from netaware.core.release import MemberPod, pods_to_release
 from netaware.core.scoring import STRATEGIES, score_candidates
@@ -39,8 +39,7 @@ from netaware.simulation.apps import SimApp
 from netaware.simulation.clusters import SimCluster
 
 POLICIES = ("default", "random", "network-overhead", "netaware", "netaware-lookahead", "optimal")
-LOOKAHEAD = "lookahead"
-"""`netaware-lookahead`: the seed cost plus the capacity lookahead of core/lookahead.py."""
+
 OPTIMAL_MAX_PODS = 12
 OPTIMAL_MAX_NODES = 12
 
