@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from netaware.core.quantities import cpu_millicores
 from netaware.simulation.apps import apps_for
 from netaware.simulation.clusters import CLUSTERS, multi_region, with_capacity
 from netaware.simulation.metrics import evaluate
-from netaware.simulation.placing import POLICIES, PlacementError, Simulation, _millicores
+from netaware.simulation.placing import POLICIES, PlacementError, Simulation
 from netaware.simulation.report import SMALL_TIERS_M, build_report, instance_rows
 
 
@@ -54,7 +55,7 @@ def test_every_policy_places_every_pod_within_capacity(policy: str) -> None:
             nodes = placements[app.name][service.name]
             assert len(nodes) == service.replicas, (policy, app.name, service.name)
             for node in nodes:
-                used[node] += _millicores(service.cpu)
+                used[node] += cpu_millicores(service.cpu)
     capacity = dict(zip(cluster.nodes, cluster.cpu_m, strict=True))
     assert all(used[n] <= capacity[n] for n in used)
 

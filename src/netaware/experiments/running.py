@@ -32,6 +32,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from netaware.core.placement import PlacementProblem, network_cost, optimal_placement, random_placement
+from netaware.core.quantities import cpu_millicores
 from netaware.kube.applying import apply_manifests
 from netaware.kube.clients import api_client
 from netaware.lab.running import status as lab_status
@@ -109,12 +110,6 @@ class ExperimentResult:
         return next((p for p in self.policies if p.policy == name), None)
 
 
-def _millicores(quantity: str) -> int:
-    if quantity.endswith("m"):
-        return int(quantity[:-1])
-    return int(float(quantity) * 1000)
-
-
 @dataclass
 class ExperimentRunner:
     kubeconfig: Path
@@ -141,13 +136,13 @@ class ExperimentRunner:
         for node in nodes:
             status = self.core.read_node(node).status
             allocatable = (status.allocatable if status else None) or {}
-            capacity[node] = _millicores(allocatable.get("cpu", "0"))
+            capacity[node] = cpu_millicores(allocatable.get("cpu", "0"))
         rtt = {(link["origin"], link["destination"]): float(link["rttMs"]) for link in lab["links"] if link["rttMs"]}
         zone_of = {node: spec["zone"] for node, spec in lab["nodes"].items()}
         allowed = {service: [n for n in nodes if zone_of[n] == zone] for service, zone in graph.zones.items()}
         return PlacementProblem(
             services=[s.name for s in graph.services],
-            cpu_m={s.name: _millicores(s.cpu) for s in graph.services},
+            cpu_m={s.name: cpu_millicores(s.cpu) for s in graph.services},
             edges={edge: float(calls) for edge, calls in graph.calls_per_request().items()},
             nodes=nodes,
             capacity_m=capacity,

@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from netaware.core.appgroup import AppGroup, CostWeights
 from netaware.core.costs import LinkCosts, build_link_costs
+from netaware.core.quantities import cpu_millicores
 from netaware.core.topology import DenseTopology
 from netaware.kube.converters import (
     ConversionError,
@@ -82,19 +83,6 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo:
             if isinstance(c, Mapping)
         ),
     )
-
-
-def cpu_millicores(quantity: Any) -> int:
-    """A CPU quantity ("500m", "2", "0.5", 1) in millicores; 0 when absent or unreadable."""
-    if quantity is None:
-        return 0
-    text = str(quantity).strip()
-    try:
-        if text.endswith("m"):
-            return int(float(text[:-1]))
-        return round(float(text) * 1000)
-    except ValueError:
-        return 0
 
 
 @dataclass

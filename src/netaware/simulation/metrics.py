@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from netaware.core.quantities import cpu_millicores
 from netaware.simulation.apps import SimApp
 from netaware.simulation.clusters import SimCluster
-from netaware.simulation.placing import Placements, _millicores
+from netaware.simulation.placing import Placements
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def evaluate(
         placed = placements.get(app.name, {})
         for service in app.graph.services:
             for node in placed.get(service.name, []):
-                used[index[node]] += _millicores(service.cpu)
+                used[index[node]] += cpu_millicores(service.cpu)
                 pods += 1
         for workload in app.appgroup.workloads:
             for dependency in workload.dependencies:

@@ -33,6 +33,7 @@ from netaware.core.appgroup import SortingAlgorithm
 from netaware.core.costs import LinkCosts, build_link_costs
 from netaware.core.lookahead import LOOKAHEAD, PendingPod, lookahead_costs, rank_extender_scores
 from netaware.core.placement import PlacementProblem, optimal_placement
+from netaware.core.quantities import cpu_millicores
 from netaware.core.release import MemberPod, pods_to_release
 from netaware.core.scoring import STRATEGIES, score_candidates
 from netaware.simulation.apps import SimApp
@@ -49,10 +50,6 @@ Placements = dict[str, dict[str, list[str]]]
 
 class PlacementError(RuntimeError):
     """A pod fits nowhere, or the optimum was asked of an instance too large for it."""
-
-
-def _millicores(quantity: str) -> int:
-    return int(quantity[:-1]) if quantity.endswith("m") else int(float(quantity) * 1000)
 
 
 def release_order(app: SimApp, algorithm: SortingAlgorithm | None = None) -> list[str]:
@@ -153,7 +150,7 @@ class Simulation:
         for name, weight in neighbours:
             service = app.graph.service(name)
             missing = service.replicas - len(self.placements[app.name][name])
-            pending += [PendingPod(weight / service.replicas, _millicores(service.cpu))] * max(0, missing)
+            pending += [PendingPod(weight / service.replicas, cpu_millicores(service.cpu))] * max(0, missing)
         extra = lookahead_costs(
             self.link_costs, fitting, np.asarray(base, dtype=np.float64), pod_cpu_m=cpu, free_cpu_m=self.free_m,
             pending=pending,
@@ -164,7 +161,7 @@ class Simulation:
 
     # --- placing --------------------------------------------------------------------------------------------------
     def place(self, app: SimApp, workload: str) -> str:
-        cpu = _millicores(app.graph.service(workload).cpu)
+        cpu = cpu_millicores(app.graph.service(workload).cpu)
         fitting = np.flatnonzero(self.free_m >= cpu)
         if fitting.size == 0:
             raise PlacementError(f"{app.name}/{workload} ({cpu}m) fits on no node")
@@ -248,7 +245,7 @@ def expanded_problem(cluster: SimCluster, apps: Sequence[SimApp], pair_cost: npt
         for s in app.graph.services:
             for key in replicas[s.name]:
                 services.append(key)
-                cpu[key] = _millicores(s.cpu)
+                cpu[key] = cpu_millicores(s.cpu)
         for workload in app.appgroup.workloads:
             for dependency in workload.dependencies:
                 share = len(replicas[workload.name]) * len(replicas[dependency.workload])
