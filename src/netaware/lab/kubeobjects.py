@@ -9,16 +9,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from netaware.kube.converters import format_timestamp
+
 LAB_LABEL = "netaware.io/lab"
 """Every Node a lab registers carries this label (value: the lab's namespace prefix), so `down` finds them."""
 ZONE_LABEL = "topology.kubernetes.io/zone"
 REGION_LABEL = "topology.kubernetes.io/region"
 LEASE_NAMESPACE = "kube-node-lease"
 LEASE_DURATION_S = 40
-
-
-def rfc3339(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def micro_time(seconds: float) -> str:
@@ -52,7 +50,7 @@ def node_manifest(*, name: str, zone: str, region: str, lab: str) -> dict[str, A
 
 def node_status(*, address: str, name: str, capacity: NodeCapacity, now_s: float) -> dict[str, Any]:
     """A Ready node; heartbeats rewrite it with a new `now_s`."""
-    heartbeat = rfc3339(now_s)
+    heartbeat = format_timestamp(now_s)
     resources = {"cpu": capacity.cpu, "memory": capacity.memory, "pods": capacity.pods}
 
     def condition(kind: str, status: str, reason: str) -> dict[str, str]:
@@ -178,8 +176,8 @@ def pod_status(
     failure: str | None = None,
 ) -> dict[str, Any]:
     """The status a kubelet would report for a pod whose containers run as lab processes."""
-    started = rfc3339(started_s)
-    now = rfc3339(now_s)
+    started = format_timestamp(started_s)
+    now = format_timestamp(now_s)
     ready_text = "True" if ready else "False"
     containers = (pod.get("spec") or {}).get("containers") or []
     statuses = []
