@@ -28,7 +28,7 @@ from netaware.lab.daemon import LabConfig
 from netaware.lab.running import LabError
 from netaware.lab.running import down as lab_down
 from netaware.lab.running import up as lab_up
-from netaware.paths import REPO_ROOT
+from netaware.paths import REPO_ROOT, profile_path
 
 DEMO_PORT_BASE = 17000
 console = Console(stderr=True)
@@ -49,7 +49,7 @@ def demo(
     cluster = ClusterSettings(state_dir=state_dir / "cluster", port_base=DEMO_PORT_BASE)
     kubeconfig = cluster.state_dir / "admin.kubeconfig"
     lab = LabConfig(
-        profile=REPO_ROOT / "tc-scripts/profiles" / f"{experiment.profile}.yaml",
+        profile=profile_path(experiment.profile),
         state_dir=state_dir / "lab",
         kubeconfig=kubeconfig,
         port=DEMO_PORT_BASE + 990,

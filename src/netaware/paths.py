@@ -35,3 +35,11 @@ def lab_state_dir() -> Path:
 def port_base() -> int:
     """NETAWARE_PORT_BASE: every local service listens on 127.0.0.1 at this base + a fixed offset."""
     return env_int("NETAWARE_PORT_BASE", 16000)
+
+
+def profile_path(name_or_path: str) -> Path:
+    """A link profile by name (tc-scripts/profiles/NAME.yaml) or by path."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        return candidate
+    return REPO_ROOT / "tc-scripts" / "profiles" / f"{name_or_path}.yaml"

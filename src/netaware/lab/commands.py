@@ -14,7 +14,7 @@ from rich.table import Table
 
 from netaware.lab.daemon import LabConfig
 from netaware.lab.running import LabError, down, status, up
-from netaware.paths import REPO_ROOT, cluster_kubeconfig, lab_state_dir, port_base
+from netaware.paths import cluster_kubeconfig, lab_state_dir, port_base, profile_path
 
 lab_app = typer.Typer(
     help="The local lab: nodes as network namespaces joined by shaped links (a link profile), registered as Nodes "
@@ -35,14 +35,6 @@ StateDir = Annotated[Path | None, typer.Option(help="Lab state folder [env NETAW
 Kubeconfig = Annotated[
     Path | None, typer.Option(help="Control plane kubeconfig [default: the local cluster's admin.kubeconfig]")
 ]
-
-
-def profile_path(name_or_path: str) -> Path:
-    """A profile by name (tc-scripts/profiles/NAME.yaml) or by path."""
-    candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
-        return candidate
-    return REPO_ROOT / "tc-scripts" / "profiles" / f"{name_or_path}.yaml"
 
 
 def print_status(result: dict[str, Any]) -> None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-from pathlib import Path
 from typing import Annotated
 
 import typer
 import yaml
 
 from netaware.core.profiles import ProfileError, parse_profile
-from netaware.paths import REPO_ROOT
+from netaware.paths import profile_path
 from netaware.tc.shaping import Shaping, ShapingError, apply_commands, clear_commands, show_commands
 
 tc_app = typer.Typer(
@@ -60,9 +59,8 @@ def tc_apply(
     dry_run: DryRun = False,
 ) -> None:
     """Replace the node's shaping with the profile's (idempotent: running it twice gives the same state)."""
-    path = Path(profile) if profile.endswith((".yaml", ".yml")) else REPO_ROOT / f"tc-scripts/profiles/{profile}.yaml"
     try:
-        parsed = parse_profile(yaml.safe_load(path.read_text()))
+        parsed = parse_profile(yaml.safe_load(profile_path(profile).read_text()))
         commands = apply_commands(parsed, node, _addresses(address), Shaping(device, namespace), netem=not no_netem)
     except (OSError, ProfileError, ShapingError) as error:
         typer.echo(f"error: {error}", err=True)
