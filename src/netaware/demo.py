@@ -16,13 +16,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from netaware.controlplane.running import ClusterError
 from netaware.controlplane.running import down as cluster_down
 from netaware.controlplane.running import up as cluster_up
 from netaware.controlplane.settings import ClusterSettings
-from netaware.experiments.reporting import COLUMNS, table_rows, targets, write_report
+from netaware.experiments.reporting import print_comparison, write_report
 from netaware.experiments.running import EXPERIMENTS, POLICIES, ExperimentError, ExperimentRunner
 from netaware.lab.daemon import LabConfig
 from netaware.lab.running import LabError
@@ -81,13 +80,8 @@ def demo(
             lab_down(lab.state_dir, kubeconfig, prefix=lab.prefix)
             cluster_down(cluster)
     output = Console(width=140)
-    table = Table(title=f"{result.workload} on {result.profile}: {experiment.requests} requests per policy")
-    for column in COLUMNS:
-        table.add_column(column, justify="left" if column == "policy" else "right")
-    for row in table_rows(result):
-        table.add_row(*(row[c] for c in COLUMNS))
-    output.print(table)
-    for target, measured, met in targets(result):
-        output.print(f"target {target}: {measured} ({'met' if met else 'NOT met'})")
+    print_comparison(
+        result, output, title=f"{result.workload} on {result.profile}: {experiment.requests} requests per policy"
+    )
     output.print(f"results and plots: {out_dir} ({', '.join(p.name for p in written)})")
     output.print(f"demo took {time.monotonic() - started:.0f} s")

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from netaware.experiments.reporting import COLUMNS, table_rows, targets, write_report
+from netaware.experiments.reporting import print_comparison, write_report
 from netaware.experiments.running import EXPERIMENTS, POLICIES, ExperimentError, ExperimentRunner
 from netaware.paths import REPO_ROOT, cluster_kubeconfig, lab_state_dir
 
@@ -79,14 +79,7 @@ def experiment_run(
             console.print(f"[red]error:[/red] {error}")
             raise typer.Exit(code=1) from None
     written = write_report(result, out_dir)
-    table = Table(title=f"{name}: {result.workload} on {result.profile}, {experiment.requests} requests per policy")
-    for column in COLUMNS:
-        table.add_column(column, justify="left" if column == "policy" else "right")
-    for row in table_rows(result):
-        table.add_row(*(row[c] for c in COLUMNS))
     output = Console()
-    output.print(table)
-    for target, measured, met in targets(result):
-        verdict = "[green]met[/green]" if met else "[yellow]not met[/yellow]"
-        output.print(f"target {target}: {measured} ({verdict})")
+    title = f"{name}: {result.workload} on {result.profile}, {experiment.requests} requests per policy"
+    print_comparison(result, output, title=title)
     output.print(f"results: {out_dir} ({', '.join(p.name for p in written)})")

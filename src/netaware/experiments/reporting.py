@@ -15,6 +15,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on a lab machine
 import matplotlib.pyplot as plt
 import numpy as np
+from rich.console import Console
+from rich.table import Table
 
 from netaware.experiments.running import ExperimentResult
 
@@ -40,6 +42,19 @@ def table_rows(result: ExperimentResult) -> list[dict[str, str]]:
             }
         )
     return rows
+
+
+def print_comparison(result: ExperimentResult, console: Console, *, title: str) -> None:
+    """The comparison table and the targets' verdicts, as `experiment run` and the demo print them."""
+    table = Table(title=title)
+    for column in COLUMNS:
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    for row in table_rows(result):
+        table.add_row(*(row[c] for c in COLUMNS))
+    console.print(table)
+    for target, measured, met in targets(result):
+        verdict = "[green]met[/green]" if met else "[yellow]NOT met[/yellow]"
+        console.print(f"target {target}: {measured} ({verdict})")
 
 
 def targets(result: ExperimentResult) -> list[tuple[str, str, bool | None]]:
