@@ -35,6 +35,7 @@ import requests
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from netaware.kube.watching import list_raw
 from netaware.lab.emulating import EmulatedNetwork, remove_namespace
 from netaware.lab.kubeobjects import (
     LEASE_NAMESPACE,
@@ -57,11 +58,6 @@ log = logging.getLogger("netaware.lab")
 SERVICES_FILE_ENV = "NETAWARE_LAB_SERVICES"
 """Workload processes find the ServiceTable's file through this variable."""
 STOP_GRACE_S = 3.0
-
-
-def _raw(response: Any) -> dict[str, Any]:
-    data = json.loads(response.data)
-    return data if isinstance(data, dict) else {}
 
 
 @dataclass
@@ -143,7 +139,7 @@ class PodRunner:
         self._free_slots = {node: list(range(2, 255)) for node in network.nodes}
 
     def reconcile(self) -> None:
-        pods = _raw(self.core.list_pod_for_all_namespaces(_preload_content=False)).get("items") or []
+        pods = list_raw(self.core.list_pod_for_all_namespaces).get("items") or []
         lab_nodes = set(self.network.nodes)
         mine = {p["metadata"]["uid"]: p for p in pods if (p.get("spec") or {}).get("nodeName") in lab_nodes}
         for uid, running in list(self.running.items()):
@@ -323,8 +319,8 @@ class ServiceTable:
         self.table: dict[str, list[str]] = {}
 
     def reconcile(self) -> None:
-        services = _raw(self.core.list_service_for_all_namespaces(_preload_content=False)).get("items") or []
-        slices = _raw(self.discovery.list_endpoint_slice_for_all_namespaces(_preload_content=False)).get("items") or []
+        services = list_raw(self.core.list_service_for_all_namespaces).get("items") or []
+        slices = list_raw(self.discovery.list_endpoint_slice_for_all_namespaces).get("items") or []
         table = service_table(services, slices)
         if table != self.table or not self.path.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
