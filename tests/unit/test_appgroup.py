@@ -130,3 +130,16 @@ def test_label_selector_matching() -> None:
     assert g.workload_for_labels({"app": "b", "tier": "x"}) == "b"
     assert g.workload_for_labels({"app": "zzz"}) is None
     assert not Workload("empty").matches({"app": "a"})
+
+
+def test_neighbour_weights_cover_callers_and_callees_summed_both_ways() -> None:
+    group = AppGroup(
+        name="g",
+        workloads=(
+            Workload("a", {"app": "a"}, (Dependency("b", 2.0),)),
+            Workload("b", {"app": "b"}, (Dependency("c", 1.0), Dependency("a", 0.5))),
+            Workload("c", {"app": "c"}),
+        ),
+    )
+    assert group.neighbour_weights("b") == {"c": 1.0, "a": 2.5}
+    assert group.neighbour_weights("c") == {"b": 1.0}

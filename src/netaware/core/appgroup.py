@@ -100,6 +100,13 @@ class AppGroup:
         """Every (caller, dependency) whose dependency targets `name`."""
         return [(w.name, d) for w in self.workloads for d in w.dependencies if d.workload == name]
 
+    def neighbour_weights(self, name: str) -> dict[str, float]:
+        """Every workload `name` calls or is called by, with the traffic weight between them (both ways summed)."""
+        weights = {d.workload: d.weight for d in self.workload(name).dependencies}
+        for caller, dependency in self.callers_of(name):
+            weights[caller] = weights.get(caller, 0.0) + dependency.weight
+        return weights
+
     def workload_for_labels(self, labels: Mapping[str, str]) -> str | None:
         for workload in self.workloads:
             if workload.matches(labels):

@@ -295,9 +295,7 @@ def _has_limit(dependency: Dependency) -> bool:
 
 
 def _has_placed_neighbour(appgroup: AppGroup, workload: str, placements: Placements) -> bool:
-    own = appgroup.workload(workload)
-    neighbours = [d.workload for d in own.dependencies] + [caller for caller, _ in appgroup.callers_of(workload)]
-    return any(placements.get(name) for name in neighbours)
+    return any(placements.get(name) for name in appgroup.neighbour_weights(workload))
 
 
 def _start_cost(link_costs: LinkCosts, positions: npt.NDArray[np.intp]) -> FloatVector:

@@ -138,9 +138,7 @@ def create_app(
         put, on paper, where there is room nearest each candidate; scored by rank (best alone at 10)."""
         table = score_candidates(**inputs, strategy="seed")
         group, workload, link_costs = inputs["appgroup"], inputs["workload"], inputs["link_costs"]
-        weights = {d.workload: d.weight for d in group.workload(workload).dependencies}
-        for caller, dependency in group.callers_of(workload):
-            weights[caller] = weights.get(caller, 0.0) + dependency.weight
+        weights = group.neighbour_weights(workload)
         members: dict[str, list[PodInfo]] = {}
         for member, name in store.members(group):
             members.setdefault(name, []).append(member)

@@ -144,10 +144,7 @@ class Simulation:
     ) -> npt.NDArray[np.int64]:
         """The seed cost plus the capacity lookahead (core/lookahead.py), as extender scores 0..10."""
         pending = []
-        group = app.appgroup
-        neighbours = [(d.workload, d.weight) for d in group.workload(workload).dependencies]
-        neighbours += [(caller, d.weight) for caller, d in group.callers_of(workload)]
-        for name, weight in neighbours:
+        for name, weight in app.appgroup.neighbour_weights(workload).items():
             service = app.graph.service(name)
             missing = service.replicas - len(self.placements[app.name][name])
             pending += [PendingPod(weight / service.replicas, cpu_millicores(service.cpu))] * max(0, missing)
