@@ -147,6 +147,7 @@ class Lab:
         )
         self.services = ServiceTable(self.api, config.services_file)
         self.topology: Topology | None = None
+        self.emulator = emulator_choice()
         self.phase = "starting"
         self.stopping = threading.Event()
 
@@ -154,7 +155,7 @@ class Lab:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         self.phase = "links"
         self.network.start()
-        log.info("links up", extra={"nodes": len(self.network.nodes), "emulator": emulator_choice()})
+        log.info("links up", extra={"nodes": len(self.network.nodes), "emulator": self.emulator})
         self.phase = "nodes"
         self.heartbeat.register()
         self._loop("heartbeat", HEARTBEAT_S, self.heartbeat.beat)
@@ -209,14 +210,13 @@ class Lab:
         log.info("lab stopped")
 
     def status(self) -> dict[str, Any]:
-        topology = self.topology
         return {
             "phase": self.phase,
             "pid": os.getpid(),
             "relayPid": self.network.relay_pid,
             "port": self.config.port,
             "profile": self.profile.name,
-            "emulator": emulator_choice(),
+            "emulator": self.emulator,
             "prefix": self.config.prefix,
             "nodes": {
                 node: {
@@ -230,25 +230,30 @@ class Lab:
                 {"pod": p.key, "node": p.node, "ip": p.ip, "netns": p.netns, "ready": p.ready, "failure": p.failure}
                 for p in list(self.pods.running.values())
             ],
-            "links": [
-                {
-                    "origin": o,
-                    "destination": d,
-                    "bytes": self.network.link_bytes.get((o, d), 0),
-                    "dropped": self.network.link_drops.get((o, d), 0),
-                    "rttMs": topology.links[(o, d)].rtt_ms if topology and (o, d) in topology.links else None,
-                    "bandwidthMbps": topology.links[(o, d)].bandwidth_mbps
-                    if topology and (o, d) in topology.links
-                    else None,
-                    "lossRatio": topology.links[(o, d)].loss_ratio if topology and (o, d) in topology.links else None,
-                }
-                for o in self.network.nodes
-                for d in self.network.nodes
-                if o != d
-            ],
+            "links": self._links(),
             "servicesFile": str(self.config.services_file),
             "config": {k: str(v) for k, v in asdict(self.config).items()},
         }
+
+    def _links(self) -> list[dict[str, Any]]:
+        """Every directed link: bytes and drops carried so far, and the figures measured at start."""
+        carried, dropped = self.network.link_bytes, self.network.link_drops  # one snapshot each, not one per pair
+        links = self.topology.links if self.topology else {}
+        result = []
+        for pair, sent in carried.items():
+            measured = links.get(pair)
+            result.append(
+                {
+                    "origin": pair[0],
+                    "destination": pair[1],
+                    "bytes": sent,
+                    "dropped": dropped.get(pair, 0),
+                    "rttMs": measured.rtt_ms if measured else None,
+                    "bandwidthMbps": measured.bandwidth_mbps if measured else None,
+                    "lossRatio": measured.loss_ratio if measured else None,
+                }
+            )
+        return result
 
     def _write_status_file(self) -> None:
         self.config.status_file.write_text(json.dumps(self.status(), indent=1))
