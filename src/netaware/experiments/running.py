@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -315,7 +315,3 @@ class ExperimentRunner:
                 raise
             time.sleep(0.5)
         raise ExperimentError(f"namespace {namespace} still terminating after {DELETE_TIMEOUT_S:.0f} s")
-
-
-def result_as_dict(result: ExperimentResult) -> dict[str, Any]:
-    return asdict(result)
