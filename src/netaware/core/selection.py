@@ -59,13 +59,21 @@ class SelectionSettings:
     """Outcomes per replica remembered for error aversion."""
     error_threshold: float = 0.5
     """Replicas failing more than this share of recent requests are treated as hot."""
+    error_memory_s: float = 5.0
+    """Outcomes older than this are forgotten, so an avoided replica that recovered gets traffic again."""
+    idle_probe_interval_s: float = 0.05
+    """With no query for this long, the router still issues one probe, so the pool is fresh when traffic returns."""
+    fresh_probe_s: float = 0.005
+    """A replica probed this recently (answer in the pool or still awaited) is not probed again: with few
+    replicas, r_probe per query would otherwise probe the same replica on every query, costing it as much as the
+    traffic itself for no news."""
 
     def __post_init__(self) -> None:
         if self.pool_size < 1 or self.reuse_budget < 1 or self.error_window < 1:
             raise ValueError("pool_size, reuse_budget and error_window must be >= 1")
         if not 0.0 <= self.hot_quantile <= 1.0 or not 0.0 <= self.error_threshold <= 1.0:
             raise ValueError("hot_quantile and error_threshold must be within 0..1")
-        if self.probes_per_query < 0 or self.max_age_s <= 0:
+        if self.probes_per_query < 0 or self.max_age_s <= 0 or self.fresh_probe_s < 0:
             raise ValueError("probes_per_query must be >= 0 and max_age_s > 0")
 
 
@@ -74,7 +82,8 @@ class ProbePool:
     settings: SelectionSettings = field(default_factory=SelectionSettings)
     probes: list[Probe] = field(default_factory=list)
     selections: int = 0
-    outcomes: dict[str, deque[bool]] = field(default_factory=dict)
+    outcomes: dict[str, deque[tuple[float, bool]]] = field(default_factory=dict)
+    """Per replica: (time, ok) of its recent requests."""
 
     # --- probing ------------------------------------------------------------------------------------------
 
@@ -93,13 +102,19 @@ class ProbePool:
 
     # --- outcomes (error aversion) ------------------------------------------------------------------------
 
-    def record_outcome(self, replica: str, *, ok: bool) -> None:
+    def record_outcome(self, replica: str, *, ok: bool, now_s: float = 0.0) -> None:
         window = self.outcomes.setdefault(replica, deque(maxlen=self.settings.error_window))
-        window.append(ok)
+        window.append((now_s, ok))
 
     def error_ratio(self, replica: str) -> float:
         window = self.outcomes.get(replica)
-        return 0.0 if not window else 1.0 - sum(window) / len(window)
+        return 0.0 if not window else 1.0 - sum(ok for _, ok in window) / len(window)
+
+    def _forget_outcomes(self, now_s: float) -> None:
+        horizon = now_s - self.settings.error_memory_s
+        for window in self.outcomes.values():
+            while window and window[0][0] < horizon:
+                window.popleft()
 
     def _erroring(self, replica: str) -> bool:
         return self.error_ratio(replica) > self.settings.error_threshold
@@ -112,28 +127,31 @@ class ProbePool:
     def hot_threshold(self) -> float:
         """The Q_RIF quantile of the pool's RIFs, linearly interpolated (nearest-rank would make the 0.8-quantile
         of a small pool its maximum, so nothing could ever be above it)."""
-        rifs = sorted(p.rif for p in self.probes)
-        position = self.settings.hot_quantile * (len(rifs) - 1)
-        low = math.floor(position)
-        high = min(low + 1, len(rifs) - 1)
-        return rifs[low] + (rifs[high] - rifs[low]) * (position - low)
+        return interpolated_quantile([p.rif for p in self.probes], self.settings.hot_quantile)
 
-    def select(self, replicas: Sequence[str], *, now_s: float, rng: random.Random) -> str:
-        """The replica for one query, by HCL over the pool (random when the pool is empty)."""
-        if not replicas:
+    def select(
+        self, replicas: Sequence[str], *, now_s: float, rng: random.Random, exclude: frozenset[str] = frozenset()
+    ) -> str:
+        """The replica for one query, by HCL over the pool (random when the pool is empty). `exclude`: replicas
+        this query already tried (a retry); their probes stay in the pool for the next query."""
+        candidates = [r for r in replicas if r not in exclude] or list(replicas)
+        if not candidates:
             raise ValueError("no replicas to choose from")
         self._expire(now_s)
+        self._forget_outcomes(now_s)
         known = set(replicas)
         self.probes = [p for p in self.probes if p.replica in known]
         self.selections += 1
         if self.settings.remove_worst_every and self.selections % self.settings.remove_worst_every == 0:
             self._remove_worst()
-        healthy = [p for p in self.probes if not self._erroring(p.replica)]
+        allowed = set(candidates)
+        probed = [p for p in self.probes if p.replica in allowed]
+        healthy = [p for p in probed if not self._erroring(p.replica)]
         if not healthy:  # empty pool, or only erroring replicas in it: a random replica that is not erroring
-            usable = [r for r in replicas if not self._erroring(r)]
-            if usable or not self.probes:
-                return rng.choice(usable or list(replicas))
-            healthy = self.probes  # every replica is erroring: still prefer the least bad by HCL
+            usable = [r for r in candidates if not self._erroring(r)]
+            if usable or not probed:
+                return rng.choice(usable or candidates)
+            healthy = probed  # every replica is erroring: still prefer the least bad by HCL
         chosen = self._hot_cold(healthy)
         chosen.uses += 1
         chosen.rif += 1  # we are sending it one more request
@@ -151,6 +169,15 @@ class ProbePool:
     def _remove_worst(self) -> None:
         if len(self.probes) > 1:
             self.probes.remove(max(self.probes, key=lambda p: (self._erroring(p.replica), p.rif, p.latency_ms)))
+
+
+def interpolated_quantile(values: Sequence[float], quantile: float) -> float:
+    """The `quantile` of `values`, linearly interpolated between the nearest ranks (numpy's default method)."""
+    ordered = sorted(values)
+    position = quantile * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 @dataclass

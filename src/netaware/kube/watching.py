@@ -51,7 +51,7 @@ class _RawWatch(watch.Watch):
 
 
 def list_raw(lister: Callable[..., Any]) -> dict[str, Any]:
-    """A list call's answer as a plain dict (no typed models: those cost about a millisecond per object)."""
+    """A list (or read) call's answer as a plain dict (no typed models: those cost about a millisecond per object)."""
     response = lister(_preload_content=False)
     data = json.loads(response.data)
     return data if isinstance(data, dict) else {}

@@ -37,6 +37,13 @@ def parser() -> argparse.ArgumentParser:
         help="a downstream to call N times per request, in the order given (repeatable)",
     )  # fmt: skip
     serve.add_argument("--threads", type=int, default=16, help="request threads")
+    serve.add_argument(
+        "--capacity", type=int, default=0,
+        help="requests doing their work at once (the replica's cores); more wait in line (default 0: no limit)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--fail-ratio", type=float, default=0.0, help="share of requests answered 503 at once (fault experiments)"
+    )
     load = commands.add_parser("load", help="send COUNT requests at RATE per second to a service, print JSON figures")
     load.add_argument("--target", required=True, metavar="HOST:PORT", help="the entry service")
     load.add_argument("--rate", type=float, default=20.0, help="requests per second (open loop)")
@@ -50,13 +57,18 @@ def main(argv: list[str] | None = None) -> None:
     arguments = parser().parse_args(argv)
     configure_logging()
     if arguments.command == "serve":
-        settings = ServiceSettings(
-            name=arguments.name,
-            port=arguments.port,
-            work_ms=arguments.work_ms,
-            payload_bytes=arguments.payload_bytes,
-            downstreams=tuple(arguments.call),
-        )
+        try:
+            settings = ServiceSettings(
+                name=arguments.name,
+                port=arguments.port,
+                work_ms=arguments.work_ms,
+                payload_bytes=arguments.payload_bytes,
+                downstreams=tuple(arguments.call),
+                capacity=arguments.capacity,
+                fail_ratio=arguments.fail_ratio,
+            )
+        except ValueError as error:
+            parser().error(str(error))
         server = WsgiServer(
             lambda: create_app(settings, resolver_from_environment()),
             host=arguments.host,

@@ -11,6 +11,7 @@ ready endpoint per call, as kube-proxy does); without it, names go to cluster DN
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -89,6 +90,16 @@ class ServiceSettings:
     work_ms: float = 1.0
     payload_bytes: int = 1024
     downstreams: Sequence[Downstream] = ()
+    capacity: int = 0
+    """Requests doing their `work_ms` at once (the replica's cores); more wait in line. 0: no limit."""
+    fail_ratio: float = 0.0
+    """Share of requests answered 503 at once, without work: a replica failing fast (fault experiments)."""
+
+    def __post_init__(self) -> None:
+        if self.capacity < 0 or self.work_ms < 0 or self.payload_bytes < 0:
+            raise ValueError("capacity, work_ms and payload_bytes must be >= 0")
+        if not 0.0 <= self.fail_ratio <= 1.0:
+            raise ValueError("fail_ratio must be within 0..1")
 
 
 def create_app(settings: ServiceSettings, resolver: Resolver) -> Flask:
@@ -107,6 +118,10 @@ def create_app(settings: ServiceSettings, resolver: Resolver) -> Flask:
     )
     sessions = threading.local()
     node = os.environ.get("NODE_NAME", "")
+    # Work slots model a replica's cores: requests beyond `capacity` queue here, inside the timed middleware, so
+    # the requests in flight and the latency a probe reports include the wait, as on a busy server.
+    work_slots = threading.BoundedSemaphore(settings.capacity) if settings.capacity else contextlib.nullcontext()
+    failures = random.Random()
 
     def session() -> requests.Session:
         if not hasattr(sessions, "session"):
@@ -118,7 +133,11 @@ def create_app(settings: ServiceSettings, resolver: Resolver) -> Flask:
         started = time.perf_counter()
         in_flight.inc()
         try:
-            time.sleep(settings.work_ms / 1e3)
+            if settings.fail_ratio and failures.random() < settings.fail_ratio:
+                served.labels("503").inc()
+                return jsonify(service=settings.name, error="injected failure"), 503
+            with work_slots:
+                time.sleep(settings.work_ms / 1e3)
             calls, nodes = 0, {node} if node else set()
             for downstream in settings.downstreams:
                 for _ in range(downstream.calls):

@@ -1,0 +1,255 @@
+"""The latency router as an asynchronous L7 reverse proxy (aiohttp on uvloop).
+
+Each request goes to the replica its balancer chooses (core/balancing.py: Prequal HCL by default). Probes
+(`GET /netaware/probe` on the replica: requests in flight and latency estimate) are sent in the background, never
+on the request's path: r_probe per request, and one when idle so the pool is fresh when traffic returns.
+
+Idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE) that fail (connection error, timeout, 5xx) are retried on
+another replica, up to `max_attempts`; others are answered with the replica's answer or a 502 naming it.
+
+The proxy forwards every path, so its own endpoints live on a separate admin port (as Envoy's do): `/healthz`,
+`/metrics`, `/v1/state` (the balancer's pool and in-flight counts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from netaware.core.balancing import Balancer
+from netaware.router.replica import PROBE_PATH
+
+log = logging.getLogger("netaware.router")
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# RFC 9110 7.6.1: connection-specific fields are not forwarded; Host is set for the replica by the client.
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding",
+     "upgrade", "host", "content-length"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    max_attempts: int = 3
+    """Replicas an idempotent request may try."""
+    request_timeout_s: float = 30.0
+    probe_timeout_s: float = 0.5
+    idle_tick_s: float = 0.01
+    """How often the idle timer asks the balancer whether to probe."""
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.request_timeout_s <= 0 or self.probe_timeout_s <= 0 or self.idle_tick_s <= 0:
+            raise ValueError("max_attempts must be >= 1 and every timeout > 0")
+
+
+class RouterMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "netaware_router_requests", "Requests answered by the router", ["code"], registry=registry
+        )
+        self.attempts = Counter(
+            "netaware_router_attempts", "Requests sent to a replica (retries included)", ["replica", "outcome"],
+            registry=registry,
+        )  # fmt: skip
+        self.retries = Counter("netaware_router_retries", "Attempts that were retries", registry=registry)
+        self.latency = Histogram(
+            "netaware_router_request_seconds",
+            "Time from receiving a request to answering it",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
+        self.probes = Counter("netaware_router_probes", "Probes sent", ["outcome"], registry=registry)
+        self.in_flight = Gauge("netaware_router_requests_in_flight", "Requests being routed", registry=registry)
+
+
+class Router:
+    def __init__(
+        self,
+        replicas: Sequence[str],
+        balancer: Balancer,
+        *,
+        settings: RouterSettings | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        if not replicas:
+            raise ValueError("the router needs at least one replica (host:port)")
+        self.replicas = list(replicas)
+        self.balancer = balancer
+        self.settings = settings or RouterSettings()
+        self.registry = registry or CollectorRegistry()
+        self.metrics = RouterMetrics(self.registry)
+        self._session: aiohttp.ClientSession | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._idle_task: asyncio.Task[None] | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=10)
+        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False, cookie_jar=None)
+        self._idle_task = asyncio.create_task(self._idle_probing())
+
+    async def close(self) -> None:
+        tasks = [t for t in [self._idle_task, *self._background] if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("Router.start() was not awaited")
+        return self._session
+
+    # --- probing ----------------------------------------------------------------------------------------------
+
+    def _probe_soon(self, targets: list[str]) -> None:
+        for replica in targets:
+            task = asyncio.create_task(self._probe(replica))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _probe(self, replica: str) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.settings.probe_timeout_s)
+        try:
+            async with self.session.get(f"http://{replica}{PROBE_PATH}", timeout=timeout) as answer:
+                answer.raise_for_status()
+                body = await answer.json(content_type=None)
+            rif, latency_ms = int(body["rif"]), float(body["latencyMs"])
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
+            self.metrics.probes.labels("error").inc()
+            return
+        self.metrics.probes.labels("ok").inc()
+        self.balancer.on_probe(replica, rif=rif, latency_ms=latency_ms, now_s=time.monotonic())
+
+    async def _idle_probing(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.idle_tick_s)
+            self._probe_soon(self.balancer.probe_targets(self.replicas, now_s=time.monotonic(), query=False))
+
+    # --- routing ----------------------------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        self.metrics.in_flight.inc()
+        try:
+            response = await self._route(request)
+        finally:
+            self.metrics.in_flight.dec()
+        self.metrics.latency.observe(time.perf_counter() - started)
+        self.metrics.requests.labels(str(response.status)).inc()
+        return response
+
+    async def _route(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP)
+        peer = request.remote or ""
+        headers["X-Forwarded-For"] = ", ".join(filter(None, [request.headers.get("X-Forwarded-For"), peer]))
+        attempts = self.settings.max_attempts if request.method in IDEMPOTENT else 1
+        tried: set[str] = set()
+        failure = "no attempt"
+        for attempt in range(attempts):
+            now_s = time.monotonic()
+            replica = self.balancer.choose(self.replicas, now_s=now_s, exclude=frozenset(tried))
+            self._probe_soon(self.balancer.probe_targets(self.replicas, now_s=now_s, query=True))
+            tried.add(replica)
+            if attempt:
+                self.metrics.retries.inc()
+            self.balancer.on_start(replica)
+            ok = False
+            try:
+                answer = await self._forward(request, replica, headers, body)
+                ok = answer.status < 500
+            except (aiohttp.ClientError, TimeoutError) as error:
+                failure = f"{replica}: {type(error).__name__}: {error}"
+                answer = None
+            finally:
+                self.balancer.on_finish(replica, ok=ok, now_s=time.monotonic())
+            self.metrics.attempts.labels(replica, "ok" if ok else "error").inc()
+            if answer is not None:
+                if ok or attempt == attempts - 1:
+                    return answer
+                failure = f"{replica}: HTTP {answer.status}"
+            log.info("attempt failed", extra={"replica": replica, "reason": failure, "attempt": attempt + 1})
+        return web.json_response({"error": f"no replica answered: {failure}", "tried": sorted(tried)}, status=502)
+
+    async def _forward(
+        self, request: web.Request, replica: str, headers: CIMultiDict[str], body: bytes
+    ) -> web.Response:
+        timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout_s)
+        async with self.session.request(
+            request.method, f"http://{replica}{request.rel_url}", headers=headers, data=body or None,
+            timeout=timeout, allow_redirects=False,
+        ) as answer:  # fmt: skip
+            payload = await answer.read()
+            reply_headers = CIMultiDict((k, v) for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP)
+            return web.Response(status=answer.status, body=payload, headers=reply_headers)
+
+    # --- admin ------------------------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, object]:
+        return {"policy": self.balancer.name, "replicas": self.replicas, **self.balancer.state()}
+
+
+def proxy_app(router: Router) -> web.Application:
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", router.handle)
+
+    async def lifecycle(_: web.Application):  # type: ignore[no-untyped-def]
+        await router.start()
+        yield
+        await router.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def admin_app(router: Router) -> web.Application:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "policy": router.balancer.name})
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(router.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def state(_: web.Request) -> web.Response:
+        return web.json_response(router.state(), dumps=lambda value: json.dumps(value, default=str))
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/state", state)
+    return app
+
+
+async def serve(router: Router, *, host: str, port: int, admin_host: str, admin_port: int) -> None:
+    """Serve the proxy and its admin port until cancelled."""
+    proxy_runner = web.AppRunner(proxy_app(router), access_log=None)
+    admin_runner = web.AppRunner(admin_app(router), access_log=None)
+    await proxy_runner.setup()
+    await admin_runner.setup()
+    try:
+        await web.TCPSite(proxy_runner, host, port, backlog=1024, reuse_address=True).start()
+        await web.TCPSite(admin_runner, admin_host, admin_port, reuse_address=True).start()
+        log.info(
+            "router serving",
+            extra={"listen": f"{host}:{port}", "admin": f"{admin_host}:{admin_port}", "policy": router.balancer.name,
+                   "replicas": router.replicas},
+        )  # fmt: skip
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()
+    finally:
+        await admin_runner.cleanup()
+        await proxy_runner.cleanup()

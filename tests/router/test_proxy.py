@@ -1,0 +1,136 @@
+"""The latency router as a reverse proxy, with real processes on loopback (`netaware-router proxy`, the dummy
+workload service as replicas, an echo server) and real HTTP.
+
+Checks: method, path, query, body and end-to-end headers reach the replica, hop-by-hop headers do not, and
+X-Forwarded-For is added; the replica's status and body come back; a replica killed mid-run (SIGKILL) loses no
+idempotent request (GETs are retried on another replica); a POST to a dead replica is not retried and is answered
+502 with the reason; a replica that answers 503 at once receives a small share of Prequal's traffic (error
+aversion, no sinkholing) while clients see no error; /healthz, /metrics and /v1/state answer on the admin port.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+import uvloop
+
+from netaware.router.loadgen import open_loop
+from netaware.router.testbed import HOST, ReplicaSpec, Testbed, attempts_per_replica, running
+
+PORTS = 33000
+
+
+class Echo(BaseHTTPRequestHandler):
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = {
+            "method": self.command,
+            "path": self.path,
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "body": self.rfile.read(length).decode(),
+        }
+        payload = json.dumps(body).encode()
+        self.send_response(201 if self.command == "POST" else 200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("X-Replica", "echo")
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _answer  # noqa: N815 (http.server's names)
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def testbed(tmp_path: Path) -> Iterator[Testbed]:
+    with running(tmp_path / "logs") as bed:
+        yield bed
+
+
+@pytest.fixture
+def echo() -> Iterator[str]:
+    server = ThreadingHTTPServer((HOST, PORTS + 90), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"{HOST}:{PORTS + 90}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_requests_are_forwarded_faithfully(testbed: Testbed, echo: str) -> None:
+    testbed.start_router(PORTS, PORTS + 1, [echo], "prequal")
+    answer = requests.post(
+        f"http://{HOST}:{PORTS}/orders/7?expand=items&x=1",
+        data="hello",
+        headers={"X-Trace": "abc", "Connection": "keep-alive, X-Secret", "Keep-Alive": "timeout=5"},
+        timeout=5,
+    )
+    assert answer.status_code == 201
+    assert answer.headers["X-Replica"] == "echo"
+    seen = answer.json()
+    assert (seen["method"], seen["path"], seen["body"]) == ("POST", "/orders/7?expand=items&x=1", "hello")
+    assert seen["headers"]["x-trace"] == "abc"
+    assert "keep-alive" not in seen["headers"]
+    assert seen["headers"]["x-forwarded-for"] == "127.0.0.1"
+    assert seen["headers"]["host"] == echo
+
+
+def test_admin_port_answers_health_metrics_and_state(testbed: Testbed, echo: str) -> None:
+    testbed.start_router(PORTS, PORTS + 1, [echo], "least-request")
+    requests.get(f"http://{HOST}:{PORTS}/", timeout=5).raise_for_status()
+    admin = f"http://{HOST}:{PORTS + 1}"
+    assert requests.get(f"{admin}/healthz", timeout=5).json() == {"status": "ok", "policy": "least-request"}
+    assert 'netaware_router_requests_total{code="200"} 1.0' in requests.get(f"{admin}/metrics", timeout=5).text
+    assert requests.get(f"{admin}/v1/state", timeout=5).json()["replicas"] == [echo]
+
+
+@pytest.mark.parametrize("policy", ["prequal", "round-robin"])
+def test_a_replica_killed_mid_run_loses_no_idempotent_request(testbed: Testbed, policy: str) -> None:
+    specs = [ReplicaSpec(port=PORTS + 10 + i, work_ms=10.0, capacity=4) for i in range(4)]
+    for spec in specs:
+        testbed.start_replica(spec, threads=32)
+    testbed.start_router(PORTS, PORTS + 1, [s.address for s in specs], policy, "--seed", "1")
+    victim = specs[0]
+    killer = threading.Timer(2.0, testbed.kill, args=[f"replica-{victim.port}"])
+    killer.start()
+    report = uvloop.run(open_loop(f"http://{HOST}:{PORTS}/", rate_per_s=100, duration_s=5, seed=3))
+    killer.join()
+    assert report.errors == 0, report.error_samples
+    assert report.requests > 400
+    metrics = requests.get(f"http://{HOST}:{PORTS + 1}/metrics", timeout=5).text
+    failed_on_victim = f'netaware_router_attempts_total{{outcome="error",replica="{victim.address}"}}'
+    if policy == "round-robin":  # round-robin keeps sending the dead replica its turn: every one was retried
+        assert failed_on_victim in metrics
+        retries = next(line for line in metrics.splitlines() if line.startswith("netaware_router_retries_total"))
+        assert float(retries.split()[-1]) > 10
+
+
+def test_a_post_to_a_dead_replica_is_not_retried(testbed: Testbed) -> None:
+    dead = f"{HOST}:{PORTS + 99}"  # nothing listens here
+    testbed.start_router(PORTS, PORTS + 1, [dead], "round-robin")
+    answer = requests.post(f"http://{HOST}:{PORTS}/", data="x", timeout=5)
+    assert answer.status_code == 502
+    assert answer.json()["tried"] == [dead]
+    assert dead in answer.json()["error"]
+
+
+def test_a_replica_failing_fast_gets_a_small_share(testbed: Testbed) -> None:
+    specs = [ReplicaSpec(port=PORTS + 20 + i, work_ms=10.0, capacity=4, fail_ratio=1.0 if i == 0 else 0.0)
+             for i in range(4)]  # fmt: skip
+    for spec in specs:
+        testbed.start_replica(spec, threads=32)
+    testbed.start_router(PORTS, PORTS + 1, [s.address for s in specs], "prequal", "--seed", "2")
+    report = uvloop.run(open_loop(f"http://{HOST}:{PORTS}/", rate_per_s=100, duration_s=5, seed=4))
+    attempts = attempts_per_replica(f"{HOST}:{PORTS + 1}")
+    share = attempts.get(specs[0].address, 0.0) / sum(attempts.values())
+    # Uniform spreading would send it 25%; fail-fast with the lowest latency estimate would attract more.
+    assert share < 0.05, attempts
+    assert attempts.get(specs[0].address, 0.0) >= 1  # it was tried, found failing, and then avoided
+    assert report.errors == 0, report.error_samples  # its 503s were retried elsewhere

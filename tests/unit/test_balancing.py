@@ -1,0 +1,121 @@
+"""Balancing policies (core/balancing.py) behind the router: each policy's rule, with a fixed clock and random source.
+
+Checks: round-robin takes turns and skips replicas a retry already tried; least-request prefers the replica with
+fewer requests in flight; lowest-latency probes everyone once per refresh and sends everything to the fastest
+(herding, by design); prequal issues r_probe probes per query and one when idle, chooses by HCL from its pool,
+avoids a replica that fails fast, and honours `exclude` for retries; unknown policies are refused.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from netaware.core.balancing import (
+    POLICIES,
+    LeastRequestBalancer,
+    LowestLatencyBalancer,
+    PrequalBalancer,
+    RoundRobinBalancer,
+    make_balancer,
+)
+from netaware.core.selection import SelectionSettings
+
+REPLICAS = ["a", "b", "c", "d"]
+
+
+def test_round_robin_takes_turns_and_skips_tried_replicas() -> None:
+    balancer = RoundRobinBalancer()
+    assert [balancer.choose(REPLICAS, now_s=0) for _ in range(5)] == ["a", "b", "c", "d", "a"]
+    assert balancer.choose(REPLICAS, now_s=0, exclude=frozenset({"b", "c"})) in {"a", "d"}
+
+
+def test_least_request_prefers_fewer_requests_in_flight() -> None:
+    balancer = LeastRequestBalancer(rng=random.Random(3))
+    for _ in range(5):
+        balancer.on_start("a")
+    picks = Counter(balancer.choose(["a", "b"], now_s=0) for _ in range(50))
+    assert picks == {"b": 50}
+    for _ in range(5):
+        balancer.on_finish("a", ok=True, now_s=0)
+    balancer.on_start("b")
+    assert balancer.choose(["a", "b"], now_s=0) == "a"
+
+
+def test_lowest_latency_probes_all_once_per_refresh_and_herds() -> None:
+    balancer = LowestLatencyBalancer(refresh_s=0.5, rng=random.Random(0))
+    assert balancer.probe_targets(REPLICAS, now_s=0.0, query=True) == REPLICAS
+    assert balancer.probe_targets(REPLICAS, now_s=0.2, query=False) == []
+    for replica, latency in zip(REPLICAS, [9.0, 3.0, 5.0, 4.0], strict=True):
+        balancer.on_probe(replica, rif=0, latency_ms=latency, now_s=0.1)
+    assert Counter(balancer.choose(REPLICAS, now_s=0.3) for _ in range(20)) == {"b": 20}
+    assert balancer.choose(REPLICAS, now_s=0.3, exclude=frozenset({"b"})) == "d"
+    assert balancer.probe_targets(REPLICAS, now_s=0.6, query=True) == REPLICAS
+
+
+def test_prequal_probes_per_query_and_when_idle() -> None:
+    balancer = PrequalBalancer(settings=SelectionSettings(probes_per_query=2, idle_probe_interval_s=0.05))
+    targets = balancer.probe_targets(REPLICAS, now_s=0.0, query=True)
+    assert len(targets) == 2 and len(set(targets)) == 2
+    assert balancer.probe_targets(REPLICAS, now_s=0.01, query=False) == []  # a query probed just now
+    assert len(balancer.probe_targets(REPLICAS, now_s=0.07, query=False)) == 1
+
+
+def test_prequal_chooses_cold_and_fast_and_honours_exclude() -> None:
+    balancer = PrequalBalancer(settings=SelectionSettings(remove_worst_every=0), rng=random.Random(1))
+    for replica, rif, latency in [("a", 9, 1.0), ("b", 1, 20.0), ("c", 1, 5.0), ("d", 2, 8.0)]:
+        balancer.on_probe(replica, rif=rif, latency_ms=latency, now_s=0.0)
+    assert balancer.choose(REPLICAS, now_s=0.1) == "c"  # a is hot (RIF 9), c is the fastest cold one
+    assert balancer.choose(REPLICAS, now_s=0.1, exclude=frozenset({"c"})) == "d"
+    assert any(p.replica == "c" for p in balancer.pool.probes)  # the retry left c's probe in the pool
+
+
+def test_prequal_avoids_a_replica_that_fails_fast() -> None:
+    balancer = PrequalBalancer(rng=random.Random(7))
+    picks: Counter[str] = Counter()
+    now = 0.0
+    for _ in range(2000):
+        now += 0.001
+        for target in balancer.probe_targets(REPLICAS, now_s=now, query=True):
+            # "a" fails at once, so it looks idle and fast; the others are busy and slower.
+            fast_failure = target == "a"
+            balancer.on_probe(target, rif=0 if fast_failure else 2, latency_ms=0.5 if fast_failure else 10.0, now_s=now)
+        chosen = balancer.choose(REPLICAS, now_s=now)
+        picks[chosen] += 1
+        balancer.on_start(chosen)
+        balancer.on_finish(chosen, ok=chosen != "a", now_s=now)
+    assert picks["a"] / 2000 < 0.1, picks
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_every_policy_answers_a_replica(policy: str) -> None:
+    balancer = make_balancer(policy, seed=1)
+    assert balancer.name == policy
+    assert balancer.choose(REPLICAS, now_s=0.0) in REPLICAS
+    assert isinstance(balancer.state(), dict)
+
+
+def test_unknown_policy_is_refused_with_the_choices() -> None:
+    with pytest.raises(ValueError, match="prequal"):
+        make_balancer("fastest")
+
+
+def test_prequal_does_not_reprobe_a_freshly_probed_replica() -> None:
+    balancer = PrequalBalancer(settings=SelectionSettings(probes_per_query=1, fresh_probe_s=0.005))
+    assert balancer.probe_targets(["a"], now_s=0.0, query=True) == ["a"]
+    assert balancer.probe_targets(["a"], now_s=0.004, query=True) == []  # probed 4 ms ago: no news yet
+    assert balancer.probe_targets(["a"], now_s=0.006, query=True) == ["a"]
+
+
+def test_prequal_forgets_old_errors_so_a_recovered_replica_gets_traffic_again() -> None:
+    balancer = PrequalBalancer(settings=SelectionSettings(error_memory_s=5.0, remove_worst_every=0))
+    for _ in range(10):
+        balancer.on_finish("a", ok=False, now_s=0.0)
+    balancer.on_probe("a", rif=0, latency_ms=1.0, now_s=0.9)
+    balancer.on_probe("b", rif=0, latency_ms=9.0, now_s=0.9)
+    assert balancer.choose(["a", "b"], now_s=1.0) == "b"  # a failed everything it was sent
+    balancer.on_probe("a", rif=0, latency_ms=1.0, now_s=6.0)
+    balancer.on_probe("b", rif=0, latency_ms=9.0, now_s=6.0)
+    assert balancer.choose(["a", "b"], now_s=6.1) == "a"  # those failures are more than 5 s old
