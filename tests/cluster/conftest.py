@@ -7,6 +7,7 @@ a test that kills a component only breaks its own cluster. Bringing one up takes
 from __future__ import annotations
 
 import itertools
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -62,6 +63,14 @@ def start_cluster(tmp_path_factory: pytest.TempPathFactory, **overrides: Any) ->
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A running cluster with six kwok nodes, two per zone (zone-a, zone-b, zone-c)."""
     yield from start_cluster(tmp_path_factory, fake_nodes=6)
+
+
+def kubectl(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    """The kubectl built with the control plane, against `cluster`."""
+    return subprocess.run(
+        [str(cluster.settings.bin_dir / "kubectl"), f"--kubeconfig={cluster.status['kubeconfig']}", *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
 
 
 def wait_for(condition: Callable[[], Any], *, timeout_s: float = 60, what: str = "condition") -> Any:

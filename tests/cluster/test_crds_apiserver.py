@@ -8,7 +8,6 @@ with jsonschema); `kubectl get` (server-side Table) shows the printer columns.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from kubernetes.client import ApiException
 
 from netaware.kube.converters import GROUP, VERSION
 
-from .conftest import Cluster
+from .conftest import Cluster, kubectl
 
 pytestmark = pytest.mark.cluster
 
@@ -82,13 +81,6 @@ def test_kubectl_get_shows_printer_columns(cluster: Cluster) -> None:
     assert "Max-RTT-ms" in columns
     # the valid example (created above) shows its origin and zone
     assert any(row["cells"][1:3] == ["node-a", "zone-a"] for row in table["rows"])
-
-
-def kubectl(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(cluster.settings.bin_dir / "kubectl"), f"--kubeconfig={cluster.status['kubeconfig']}", *args],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
 
 
 def test_scheduler_extender_manifests_apply_with_kubectl(cluster: Cluster) -> None:

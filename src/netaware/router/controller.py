@@ -95,15 +95,21 @@ def selection_policy(spec: dict[str, Any]) -> SelectionPolicy:
         raise PolicyError(str(error)) from None
 
 
+@dataclass(frozen=True)
+class SourceEndpoint:
+    endpoint: dict[str, Any]
+    """As in the target's EndpointSlice (nodeName, zone, targetRef are copied to ours)."""
+    ports: list[dict[str, Any]]
+    """Its slice's ports: slices of one Service may map its ports to different endpoint ports."""
+    address_type: str
+
+
 @dataclass
 class Target:
-    """The target Service's ready endpoints ("ip:port" of its first port) and what the shadow Service needs."""
+    """The target Service's ready endpoints, keyed "ip:port" (its slice's first port, which is probed)."""
 
-    endpoints: dict[str, dict[str, Any]]
-    """"ip:port" -> the EndpointSlice endpoint it came from (nodeName, zone, targetRef are kept)."""
+    endpoints: dict[str, SourceEndpoint]
     service_ports: list[dict[str, Any]]
-    slice_ports: list[dict[str, Any]]
-    address_type: str
 
 
 class ControllerMetrics:
@@ -144,6 +150,8 @@ class AviatorController:
         self.metrics = ControllerMetrics(self.registry)
         self.selectors: dict[tuple[str, str], tuple[int, EndpointSelector]] = {}
         self.due_at: dict[tuple[str, str], float] = {}
+        self.written: dict[tuple[str, str], object] = {}
+        """What was last written for each policy (the owned Service and slices)."""
         self.synced = threading.Event()
         self._probes = ThreadPoolExecutor(max_workers=32, thread_name_prefix="aviator-probe")
         self._session = requests.Session()
@@ -185,6 +193,7 @@ class AviatorController:
         for gone in set(self.selectors) - seen:
             self.selectors.pop(gone)
             self.due_at.pop(gone, None)
+            self.written.pop(gone, None)
 
     # --- one policy -------------------------------------------------------------------------------------------
 
@@ -237,7 +246,12 @@ class AviatorController:
             self.metrics.changes.labels(namespace, name).inc()
             log.info("selection changed", extra={"policy": f"{namespace}/{name}", "selected": list(selected),
                                                   "before": list(before)})  # fmt: skip
-        self._write_shadow(policy, target_name, target, selected)
+        # Write on change only (an unchanged selection costs no API call), and re-assert once a minute in case
+        # someone edited or deleted what we own.
+        fingerprint = (target_name, [(a, target.endpoints[a]) for a in selected], target.service_ports, now_s // 60)
+        if self.written.get(key) != fingerprint:
+            self._write_shadow(policy, target_name, target, selected)
+            self.written[key] = fingerprint
         p50, p99 = latency_percentiles(probes, set(selected))
         failed = sum(not p.ok for p in probes)
         self._write_status(
@@ -261,22 +275,19 @@ class AviatorController:
         service_ports = (service.get("spec") or {}).get("ports") or []
         slices = list_raw(lambda **kw: self.discovery.list_namespaced_endpoint_slice(
             namespace, label_selector=f"{SERVICE_NAME_LABEL}={service_name}", **kw))  # fmt: skip
-        endpoints: dict[str, dict[str, Any]] = {}
-        slice_ports: list[dict[str, Any]] = []
-        address_type = "IPv4"
+        endpoints: dict[str, SourceEndpoint] = {}
         for endpoint_slice in slices.get("items") or []:
             ports = endpoint_slice.get("ports") or []
-            if not ports or ports[0].get("port") is None:
+            address_type = endpoint_slice.get("addressType", "IPv4")
+            if not ports or ports[0].get("port") is None or address_type == "FQDN":
                 continue
-            slice_ports = slice_ports or ports
-            address_type = endpoint_slice.get("addressType", address_type)
             for endpoint in endpoint_slice.get("endpoints") or []:
                 if (endpoint.get("conditions") or {}).get("ready") is False:
                     continue
                 for address in endpoint.get("addresses") or []:
                     host = f"[{address}]" if ":" in address else address
-                    endpoints[f"{host}:{ports[0]['port']}"] = endpoint
-        return Target(endpoints, service_ports, slice_ports, address_type)
+                    endpoints[f"{host}:{ports[0]['port']}"] = SourceEndpoint(endpoint, ports, address_type)
+        return Target(endpoints, service_ports)
 
     def _probe_all(self, endpoints: list[str]) -> list[EndpointProbe]:
         return list(self._probes.map(self._probe, endpoints))
@@ -317,25 +328,41 @@ class AviatorController:
             lambda: self.core.create_namespaced_service(namespace, service),  # type: ignore[arg-type]  # dicts are accepted
             lambda: self.core.patch_namespaced_service(name, namespace, {"metadata": {"labels": labels}}),
         )
-        endpoints = []
+        # One slice per (address type, ports) group, named after its first port so names stay stable.
+        groups: dict[str, dict[str, Any]] = {}
         for address in selected:
             source = target.endpoints[address]
-            endpoint = {k: v for k, v in source.items() if k in ("nodeName", "zone", "targetRef", "hostname")}
+            slice_name = f"{name}-{source.address_type.lower()}-{source.ports[0]['port']}"
+            group = groups.setdefault(slice_name, {
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": slice_name, "namespace": namespace, "ownerReferences": [self._owner(policy)],
+                             "labels": {SERVICE_NAME_LABEL: name, MANAGED_BY_LABEL: MANAGED_BY, **labels}},
+                "addressType": source.address_type, "endpoints": [], "ports": source.ports,
+            })  # fmt: skip
+            endpoint = {k: v for k, v in source.endpoint.items() if k in ("nodeName", "zone", "targetRef", "hostname")}
             endpoint["addresses"] = [address.rsplit(":", 1)[0].strip("[]")]
             endpoint["conditions"] = {"ready": True}
-            endpoints.append(endpoint)
-        endpoint_slice: dict[str, Any] = {
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": name, "namespace": namespace, "ownerReferences": [self._owner(policy)],
-                         "labels": {SERVICE_NAME_LABEL: name, MANAGED_BY_LABEL: MANAGED_BY, **labels}},
-            "addressType": target.address_type,
-            "endpoints": endpoints,
-            "ports": target.slice_ports,
-        }  # fmt: skip
-        self._create_or_patch(
-            lambda: self.discovery.create_namespaced_endpoint_slice(namespace, endpoint_slice),  # type: ignore[arg-type]
-            lambda: self.discovery.replace_namespaced_endpoint_slice(name, namespace, endpoint_slice),  # type: ignore[arg-type]
-        )
+            group["endpoints"].append(endpoint)
+        for slice_name, endpoint_slice in groups.items():
+            self._create_or_patch(
+                lambda: self.discovery.create_namespaced_endpoint_slice(namespace, endpoint_slice),  # type: ignore[arg-type]  # noqa: B023
+                lambda: self.discovery.replace_namespaced_endpoint_slice(slice_name, namespace, endpoint_slice),  # type: ignore[arg-type]  # noqa: B023
+            )
+        owned = list_raw(lambda **kw: self.discovery.list_namespaced_endpoint_slice(
+            namespace, label_selector=f"{POLICY_LABEL}={policy_name}", **kw))  # fmt: skip
+        for stale in owned.get("items") or []:
+            if stale["metadata"]["name"] not in groups:
+                self._delete_if_present(
+                    self.discovery.delete_namespaced_endpoint_slice, stale["metadata"]["name"], namespace
+                )
+
+    @staticmethod
+    def _delete_if_present(delete: Any, name: str, namespace: str) -> None:
+        try:
+            delete(name, namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
 
     @staticmethod
     def _create_or_patch(create: Any, update: Any) -> None:
@@ -363,12 +390,11 @@ class AviatorController:
         meta = policy["metadata"]
         namespace = meta["namespace"]
         name = (policy.get("spec") or {}).get("targetRef", {}).get("name", "") + SUFFIX
-        for delete in (self.discovery.delete_namespaced_endpoint_slice, self.core.delete_namespaced_service):
-            try:
-                delete(name, namespace)
-            except ApiException as error:
-                if error.status != 404:
-                    raise
+        self.discovery.delete_collection_namespaced_endpoint_slice(
+            namespace, label_selector=f"{POLICY_LABEL}={meta['name']}"
+        )
+        self._delete_if_present(self.core.delete_namespaced_service, name, namespace)
+        self.written.pop((namespace, meta["name"]), None)
         finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
         if len(finalizers) != len(meta.get("finalizers") or []):
             self.custom.patch_namespaced_custom_object(

@@ -27,10 +27,13 @@ class ReplicaSpec:
     work_ms: float
     capacity: int = 1
     fail_ratio: float = 0.0
+    host: str = HOST
+    netns: str | None = None
+    """Run inside this network namespace (`ip netns exec`), listening on `host` there."""
 
     @property
     def address(self) -> str:
-        return f"{HOST}:{self.port}"
+        return f"{self.host}:{self.port}"
 
 
 @dataclass
@@ -41,7 +44,8 @@ class Testbed:
     log_dir: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def _start(self, name: str, argv: list[str]) -> None:
+    def start(self, name: str, argv: list[str]) -> None:
+        """Start `argv` as `name`, its output in `<log_dir>/<name>.log`."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with (self.log_dir / f"{name}.log").open("wb") as log:  # the child keeps its own copy of the descriptor
             # A session of its own, so a kill reaches gunicorn's worker too, not only its master.
@@ -50,10 +54,11 @@ class Testbed:
             )
 
     def start_replica(self, spec: ReplicaSpec, *, threads: int = 256) -> None:
-        self._start(
+        inside = ["ip", "netns", "exec", spec.netns] if spec.netns else []
+        self.start(
             f"replica-{spec.port}",
-            [sys.executable, "-m", "netaware.workloads.commands", "serve", "--name", f"replica-{spec.port}",
-             "--host", HOST, "--port", str(spec.port), "--work-ms", str(spec.work_ms), "--capacity",
+            [*inside, sys.executable, "-m", "netaware.workloads.commands", "serve", "--name", f"replica-{spec.port}",
+             "--host", spec.host, "--port", str(spec.port), "--work-ms", str(spec.work_ms), "--capacity",
              str(spec.capacity), "--fail-ratio", str(spec.fail_ratio), "--threads", str(threads),
              "--payload-bytes", "256"],
         )  # fmt: skip
@@ -64,7 +69,7 @@ class Testbed:
                 "--admin", f"{HOST}:{admin_port}", "--policy", policy, *extra]  # fmt: skip
         for replica in replicas:
             argv += ["--replica", replica]
-        self._start(f"router-{policy}-{port}", argv)
+        self.start(f"router-{policy}-{port}", argv)
         wait_until_answering(f"http://{HOST}:{admin_port}/healthz", self, f"router-{policy}-{port}")
 
     def kill(self, name: str) -> None:

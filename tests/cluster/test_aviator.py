@@ -1,0 +1,216 @@
+"""The AviatorPolicy controller (`netaware-router controller`, a real process) against the local control plane,
+steering a Service whose endpoints are real replicas (the dummy workload service).
+
+The target Service `web` is selector-less with hand-written EndpointSlices (kwok pods have no process behind
+their IPs; these endpoints answer real probes). EndpointSlices refuse loopback addresses, so the replicas run in
+a network namespace this test creates, joined to the host by a veth pair (10.250.0.2); needs root, and fails
+loudly without it. Checks: a TopN=2 policy gets the finalizer, and the Service
+`web-aviator` with an EndpointSlice holding the two fast endpoints, both owned by the policy; status shows active 2
+of 3 and the chosen endpoints' latency, and `kubectl get avp` shows the columns; a chosen replica that dies is
+dropped (circuit breaker) and replaced by the next best; a spec the controller cannot evaluate says why in its
+status; deleting the policy removes what it owned; `kubectl apply -k router/` installs the controller's manifests
+and its ServiceAccount may do what the controller does; /healthz and /metrics answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from kubernetes import client
+from kubernetes.client import ApiException
+
+from netaware.kube.converters import GROUP, VERSION
+from netaware.lab.emulating import remove_namespace, run_commands
+from netaware.router.testbed import HOST, ReplicaSpec, Testbed, running, wait_until_answering
+
+from .conftest import Cluster, kubectl, wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.netns]
+
+REPO = Path(__file__).resolve().parents[2]
+NAMESPACE = "default"
+PORTS = 34000
+METRICS_PORT = PORTS + 90
+NETNS = "naav-replicas"
+REPLICA_HOST = "10.250.0.2"
+FAST = [ReplicaSpec(port=PORTS + i, work_ms=2.0, capacity=4, host=REPLICA_HOST, netns=NETNS) for i in range(2)]
+SLOW = ReplicaSpec(port=PORTS + 2, work_ms=60.0, capacity=4, host=REPLICA_HOST, netns=NETNS)
+
+
+@pytest.fixture(scope="module")
+def replica_network() -> Iterator[None]:
+    if os.geteuid() != 0:
+        pytest.fail("the AviatorPolicy test needs root (a network namespace for its replicas)", pytrace=False)
+    remove_namespace(NETNS)  # left over by a killed run
+    run_commands([
+        ["ip", "netns", "add", NETNS],
+        ["ip", "link", "add", "naav0", "type", "veth", "peer", "name", "eth0", "netns", NETNS],
+        ["ip", "addr", "add", "10.250.0.1/24", "dev", "naav0"],
+        ["ip", "link", "set", "naav0", "up"],
+        ["ip", "-n", NETNS, "link", "set", "lo", "up"],
+        ["ip", "-n", NETNS, "addr", "add", f"{REPLICA_HOST}/24", "dev", "eth0"],
+        ["ip", "-n", NETNS, "link", "set", "eth0", "up"],
+    ])  # fmt: skip
+    yield
+    remove_namespace(NETNS)  # the veth pair goes with it
+
+
+@pytest.fixture(scope="module")
+def replicas(replica_network: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
+    with running(tmp_path_factory.mktemp("replicas")) as testbed:
+        for spec in [*FAST, SLOW]:
+            testbed.start_replica(spec, threads=16)
+            with requests.Session() as session:  # traffic, so each replica's latency estimate means something
+                for _ in range(10):
+                    session.get(f"http://{spec.address}/", timeout=5).raise_for_status()
+        yield testbed
+
+
+@pytest.fixture(scope="module")
+def controller(cluster: Cluster, replicas: Testbed) -> Iterator[None]:
+    replicas.start(  # stopped with the replicas
+        "controller",
+        [sys.executable, "-m", "netaware.router.commands", "controller", "--kubeconfig", cluster.status["kubeconfig"],
+         "--namespace", NAMESPACE, "--metrics", f"{HOST}:{METRICS_PORT}"],
+    )  # fmt: skip
+    wait_until_answering(f"http://{HOST}:{METRICS_PORT}/healthz", replicas, "controller")
+    yield
+
+
+@pytest.fixture(scope="module")
+def target(cluster: Cluster) -> None:
+    cluster.core.create_namespaced_service(
+        NAMESPACE, {"metadata": {"name": "web"}, "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}
+    )  # type: ignore[arg-type]
+    endpoints = [
+        {"addresses": [REPLICA_HOST], "conditions": {"ready": True}, "nodeName": f"node-{i}"} for i in range(3)
+    ]  # one address each: the ports differ, so each replica needs its own slice
+    for index, spec in enumerate([*FAST, SLOW]):
+        client.DiscoveryV1Api(cluster.api).create_namespaced_endpoint_slice(
+            NAMESPACE,
+            {"metadata": {"name": f"web-{index}", "labels": {"kubernetes.io/service-name": "web"}},
+             "addressType": "IPv4", "endpoints": [endpoints[index]],
+             "ports": [{"name": "http", "port": spec.port, "protocol": "TCP"}]},
+        )  # type: ignore[arg-type]  # fmt: skip
+
+
+def policy(name: str, selection: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "AviatorPolicy",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"targetRef": {"name": "web"}, "selection": selection, "evaluationInterval": "1s", **spec},
+    }  # fmt: skip
+
+
+def read_policy(cluster: Cluster, name: str) -> dict[str, Any]:
+    return cluster.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "aviatorpolicies", name)  # type: ignore[no-any-return]
+
+
+def slice_addresses(cluster: Cluster) -> set[str]:
+    """The addresses (ip:port) the shadow Service `web-aviator` sends traffic to, from its EndpointSlices."""
+    slices = client.DiscoveryV1Api(cluster.api).list_namespaced_endpoint_slice(
+        NAMESPACE, label_selector="kubernetes.io/service-name=web-aviator"
+    )
+    return {f"{a}:{s.ports[0].port}" for s in slices.items for e in s.endpoints or [] for a in e.addresses}
+
+
+def selected(cluster: Cluster) -> list[str]:
+    return sorted((read_policy(cluster, "web-fast").get("status") or {}).get("selectedEndpoints", []))
+
+
+def test_topn_policy_keeps_the_fast_endpoints(cluster: Cluster, controller: None, target: None) -> None:
+    cluster.custom.create_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, "aviatorpolicies",
+        policy("web-fast", {"algorithm": "TopN", "topN": 2}, circuitBreaker={"minRequests": 1, "errorRatio": 0.5,
+                                                                             "openDuration": "60s"}),
+    )  # fmt: skip
+    status = wait_for(
+        lambda: (read_policy(cluster, "web-fast").get("status") or {}).get("activeEndpoints") == 2
+        and read_policy(cluster, "web-fast")["status"],
+        timeout_s=30, what="policy status",
+    )  # fmt: skip
+    assert status["totalEndpoints"] == 3
+    assert sorted(status["selectedEndpoints"]) == sorted(s.address for s in FAST)
+    assert status["service"] == "web-aviator"
+    assert 0 < status["p50LatencyMs"] < 30  # the fast replicas' estimates, not the slow one's ~60 ms
+    assert read_policy(cluster, "web-fast")["metadata"]["finalizers"] == ["netaware.io/aviator-cleanup"]
+    assert slice_addresses(cluster) == {s.address for s in FAST}
+    slices = client.DiscoveryV1Api(cluster.api).list_namespaced_endpoint_slice(
+        NAMESPACE, label_selector="kubernetes.io/service-name=web-aviator"
+    )
+    assert {s.metadata.owner_references[0].kind for s in slices.items} == {"AviatorPolicy"}
+    assert {e.node_name for s in slices.items for e in s.endpoints} == {"node-0", "node-1"}
+    shadow = cluster.core.read_namespaced_service("web-aviator", NAMESPACE)
+    assert shadow.spec.selector is None and shadow.metadata.owner_references[0].name == "web-fast"
+    table = kubectl(cluster, "get", "avp", "-n", NAMESPACE)
+    header, row = table.stdout.splitlines()[:2]
+    assert header.split()[:7] == ["NAME", "TARGET", "SELECTION", "ACTIVE", "TOTAL", "P99-MS", "SERVICE"]
+    assert row.split()[:5] == ["web-fast", "web", "TopN", "2", "3"]
+
+
+def test_a_dead_endpoint_is_dropped_and_replaced(cluster: Cluster, replicas: Testbed) -> None:
+    dead = FAST[0]
+    replicas.kill(f"replica-{dead.port}")
+    survivors = sorted([FAST[1].address, SLOW.address])
+    wait_for(lambda: selected(cluster) == survivors, timeout_s=30, what="the dead endpoint to be replaced")
+    status = read_policy(cluster, "web-fast")["status"]
+    assert slice_addresses(cluster) == set(survivors)
+    assert "probes failed" in status["message"]
+    metrics = requests.get(f"http://{HOST}:{METRICS_PORT}/metrics", timeout=5).text
+    assert 'netaware_aviator_probes_total{outcome="error"}' in metrics
+    assert 'netaware_aviator_selection_changes_total{namespace="default",policy="web-fast"}' in metrics
+
+
+def test_a_policy_that_cannot_be_evaluated_says_why(cluster: Cluster, controller: None) -> None:
+    cluster.custom.create_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, "aviatorpolicies", policy("web-broken", {"algorithm": "Percentage"})
+    )
+    message = wait_for(
+        lambda: (read_policy(cluster, "web-broken").get("status") or {}).get("message"), timeout_s=30, what="message"
+    )
+    assert message == "invalid policy: spec.selection.percentage is required by algorithm Percentage"
+    cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "aviatorpolicies", "web-broken")
+
+
+def test_deleting_the_policy_removes_what_it_owned(cluster: Cluster, controller: None) -> None:
+    assert slice_addresses(cluster)
+    cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "aviatorpolicies", "web-fast")
+
+    def gone() -> bool:
+        try:
+            read_policy(cluster, "web-fast")
+        except ApiException as error:
+            return error.status == 404
+        return False
+
+    wait_for(gone, timeout_s=30, what="the policy to be finalized and deleted")
+    assert slice_addresses(cluster) == set()
+    with pytest.raises(ApiException) as raised:
+        cluster.core.read_namespaced_service("web-aviator", NAMESPACE)
+    assert raised.value.status == 404
+
+
+def test_router_manifests_apply_and_grant_what_the_controller_does(cluster: Cluster) -> None:
+    result = kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-k", str(REPO / "router"))
+    assert result.returncode == 0, result.stderr
+    assert "deployment.apps/netaware-aviator" in result.stdout
+    deployment = json.loads(
+        kubectl(cluster, "-n", "kube-system", "get", "deploy", "netaware-aviator", "-o", "json").stdout
+    )
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["command"][:2] == ["netaware-router", "controller"]
+    account = "system:serviceaccount:kube-system:netaware-aviator"
+    for verb, resource in [
+        ("list", "aviatorpolicies.netaware.io"), ("patch", "aviatorpolicies.netaware.io/status"),
+        ("patch", "aviatorpolicies.netaware.io"), ("create", "endpointslices.discovery.k8s.io"),
+        ("update", "endpointslices.discovery.k8s.io"), ("delete", "services"), ("create", "services"),
+    ]:  # fmt: skip
+        answer = kubectl(cluster, "auth", "can-i", verb, resource, "--as", account, "-n", NAMESPACE)
+        assert answer.stdout.strip() == "yes", (verb, resource, answer.stderr)
+    assert kubectl(cluster, "auth", "can-i", "delete", "pods", "--as", account).stdout.strip() == "no"
