@@ -20,7 +20,9 @@ import pytest
 import requests
 import uvloop
 
+from netaware.core.balancing import make_balancer
 from netaware.router.loadgen import open_loop
+from netaware.router.proxy import Router
 from netaware.router.testbed import HOST, ReplicaSpec, Testbed, attempts_per_replica, running
 
 PORTS = 33000
@@ -80,6 +82,29 @@ def test_requests_are_forwarded_faithfully(testbed: Testbed, echo: str) -> None:
     assert "keep-alive" not in seen["headers"]
     assert seen["headers"]["x-forwarded-for"] == "127.0.0.1"
     assert seen["headers"]["host"] == echo
+
+
+def test_the_router_as_a_client_library(echo: str) -> None:
+    dead = f"{HOST}:{PORTS + 99}"
+
+    async def use() -> tuple[list[int], list[str], int, int]:
+        router = Router([echo, dead], make_balancer("round-robin"))
+        await router.start()
+        try:
+            answers = [await router.send("GET", f"/item/{i}") for i in range(4)]
+            # Round-robin sends the next request to the dead replica: a POST is not retried.
+            while router.balancer.choose(router.replicas, now_s=0) != echo:
+                pass
+            posted = await router.send("POST", "/", body=b"once")
+        finally:
+            await router.close()
+        retries = int(router.registry.get_sample_value("netaware_router_retries_total") or 0)
+        return [a.status for a in answers], [json.loads(a.body)["path"] for a in answers], posted.status, retries
+
+    statuses, paths, posted, retries = uvloop.run(use())
+    assert statuses == [200] * 4 and paths == [f"/item/{i}" for i in range(4)]
+    assert retries >= 2  # the GETs whose turn fell on the dead replica were retried on the echo
+    assert posted == 502
 
 
 def test_admin_port_answers_health_metrics_and_state(testbed: Testbed, echo: str) -> None:

@@ -53,6 +53,15 @@ class RouterSettings:
             raise ValueError("max_attempts must be >= 1 and every timeout > 0")
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A replica's answer (hop-by-hop headers removed), or the router's 502 when none answered."""
+
+    status: int
+    headers: CIMultiDict[str]
+    body: bytes
+
+
 class RouterMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(
@@ -156,9 +165,19 @@ class Router:
     async def _route(self, request: web.Request) -> web.Response:
         body = await request.read()
         headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP)
-        peer = request.remote or ""
-        headers["X-Forwarded-For"] = ", ".join(filter(None, [request.headers.get("X-Forwarded-For"), peer]))
-        attempts = self.settings.max_attempts if request.method in IDEMPOTENT else 1
+        headers["X-Forwarded-For"] = ", ".join(
+            filter(None, [request.headers.get("X-Forwarded-For"), request.remote or ""])
+        )
+        answer = await self.send(request.method, str(request.rel_url), headers=headers, body=body)
+        return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
+
+    async def send(
+        self, method: str, path: str, *, headers: CIMultiDict[str] | None = None, body: bytes = b""
+    ) -> Answer:
+        """Send one request to the replica the balancer chooses; idempotent methods are retried on another
+        replica after a connection error, timeout or 5xx. The client-library face of the router: no proxy
+        needed (`await router.start()` first). A request no replica answered is a 502 naming the last failure."""
+        attempts = self.settings.max_attempts if method in IDEMPOTENT else 1
         tried: set[str] = set()
         failure = "no attempt"
         for attempt in range(attempts):
@@ -169,14 +188,13 @@ class Router:
             if attempt:
                 self.metrics.retries.inc()
             self.balancer.on_start(replica)
-            ok = False
+            answer: Answer | None = None
             try:
-                answer = await self._forward(request, replica, headers, body)
-                ok = answer.status < 500
+                answer = await self._forward(method, path, replica, headers, body)
             except (aiohttp.ClientError, TimeoutError) as error:
                 failure = f"{replica}: {type(error).__name__}: {error}"
-                answer = None
             finally:
+                ok = answer is not None and answer.status < 500
                 self.balancer.on_finish(replica, ok=ok, now_s=time.monotonic())
             self.metrics.attempts.labels(replica, "ok" if ok else "error").inc()
             if answer is not None:
@@ -184,19 +202,20 @@ class Router:
                     return answer
                 failure = f"{replica}: HTTP {answer.status}"
             log.info("attempt failed", extra={"replica": replica, "reason": failure, "attempt": attempt + 1})
-        return web.json_response({"error": f"no replica answered: {failure}", "tried": sorted(tried)}, status=502)
+        reason = json.dumps({"error": f"no replica answered: {failure}", "tried": sorted(tried)}).encode()
+        return Answer(502, CIMultiDict({"Content-Type": "application/json"}), reason)
 
     async def _forward(
-        self, request: web.Request, replica: str, headers: CIMultiDict[str], body: bytes
-    ) -> web.Response:
+        self, method: str, path: str, replica: str, headers: CIMultiDict[str] | None, body: bytes
+    ) -> Answer:
         timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout_s)
         async with self.session.request(
-            request.method, f"http://{replica}{request.rel_url}", headers=headers, data=body or None,
-            timeout=timeout, allow_redirects=False,
+            method, f"http://{replica}{path}", headers=headers, data=body or None, timeout=timeout,
+            allow_redirects=False,
         ) as answer:  # fmt: skip
             payload = await answer.read()
             reply_headers = CIMultiDict((k, v) for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP)
-            return web.Response(status=answer.status, body=payload, headers=reply_headers)
+            return Answer(answer.status, reply_headers, payload)
 
     # --- admin ------------------------------------------------------------------------------------------------
 
