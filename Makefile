@@ -44,6 +44,7 @@ bench: venv controlplane
 	COLUMNS=150 $(PY) benchmarks/bench_scoring.py
 	COLUMNS=150 $(PY) benchmarks/bench_extender.py
 	COLUMNS=150 $(PY) benchmarks/bench_simulation.py
+	COLUMNS=150 $(PY) benchmarks/bench_router.py --out build/bench-router
 
 # The README's test command: every tier, then the benchmarks' figures.
 test: venv debian controlplane lint

@@ -129,3 +129,21 @@ def test_bad_input_exits_with_one_line_and_no_traceback(
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+def test_router_help_and_bad_arguments() -> None:
+    def router(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "netaware.router.commands", *args], capture_output=True, text=True, check=False
+        )
+
+    overview = router("--help")
+    assert overview.returncode == 0 and "proxy" in overview.stdout and "controller" in overview.stdout
+    proxy = router("proxy", "--help")
+    assert "--replica HOST:PORT" in proxy.stdout and "{random,round-robin,least-request" in proxy.stdout
+    missing = router("proxy")
+    assert missing.returncode == 2 and "--replica" in missing.stderr
+    bad = router("proxy", "--replica", "no-port")
+    assert bad.returncode == 2 and "expected host:port" in bad.stderr
+    settings = router("proxy", "--replica", "a:1", "--hot-quantile", "2")
+    assert settings.returncode == 2 and "hot_quantile" in settings.stderr and "Traceback" not in settings.stderr
