@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.netns]
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "default"
-PORTS = 34000
+PORTS = 32400  # below the ephemeral range (32768+), where outgoing connections could hold it
 METRICS_PORT = PORTS + 90
 NETNS = "naav-replicas"
 REPLICA_HOST = "10.250.0.2"
