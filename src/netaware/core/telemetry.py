@@ -1,0 +1,247 @@
+"""Probe reports and their aggregation into a topology (pure; the aggregator service does the I/O).
+
+A probe agent sends one report per round: its node, when it measured, and one entry per peer it probed (median
+RTT, jitter, loss over the round's probes, and bandwidth when an iperf3 test ran). `parse_report` validates every
+field against `REPORT_SCHEMA` (types, ranges, sizes) and the known nodes, and names each problem.
+
+`LinkAggregator` folds reports into per-link state: RTT and bandwidth through the EWMA with outlier hold-back of
+`core.topology.smooth`; jitter as an EWMA; loss as lost / sent over the recent rounds (a ratio of counts, so a
+round of 10 probes does not weigh like a round of 200). Its `topology()` presents each directed pair as:
+
+1. **measured** when refreshed within `ttl_s`;
+2. otherwise **estimated** from the reverse direction if that is fresh (RTT and loss are near-symmetric on the
+   paths probes take; bandwidth is not carried over, since it often is not);
+3. otherwise **estimated** as the mean of the fresh measured links between the two nodes' zones;
+4. otherwise absent (the cost function treats absent as the worst).
+
+Stale data is never presented as measured.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+
+from netaware.core.topology import DEFAULT_ALPHA, LinkMetrics, SmoothedValue, Topology, smooth
+
+MAX_PEERS = 1000
+LOSS_ROUNDS = 10
+"""Rounds whose probe counts make up a link's loss ratio."""
+
+REPORT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["node", "measuredAt", "peers"],
+    "properties": {
+        "node": {"type": "string", "minLength": 1, "maxLength": 253},
+        "measuredAt": {"type": "number", "minimum": 0, "description": "Unix time of the round, seconds"},
+        "peers": {
+            "type": "array",
+            "maxItems": MAX_PEERS,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["peer", "sent", "received"],
+                "properties": {
+                    "peer": {"type": "string", "minLength": 1, "maxLength": 253},
+                    "sent": {"type": "integer", "minimum": 1, "maximum": 10000},
+                    "received": {"type": "integer", "minimum": 0, "maximum": 10000},
+                    "rttMs": {"type": "number", "minimum": 0, "maximum": 60000, "description": "median RTT"},
+                    "jitterMs": {"type": "number", "minimum": 0, "maximum": 60000},
+                    "bandwidthMbps": {"type": "number", "minimum": 0, "maximum": 10000000},
+                },
+            },
+        },
+    },
+}
+
+
+class ReportError(ValueError):
+    """A report that cannot be accepted; `problems` names each field and why."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class PeerMeasurement:
+    peer: str
+    sent: int
+    received: int
+    rtt_ms: float | None
+    jitter_ms: float | None
+    bandwidth_mbps: float | None
+
+
+@dataclass(frozen=True)
+class ProbeReport:
+    node: str
+    measured_at_s: float
+    peers: tuple[PeerMeasurement, ...]
+
+
+_validator = jsonschema.Draft202012Validator(REPORT_SCHEMA)
+
+
+def _path(error: jsonschema.ValidationError) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".") or "report"
+
+
+def parse_report(
+    data: Any, *, known_nodes: Iterable[str] | None = None, now_s: float | None = None, max_skew_s: float = 300.0
+) -> ProbeReport:
+    """The report in `data` (parsed JSON), or ReportError naming every problem. With `known_nodes`, the node and
+    every peer must be one of them; with `now_s`, `measuredAt` may not lie more than `max_skew_s` in the future."""
+    problems = [f"{_path(e)}: {e.message}" for e in sorted(_validator.iter_errors(data), key=lambda e: e.path)]
+    if problems:
+        raise ReportError(problems)
+    known = set(known_nodes) if known_nodes is not None else None
+    node = data["node"]
+    if known is not None and node not in known:
+        problems.append(f"node: {node!r} is not a known node")
+    if now_s is not None and data["measuredAt"] > now_s + max_skew_s:
+        problems.append(f"measuredAt: {data['measuredAt']} is in the future (now {now_s:.0f})")
+    peers = []
+    seen: set[str] = set()
+    for index, entry in enumerate(data["peers"]):
+        where = f"peers[{index}]"
+        peer = entry["peer"]
+        if peer == node:
+            problems.append(f"{where}.peer: a node does not probe itself")
+        if peer in seen:
+            problems.append(f"{where}.peer: {peer!r} appears twice")
+        seen.add(peer)
+        if known is not None and peer not in known:
+            problems.append(f"{where}.peer: {peer!r} is not a known node")
+        if entry["received"] > entry["sent"]:
+            problems.append(f"{where}.received: {entry['received']} is more than sent ({entry['sent']})")
+        if entry["received"] > 0 and "rttMs" not in entry:
+            problems.append(f"{where}.rttMs: required when probes were answered")
+        peers.append(
+            PeerMeasurement(
+                peer=peer,
+                sent=entry["sent"],
+                received=entry["received"],
+                rtt_ms=entry.get("rttMs"),
+                jitter_ms=entry.get("jitterMs"),
+                bandwidth_mbps=entry.get("bandwidthMbps"),
+            )
+        )
+    if problems:
+        raise ReportError(problems)
+    return ProbeReport(node=node, measured_at_s=float(data["measuredAt"]), peers=tuple(peers))
+
+
+@dataclass
+class LinkState:
+    rtt: SmoothedValue | None = None
+    jitter_ms: float | None = None
+    bandwidth: SmoothedValue | None = None
+    rounds: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=LOSS_ROUNDS))
+    """(sent, received) of the recent rounds."""
+    measured_at_s: float = -math.inf
+    rtt_at_s: float = -math.inf
+    samples: int = 0
+
+    def loss_ratio(self) -> float:
+        sent = sum(s for s, _ in self.rounds)
+        return 0.0 if not sent else 1.0 - sum(r for _, r in self.rounds) / sent
+
+
+@dataclass
+class LinkAggregator:
+    ttl_s: float = 60.0
+    alpha: float = DEFAULT_ALPHA
+    links: dict[tuple[str, str], LinkState] = field(default_factory=dict)
+    last_report_s: dict[str, float] = field(default_factory=dict)
+
+    def ingest(self, report: ProbeReport) -> None:
+        self.last_report_s[report.node] = max(self.last_report_s.get(report.node, -math.inf), report.measured_at_s)
+        for measurement in report.peers:
+            state = self.links.setdefault((report.node, measurement.peer), LinkState())
+            if report.measured_at_s < state.measured_at_s:
+                continue  # an older round arriving late (a retried buffer) must not overwrite newer data
+            state.measured_at_s = report.measured_at_s
+            state.rounds.append((measurement.sent, measurement.received))
+            state.samples += measurement.sent
+            if measurement.rtt_ms is not None and measurement.received:
+                state.rtt = smooth(state.rtt, measurement.rtt_ms, alpha=self.alpha)
+                state.rtt_at_s = report.measured_at_s
+            if measurement.jitter_ms is not None:
+                previous = state.jitter_ms
+                state.jitter_ms = (
+                    measurement.jitter_ms if previous is None
+                    else (1 - self.alpha) * previous + self.alpha * measurement.jitter_ms
+                )  # fmt: skip
+            if measurement.bandwidth_mbps is not None:
+                state.bandwidth = smooth(state.bandwidth, measurement.bandwidth_mbps, alpha=0.5)
+
+    def measured(self, pair: tuple[str, str], now_s: float) -> LinkMetrics | None:
+        """The pair's own measurement, if it is fresh and has an RTT."""
+        state = self.links.get(pair)
+        if state is None or state.rtt is None or now_s - state.rtt_at_s > self.ttl_s:
+            return None
+        return LinkMetrics(
+            rtt_ms=state.rtt.mean,
+            bandwidth_mbps=state.bandwidth.mean if state.bandwidth is not None else None,
+            loss_ratio=state.loss_ratio(),
+            jitter_ms=state.jitter_ms or 0.0,
+            samples=state.samples,
+            measured_at_s=state.rtt_at_s,
+        )
+
+    def stale_nodes(self, now_s: float) -> list[str]:
+        """Nodes whose last report is older than the TTL."""
+        return sorted(n for n, at in self.last_report_s.items() if now_s - at > self.ttl_s)
+
+    def topology(self, nodes: Iterable[str], *, now_s: float, zones: Mapping[str, str] | None = None) -> Topology:
+        """Every directed pair of `nodes`: measured, estimated (reverse direction, then zone pair mean) or absent."""
+        names = list(dict.fromkeys(nodes))
+        links: dict[tuple[str, str], LinkMetrics] = {}
+        for origin in names:
+            for destination in names:
+                if origin != destination and (m := self.measured((origin, destination), now_s)) is not None:
+                    links[(origin, destination)] = m
+        zone_means = _zone_means(links, zones or {})
+        for origin in names:
+            for destination in names:
+                if origin == destination or (origin, destination) in links:
+                    continue
+                reverse = links.get((destination, origin))
+                if reverse is not None and reverse.source == "measured":
+                    links[(origin, destination)] = LinkMetrics(
+                        rtt_ms=reverse.rtt_ms, loss_ratio=reverse.loss_ratio, jitter_ms=reverse.jitter_ms,
+                        samples=reverse.samples, measured_at_s=None, source="estimated",
+                    )  # fmt: skip
+                    continue
+                zone_pair = ((zones or {}).get(origin, ""), (zones or {}).get(destination, ""))
+                if zone_pair in zone_means:
+                    links[(origin, destination)] = zone_means[zone_pair]
+        return Topology(nodes=tuple(names), links=links)
+
+
+def _zone_means(
+    links: Mapping[tuple[str, str], LinkMetrics], zones: Mapping[str, str]
+) -> dict[tuple[str, str], LinkMetrics]:
+    """Mean RTT, loss and jitter of the measured links between each (unordered) pair of zones, as estimates."""
+    grouped: dict[tuple[str, str], list[LinkMetrics]] = {}
+    for (origin, destination), metrics in links.items():
+        if origin in zones and destination in zones:
+            low, high = sorted((zones[origin], zones[destination]))
+            grouped.setdefault((low, high), []).append(metrics)
+    means: dict[tuple[str, str], LinkMetrics] = {}
+    for (a, b), members in grouped.items():
+        estimate = LinkMetrics(
+            rtt_ms=sum(m.rtt_ms for m in members) / len(members),
+            loss_ratio=sum(m.loss_ratio for m in members) / len(members),
+            jitter_ms=sum(m.jitter_ms for m in members) / len(members),
+            samples=0, measured_at_s=None, source="estimated",
+        )  # fmt: skip
+        means[(a, b)] = means[(b, a)] = estimate
+    return means

@@ -1,0 +1,108 @@
+"""Probe reports and their aggregation (core/telemetry.py), the groundwork of the telemetry issue.
+
+Checks: a valid report parses; each kind of bad report is refused naming the field and the reason (types,
+ranges, unknown fields and nodes, self-probes, duplicates, more answers than probes, a future time, a missing
+RTT); RTT is smoothed with outliers held back; loss is a ratio of counts over recent rounds; a late older round
+does not overwrite newer data; a pair not refreshed within the TTL is never presented as measured, and is
+estimated from the fresh reverse direction or the zone pair's mean, else left out; nodes that stop reporting
+are listed as stale.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from netaware.core.telemetry import LinkAggregator, ReportError, parse_report
+
+NODES = ["a", "b", "c", "d"]
+
+
+def report(node: str = "a", at: float = 1000.0, **peer: Any) -> dict[str, Any]:
+    entry = {"peer": "b", "sent": 10, "received": 10, "rttMs": 5.0, "jitterMs": 0.5} | peer
+    entry = {k: v for k, v in entry.items() if v is not None}  # None: leave the field out
+    return {"node": node, "measuredAt": at, "peers": [entry]}
+
+
+def test_a_valid_report_parses() -> None:
+    parsed = parse_report(report(bandwidthMbps=900.0), known_nodes=NODES, now_s=1000.0)
+    assert parsed.node == "a" and parsed.peers[0].rtt_ms == 5.0 and parsed.peers[0].bandwidth_mbps == 900.0
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ({"node": "a", "peers": []}, "report: 'measuredAt' is a required property"),
+        (report(rttMs="fast"), "peers[0].rttMs: 'fast' is not of type 'number'"),
+        (report(rttMs=-1), "peers[0].rttMs: -1 is less than the minimum of 0"),
+        (report(sent=0), "peers[0].sent: 0 is less than the minimum of 1"),
+        (report(color="red"), "peers[0]: Additional properties are not allowed ('color' was unexpected)"),
+        (report(peer="z"), "peers[0].peer: 'z' is not a known node"),
+        (report(node="z"), "node: 'z' is not a known node"),
+        (report(peer="a"), "peers[0].peer: a node does not probe itself"),
+        (report(received=11), "peers[0].received: 11 is more than sent (10)"),
+        (report(at=99999.0), "measuredAt: 99999.0 is in the future"),
+        ({"node": "a", "measuredAt": 1, "peers": [{"peer": "b", "sent": 3, "received": 3}]}, "rttMs: required"),
+        ([], "report: [] is not of type 'object'"),
+    ],
+)
+def test_bad_reports_are_refused_naming_the_field(data: Any, problem: str) -> None:
+    with pytest.raises(ReportError) as raised:
+        parse_report(data, known_nodes=NODES, now_s=1000.0)
+    assert any(problem in p for p in raised.value.problems), raised.value.problems
+
+
+def test_duplicate_peers_are_refused() -> None:
+    data = report()
+    data["peers"].append(dict(data["peers"][0]))
+    with pytest.raises(ReportError, match="appears twice"):
+        parse_report(data, known_nodes=NODES)
+
+
+def ingest(aggregator: LinkAggregator, at: float, **peer: Any) -> None:
+    aggregator.ingest(parse_report(report(at=at, **peer)))
+
+
+def test_rtt_is_smoothed_and_an_outlier_is_held_back() -> None:
+    aggregator = LinkAggregator(ttl_s=60)
+    for second in range(10):
+        ingest(aggregator, 1000.0 + second, rttMs=10.0)
+    ingest(aggregator, 1010.0, rttMs=500.0)  # one wild round
+    measured = aggregator.measured(("a", "b"), now_s=1011.0)
+    assert measured is not None and measured.rtt_ms == pytest.approx(10.0)
+    for second in range(11, 14):  # a real level shift: three rounds in a row
+        ingest(aggregator, 1000.0 + second, rttMs=40.0)
+    assert aggregator.measured(("a", "b"), now_s=1014.0).rtt_ms == pytest.approx(40.0, rel=0.05)  # type: ignore[union-attr]
+
+
+def test_loss_is_a_ratio_of_counts_over_recent_rounds() -> None:
+    aggregator = LinkAggregator()
+    ingest(aggregator, 1000.0, sent=200, received=190)
+    ingest(aggregator, 1001.0, sent=10, received=0, rttMs=None)
+    measured = aggregator.measured(("a", "b"), now_s=1001.0)
+    assert measured is not None and measured.loss_ratio == pytest.approx(20 / 210)
+
+
+def test_a_late_older_round_does_not_overwrite_newer_data() -> None:
+    aggregator = LinkAggregator()
+    ingest(aggregator, 1005.0, rttMs=10.0)
+    ingest(aggregator, 1000.0, rttMs=99.0)
+    assert aggregator.measured(("a", "b"), now_s=1006.0).rtt_ms == 10.0  # type: ignore[union-attr]
+
+
+def test_stale_pairs_are_estimated_or_left_out_never_measured() -> None:
+    aggregator = LinkAggregator(ttl_s=30)
+    zones = {"a": "z1", "b": "z2", "c": "z1", "d": "z3"}
+    aggregator.ingest(parse_report(report(node="a", at=1000.0, peer="b", rttMs=20.0)))
+    aggregator.ingest(parse_report(report(node="c", at=900.0, peer="b", rttMs=99.0)))  # stale by 1020
+    topology = aggregator.topology(NODES, now_s=1020.0, zones=zones)
+    assert topology.link("a", "b").source == "measured"  # type: ignore[union-attr]
+    reverse = topology.link("b", "a")
+    assert reverse is not None and reverse.source == "estimated" and reverse.rtt_ms == 20.0
+    from_zone = topology.link("c", "b")  # its own data is stale: the z1-z2 mean of fresh links (a->b only)
+    assert from_zone is not None and from_zone.source == "estimated" and from_zone.rtt_ms == 20.0
+    assert topology.link("a", "d") is None  # nothing measured towards z3
+    later = aggregator.topology(NODES, now_s=1100.0, zones=zones)
+    assert later.links == {}
+    assert aggregator.stale_nodes(1100.0) == ["a", "c"]
