@@ -1,0 +1,1 @@
+"""netaware-aggregator: probe reports in, network topology out."""

@@ -1,0 +1,224 @@
+"""`netaware-aggregator`'s HTTP API (Flask): probe agents post reports, consumers read the topology.
+
+- `POST /v1/reports` (bearer token): one probe report (`core.telemetry.REPORT_SCHEMA`). 202 when accepted (and
+  journalled: a restart loses nothing accepted), 400 for a body that is not JSON, 401 without a valid token, 413
+  over the size limit, 415 for another content type, 422 naming every invalid field.
+- `GET /v1/topology`: every directed pair of the known nodes, measured or estimated (with its source and when it
+  was measured), and the nodes whose reports went stale.
+- `GET /v1/openapi.json`: this API as OpenAPI 3.1. `/healthz`, `/metrics`.
+
+The node list is a callable (a static list, or the cluster's Nodes), so reports from or about unknown nodes are
+refused rather than stored.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from netaware.core.telemetry import REPORT_SCHEMA, LinkAggregator, ReportError, parse_report
+
+MAX_REPORT_BYTES = 512 * 1024
+"""A report of 1,000 peers with every field set is about 120 KB."""
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}, "problems": {"type": "array", "items": {"type": "string"}}},
+}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "netaware aggregator",
+        "version": "v1",
+        "description": "Probe reports in, node-to-node network topology out.",
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {"Report": REPORT_SCHEMA, "Error": _ERROR},
+    },
+    "paths": {
+        "/v1/reports": {
+            "post": {
+                "summary": "Submit one probe report",
+                "security": [{"bearer": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Report"}}},
+                },
+                "responses": {
+                    code: {
+                        "description": text,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                    }
+                    for code, text in [
+                        ("400", "not JSON"),
+                        ("401", "missing or bad token"),
+                        ("413", "too large"),
+                        ("415", "not application/json"),
+                        ("422", "invalid fields"),
+                    ]
+                }
+                | {
+                    "202": {
+                        "description": "accepted",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["accepted"],
+                                    "properties": {"accepted": {"type": "integer"}},
+                                }
+                            }
+                        },
+                    }
+                },
+            }
+        },
+        "/v1/topology": {
+            "get": {
+                "summary": "The current topology",
+                "responses": {
+                    "200": {
+                        "description": "links between known nodes",
+                        "content": {
+                            "application/json": {
+                                "schema": {"type": "object", "required": ["nodes", "links", "staleNodes"]}
+                            }
+                        },
+                    }
+                },
+            }
+        },
+        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
+    },
+}
+
+
+class ReportJournal:
+    """Accepted reports, one JSON line each, flushed and fsync'd before the 202: replayed on start."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def append(self, data: Any) -> None:
+        line = json.dumps(data, separators=(",", ":")) + "\n"
+        with self._lock, self.path.open("a") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def replay(self) -> Iterable[Any]:
+        if not self.path.exists():
+            return
+        with self.path.open() as handle:
+            for line in handle:
+                if line.endswith("\n"):  # a line cut by a crash mid-write was never acknowledged
+                    yield json.loads(line)
+
+
+def create_app(
+    *,
+    token: str,
+    nodes: Callable[[], Iterable[str]],
+    journal: ReportJournal | None = None,
+    ttl_s: float = 60.0,
+    zones: Callable[[], dict[str, str]] = dict,
+    clock: Callable[[], float] = time.time,
+) -> Flask:
+    if not token:
+        raise ValueError("the aggregator needs a token (agents authenticate with it)")
+    app = Flask("netaware-aggregator")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REPORT_BYTES
+    aggregator = LinkAggregator(ttl_s=ttl_s)
+    lock = threading.Lock()
+    registry = CollectorRegistry()
+    reports = Counter("netaware_aggregator_reports", "Reports received", ["outcome"], registry=registry)
+    links_gauge = Gauge("netaware_aggregator_links", "Directed pairs in the topology", ["source"], registry=registry)
+    if journal is not None:
+        for data in journal.replay():
+            aggregator.ingest(parse_report(data))
+    app.extensions["netaware-aggregator"] = aggregator
+
+    def refused(status: int, error: str, problems: list[str] | None = None) -> tuple[Response, int]:
+        reports.labels(str(status)).inc()
+        body: dict[str, Any] = {"error": error}
+        if problems is not None:
+            body["problems"] = problems
+        return jsonify(body), status
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_: RequestEntityTooLarge) -> tuple[Response, int]:
+        return refused(413, f"report larger than {MAX_REPORT_BYTES} bytes")
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        # Werkzeug's own response keeps the headers that belong to the error (Allow on a 405), with a JSON body.
+        response = error.get_response()
+        response.set_data(json.dumps({"error": error.description or error.name}))
+        response.content_type = "application/json"
+        return response  # type: ignore[return-value]
+
+    @app.post("/v1/reports")
+    def post_report() -> tuple[Response, int]:
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+            return refused(401, "missing or bad bearer token")
+        if request.mimetype != "application/json":
+            return refused(415, "the report must be application/json")
+        data = request.get_json(silent=True)
+        if data is None:
+            return refused(400, "the body is not JSON")
+        try:
+            report = parse_report(data, known_nodes=nodes(), now_s=clock())
+        except ReportError as error:
+            return refused(422, "invalid report", error.problems)
+        with lock:
+            if journal is not None:
+                journal.append(data)
+            aggregator.ingest(report)
+        reports.labels("202").inc()
+        return jsonify(accepted=len(report.peers)), 202
+
+    @app.get("/v1/topology")
+    def topology() -> Response:
+        now_s = clock()
+        with lock:
+            current = aggregator.topology(nodes(), now_s=now_s, zones=zones())
+            stale = aggregator.stale_nodes(now_s)
+        links = [
+            {"origin": o, "destination": d, "rttMs": m.rtt_ms, "jitterMs": m.jitter_ms, "lossRatio": m.loss_ratio,
+             "bandwidthMbps": m.bandwidth_mbps, "source": m.source, "measuredAt": m.measured_at_s, "samples": m.samples}
+            for (o, d), m in sorted(current.links.items())
+        ]  # fmt: skip
+        for source in ("measured", "estimated"):
+            links_gauge.labels(source).set(sum(1 for link in links if link["source"] == source))
+        return jsonify(nodes=list(current.nodes), links=links, staleNodes=stale, ttlSeconds=aggregator.ttl_s)
+
+    @app.get("/v1/openapi.json")
+    def openapi() -> Response:
+        return jsonify(OPENAPI)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify(status="ok")
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,118 @@
+"""The aggregator's HTTP API (aggregator/app.py), in process through Flask's WSGI interface.
+
+Checks: a valid report is accepted and shows in the topology as measured; a missing or bad token is 401, a body
+that is not JSON 400, another content type 415, an oversized body 413, an invalid report 422 naming each field,
+and none of them changes the topology; accepted reports survive a restart (the journal, with a line cut by a
+crash ignored); the OpenAPI description is served. Schemathesis fuzzes the API from that description: no 5xx,
+responses match the schema, and invalid reports are refused (negative data rejection).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from flask import Flask
+from flask.testing import FlaskClient
+from hypothesis import HealthCheck, settings
+from schemathesis.config import PositiveDataAcceptanceConfig
+
+from netaware.aggregator.app import MAX_REPORT_BYTES, ReportJournal, create_app
+
+TOKEN = "s3cret-token"
+NODES = ["node-a", "node-b", "node-c"]
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+NOW = 1_800_000_000.0
+
+
+def app_with(journal: ReportJournal | None = None) -> Flask:
+    return create_app(token=TOKEN, nodes=lambda: NODES, journal=journal, clock=lambda: NOW)
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[FlaskClient]:
+    yield app_with(ReportJournal(tmp_path / "journal.jsonl")).test_client()
+
+
+def report(**peer: Any) -> dict[str, Any]:
+    entry = {"peer": "node-b", "sent": 20, "received": 19, "rttMs": 4.0, "jitterMs": 0.3} | peer
+    return {"node": "node-a", "measuredAt": NOW - 1, "peers": [entry]}
+
+
+def links(client: FlaskClient) -> dict[tuple[str, str], dict[str, Any]]:
+    body = client.get("/v1/topology").get_json()
+    return {(link["origin"], link["destination"]): link for link in body["links"]}
+
+
+def test_a_valid_report_is_accepted_and_measured(client: FlaskClient) -> None:
+    answer = client.post("/v1/reports", json=report(bandwidthMbps=900.0), headers=AUTH)
+    assert answer.status_code == 202 and answer.get_json() == {"accepted": 1}
+    link = links(client)[("node-a", "node-b")]
+    assert (link["source"], link["rttMs"], link["bandwidthMbps"]) == ("measured", 4.0, 900.0)
+    assert link["lossRatio"] == pytest.approx(0.05)
+    assert links(client)[("node-b", "node-a")]["source"] == "estimated"  # from the reverse direction
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "error"),
+    [
+        ({"json": report()}, 401, "bearer token"),
+        ({"json": report(), "headers": {"Authorization": "Bearer wrong"}}, 401, "bearer token"),
+        ({"json": report(), "headers": {"Authorization": TOKEN}}, 401, "bearer token"),
+        ({"data": "{not json", "headers": AUTH, "content_type": "application/json"}, 400, "not JSON"),
+        ({"data": "x", "headers": AUTH, "content_type": "text/plain"}, 415, "application/json"),
+        ({"data": "[" + " " * MAX_REPORT_BYTES + "]", "headers": AUTH, "content_type": "application/json"}, 413,
+         "larger than"),
+        ({"json": report(rttMs=-3), "headers": AUTH}, 422, "invalid report"),
+    ],
+)  # fmt: skip
+def test_bad_requests_are_refused_with_a_reason_and_change_nothing(
+    client: FlaskClient, kwargs: dict[str, Any], status: int, error: str
+) -> None:
+    answer = client.post("/v1/reports", **kwargs)
+    assert answer.status_code == status
+    assert error in answer.get_json()["error"]
+    assert links(client) == {}
+
+
+def test_an_invalid_report_names_every_field(client: FlaskClient) -> None:
+    data = report(peer="node-z", received=30)
+    answer = client.post("/v1/reports", json=data, headers=AUTH)
+    assert answer.status_code == 422
+    problems = answer.get_json()["problems"]
+    assert any("peers[0].peer: 'node-z' is not a known node" in p for p in problems)
+    assert any("peers[0].received: 30 is more than sent (20)" in p for p in problems)
+
+
+def test_accepted_reports_survive_a_restart(tmp_path: Path) -> None:
+    journal_path = tmp_path / "journal.jsonl"
+    first = app_with(ReportJournal(journal_path)).test_client()
+    assert first.post("/v1/reports", json=report(), headers=AUTH).status_code == 202
+    with journal_path.open("a") as handle:
+        handle.write('{"node": "node-a", "meas')  # a crash in the middle of a write: never acknowledged
+    restarted = app_with(ReportJournal(journal_path)).test_client()
+    assert links(restarted)[("node-a", "node-b")]["rttMs"] == 4.0
+
+
+def test_openapi_description_is_served(client: FlaskClient) -> None:
+    document = client.get("/v1/openapi.json").get_json()
+    assert document["openapi"].startswith("3.1")
+    assert "/v1/reports" in document["paths"]
+    assert json.dumps(document["components"]["schemas"]["Report"])
+
+
+fuzzed_app = app_with()
+schema = schemathesis.openapi.from_wsgi("/v1/openapi.json", fuzzed_app)
+# A report can match the schema and still be refused: its nodes must be known ones (422 says which). Every
+# other check stays on, negative data rejection included: schema-invalid input must be refused.
+schema.config.checks.positive_data_acceptance = PositiveDataAcceptanceConfig(expected_statuses=["2xx", "401", "422"])
+
+
+@schema.parametrize()
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+def test_fuzzed_requests_never_fail_the_server_or_the_schema(case: schemathesis.Case) -> None:
+    case.call_and_validate(headers=AUTH)
