@@ -34,8 +34,8 @@ from netaware.kube.clients import api_client
 from netaware.kube.converters import GROUP, VERSION
 from netaware.lab.daemon import LabConfig
 from netaware.lab.emulating import namespaces_with_prefix
-from netaware.lab.namespaces import run_in
 from netaware.lab.running import down, status, up
+from netaware.netns import run_in
 from netaware.workloads.graphs import graph_named
 from netaware.workloads.manifests import render
 

@@ -51,7 +51,7 @@ from netaware.lab.kubeobjects import (
     pod_status,
     readiness_check,
 )
-from netaware.lab.namespaces import run_in
+from netaware.netns import run_in
 
 log = logging.getLogger("netaware.lab")
 

@@ -19,7 +19,7 @@ import icmplib
 
 from netaware.core.topology import LinkMetrics, Topology
 from netaware.lab.emulating import EmulatedNetwork
-from netaware.lab.namespaces import run_in
+from netaware.netns import run_in
 
 IPERF_PORT = 5201
 

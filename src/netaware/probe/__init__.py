@@ -1,0 +1,1 @@
+"""netaware-probe: the per-node measuring agent."""

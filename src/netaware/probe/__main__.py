@@ -1,0 +1,88 @@
+"""`netaware-probe` / `python -m netaware.probe`: measure this node's peers every round and report them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+from pathlib import Path
+
+from flask import Flask, Response, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from werkzeug.serving import make_server
+
+from netaware.logs import configure_logging
+from netaware.probe.agent import AgentSettings, ProbeAgent
+
+
+def _peer(text: str) -> tuple[str, str]:
+    name, _, address = text.partition("=")
+    if not name or not address:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=ADDRESS")
+    return name, address
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="netaware-probe",
+        description="Ping this node's peers with real ICMP every round and post the results to the aggregator.",
+    )
+    root.add_argument("--node", default=os.environ.get("NODE_NAME"), help="this node (default: $NODE_NAME)")
+    root.add_argument("--peer", type=_peer, action="append", default=[], metavar="NAME=ADDRESS",
+                      help="a peer to probe (repeatable)")  # fmt: skip
+    root.add_argument("--aggregator", required=True, metavar="URL", help="the aggregator's base URL")
+    root.add_argument("--token-file", type=Path, default=None,
+                      help="bearer token file (default: $NETAWARE_AGGREGATOR_TOKEN)")  # fmt: skip
+    root.add_argument("--probes", type=int, default=20, help="ICMP probes per peer and round")
+    root.add_argument("--interval", type=float, default=0.05, help="seconds between probes to one peer")
+    root.add_argument("--round", type=float, default=10.0, help="seconds between rounds")
+    root.add_argument("--peer-limit", type=int, default=50, help="peers per round at most (rendezvous-hashed)")
+    root.add_argument("--netns", default=None, help="measure from inside this network namespace (the lab)")
+    root.add_argument("--metrics", default="0.0.0.0:9100", metavar="HOST:PORT", help="/healthz and /metrics")
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    arguments = parser().parse_args(argv)
+    if not arguments.node:
+        parser().error("no node name: give --node or set NODE_NAME")
+    token = (
+        arguments.token_file.read_text().strip()
+        if arguments.token_file
+        else os.environ.get("NETAWARE_AGGREGATOR_TOKEN", "")
+    )
+    if not token:
+        parser().error("no token: give --token-file or set NETAWARE_AGGREGATOR_TOKEN")
+    try:
+        settings = AgentSettings(
+            node=arguments.node, peers=dict(arguments.peer), aggregator_url=arguments.aggregator.rstrip("/"),
+            token=token, probes=arguments.probes, interval_s=arguments.interval, round_s=arguments.round,
+            peer_limit=arguments.peer_limit, netns=arguments.netns,
+        )  # fmt: skip
+    except ValueError as error:
+        parser().error(str(error))
+    configure_logging()
+    agent = ProbeAgent(settings)
+    app = Flask("netaware-probe")
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify(status="ok", node=settings.node, buffered=len(agent.pending))
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(agent.registry), mimetype=CONTENT_TYPE_LATEST)
+
+    host, _, port = arguments.metrics.rpartition(":")
+    server = make_server(host, int(port), app, threaded=True)
+    threading.Thread(target=server.serve_forever, name="status", daemon=True).start()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    agent.run(stop)
+    server.shutdown()
+
+
+if __name__ == "__main__":
+    main()

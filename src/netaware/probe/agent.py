@@ -1,0 +1,179 @@
+"""`netaware-probe`: the per-node agent. Each round it pings its peers with real ICMP (icmplib, N probes each,
+all peers at once), reports median RTT, jitter and loss counts to the aggregator with a bearer token, and keeps
+what it could not deliver.
+
+- Peers: every member in a small cluster, a rendezvous-hashed sample of `peer_limit` in a large one, rotating per
+  round (`core/peers.py`), so each node's probing cost is bounded whatever the cluster size.
+- Delivery: a report that cannot be posted (aggregator down, 5xx, timeout) waits in a bounded buffer and is
+  retried with exponential backoff (0.5 s doubling to 30 s), oldest first; when the buffer is full the oldest
+  report is dropped and counted. A 4xx is the report's fault: it is logged and dropped, never retried forever.
+- `netns`: measure from inside this network namespace (the lab's nodes), while talking to the aggregator from
+  where the agent runs (a management network, as a DaemonSet on the host network would).
+
+Bandwidth (iperf3, scheduled by the aggregator's plan) is not part of this agent yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import icmplib
+import requests
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from netaware.core.peers import select_peers
+
+log = logging.getLogger("netaware.probe")
+
+BACKOFF_START_S = 0.5
+BACKOFF_MAX_S = 30.0
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    node: str
+    peers: Mapping[str, str]
+    """Peer node name -> IP address to ping."""
+    aggregator_url: str
+    token: str
+    probes: int = 20
+    interval_s: float = 0.05
+    round_s: float = 10.0
+    peer_limit: int = 50
+    buffer_size: int = 360
+    """Reports kept while the aggregator is unreachable (an hour of 10-s rounds)."""
+    netns: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.probes < 1 or self.interval_s <= 0 or self.round_s <= 0 or self.buffer_size < 1:
+            raise ValueError("probes and buffer_size must be >= 1, interval and round > 0")
+
+
+class AgentMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.rtt = Histogram(
+            "netaware_probe_rtt_seconds", "Median RTT per peer and round", ["peer"], registry=registry,
+            buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
+        )  # fmt: skip
+        self.loss = Gauge("netaware_probe_loss_ratio", "Loss in the last round", ["peer"], registry=registry)
+        self.reports = Counter("netaware_probe_reports", "Reports by outcome", ["outcome"], registry=registry)
+        self.buffered = Gauge("netaware_probe_reports_buffered", "Reports waiting for delivery", registry=registry)
+
+
+Pinger = Callable[[list[str], int, float], list[icmplib.Host]]
+
+
+def icmp_pinger(netns: str | None) -> Pinger:
+    """Ping addresses concurrently with real ICMP, inside `netns` when given."""
+
+    def ping(addresses: list[str], count: int, interval_s: float) -> list[icmplib.Host]:
+        def run() -> list[icmplib.Host]:
+            return list(icmplib.multiping(addresses, count=count, interval=interval_s, timeout=1.0, privileged=True))
+
+        if netns is None:
+            return run()
+        from netaware.netns import run_in
+
+        return run_in(netns, run, timeout_s=count * (interval_s + 1.0) + 30)
+
+    return ping
+
+
+@dataclass
+class ProbeAgent:
+    settings: AgentSettings
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    pinger: Pinger | None = None
+    clock: Callable[[], float] = time.time
+    pending: deque[dict[str, Any]] = field(default_factory=deque)
+    dropped: int = 0
+    round_index: int = 0
+
+    def __post_init__(self) -> None:
+        self.metrics = AgentMetrics(self.registry)
+        self._ping = self.pinger or icmp_pinger(self.settings.netns)
+        self._session = requests.Session()
+        self._session.headers["Authorization"] = f"Bearer {self.settings.token}"
+        self._backoff_s = 0.0
+        self._next_attempt_s = 0.0
+
+    def measure(self) -> dict[str, Any]:
+        """One round: ping this round's peers, return the report."""
+        members = [self.settings.node, *self.settings.peers]
+        chosen = select_peers(self.settings.node, members, limit=self.settings.peer_limit, round_index=self.round_index)
+        self.round_index += 1
+        hosts = self._ping([self.settings.peers[p] for p in chosen], self.settings.probes, self.settings.interval_s)
+        # Stamped when the round's data is complete: a lost probe waits out its timeout, so a round can take
+        # several seconds longer than probes x interval, and freshness counts from what the data describes.
+        measured_at = self.clock()
+        peers = []
+        for peer, host in zip(chosen, hosts, strict=True):
+            entry: dict[str, Any] = {"peer": peer, "sent": host.packets_sent, "received": host.packets_received}
+            if host.packets_received:
+                rtt_ms = statistics.median(host.rtts)  # robust to one probe delayed by a busy moment
+                entry |= {"rttMs": round(rtt_ms, 4), "jitterMs": round(host.jitter, 4)}
+                self.metrics.rtt.labels(peer).observe(rtt_ms / 1e3)
+            self.metrics.loss.labels(peer).set(host.packet_loss)
+            peers.append(entry)
+        return {"node": self.settings.node, "measuredAt": measured_at, "peers": peers}
+
+    def enqueue(self, report: dict[str, Any]) -> None:
+        if len(self.pending) >= self.settings.buffer_size:
+            self.pending.popleft()
+            self.dropped += 1
+            self.metrics.reports.labels("dropped").inc()
+        self.pending.append(report)
+        self.metrics.buffered.set(len(self.pending))
+
+    def deliver(self, now_s: float | None = None) -> int:
+        """Post buffered reports, oldest first, until one fails; returns how many were delivered."""
+        now = time.monotonic() if now_s is None else now_s
+        if now < self._next_attempt_s:
+            return 0
+        delivered = 0
+        while self.pending:
+            report = self.pending[0]
+            try:
+                answer = self._session.post(f"{self.settings.aggregator_url}/v1/reports", json=report, timeout=5)
+            except requests.RequestException as error:
+                self._back_off(now, f"{type(error).__name__}")
+                break
+            if answer.status_code >= 500 or answer.status_code == 429:
+                self._back_off(now, f"HTTP {answer.status_code}")
+                break
+            self.pending.popleft()
+            if answer.status_code >= 400:  # the aggregator refuses this report for what it says: never retry it
+                self.metrics.reports.labels("refused").inc()
+                log.warning("report refused", extra={"status": answer.status_code, "answer": answer.text[:500]})
+            else:
+                delivered += 1
+                self.metrics.reports.labels("delivered").inc()
+            self._backoff_s = 0.0
+        self.metrics.buffered.set(len(self.pending))
+        return delivered
+
+    def _back_off(self, now: float, reason: str) -> None:
+        self._backoff_s = min(BACKOFF_MAX_S, self._backoff_s * 2 or BACKOFF_START_S)
+        self._next_attempt_s = now + self._backoff_s
+        log.info("aggregator unreachable", extra={"reason": reason, "retryInS": self._backoff_s,
+                                                    "buffered": len(self.pending)})  # fmt: skip
+
+    def run(self, stop: threading.Event) -> None:
+        """Measure every `round_s` and deliver (with retries in between) until `stop` is set."""
+        next_round = time.monotonic()
+        while not stop.is_set():
+            if time.monotonic() >= next_round:
+                next_round += self.settings.round_s
+                try:
+                    self.enqueue(self.measure())
+                except (OSError, icmplib.ICMPLibError) as error:
+                    log.warning("probe round failed", extra={"error": str(error)})
+            self.deliver()
+            stop.wait(min(0.5, max(0.0, next_round - time.monotonic())))

@@ -1,0 +1,121 @@
+"""Telemetry end to end over shaped links: real probe agents (real ICMP from inside the lab's node namespaces)
+post to the real aggregator API over HTTP, and the topology it serves matches what the links were shaped to.
+
+Three nodes through the lab's link emulator: a<->b 10 ms each way (RTT 20 ms), a<->c 2 ms each way with 5% loss
+from a to c, b<->c unshaped. Checks: RTT within 10% or 1 ms of the shaped RTT, loss within 2 points over 200
+probes (round-trip loss: a->c's 5% shows from both ends), pairs measured in both directions are `measured`; a
+node that stops reporting is listed stale once the TTL has passed and its links are no longer presented as
+measured. Needs root; fails loudly without it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from netaware.aggregator.app import ReportJournal, create_app
+from netaware.core.links import LinkShape
+from netaware.lab.emulating import EmulatedNetwork
+from netaware.probe.agent import AgentSettings, ProbeAgent
+
+pytestmark = pytest.mark.netns
+
+PORT = 32600  # below the ephemeral range
+TOKEN = "lab-token"
+NODES = ["a", "b", "c"]
+SHAPES = {
+    ("a", "b"): LinkShape(delay_ms=10), ("b", "a"): LinkShape(delay_ms=10),
+    ("a", "c"): LinkShape(delay_ms=2, loss_ratio=0.05), ("c", "a"): LinkShape(delay_ms=2),
+}  # fmt: skip
+EXPECTED_RTT_MS = {
+    ("a", "b"): 20.0,
+    ("b", "a"): 20.0,
+    ("a", "c"): 4.0,
+    ("c", "a"): 4.0,
+    ("b", "c"): 0.0,
+    ("c", "b"): 0.0,
+}
+TTL_S = 20.0
+
+
+@pytest.fixture(scope="module")
+def network() -> Iterator[EmulatedNetwork]:
+    if os.geteuid() != 0:
+        pytest.fail("the lab tier needs root (network namespaces, TUN devices); run it as root", pytrace=False)
+    with EmulatedNetwork("natel", NODES, SHAPES, subnet=243, seed=5) as emulated:
+        yield emulated
+
+
+@pytest.fixture(scope="module")
+def aggregator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    app = create_app(
+        token=TOKEN, nodes=lambda: NODES, journal=ReportJournal(tmp_path_factory.mktemp("agg") / "journal.jsonl"),
+        ttl_s=TTL_S,
+    )  # fmt: skip
+    server = make_server("127.0.0.1", PORT, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{PORT}"
+    server.shutdown()
+
+
+def agent_for(node: str, network: EmulatedNetwork, url: str, probes: int = 200) -> ProbeAgent:
+    peers = {peer: network.address_of(peer) for peer in NODES if peer != node}
+    settings = AgentSettings(
+        node=node, peers=peers, aggregator_url=url, token=TOKEN, probes=probes, interval_s=0.01,
+        netns=network.namespace_of(node),
+    )  # fmt: skip
+    return ProbeAgent(settings)
+
+
+def topology(url: str) -> dict[str, Any]:
+    return requests.get(f"{url}/v1/topology", timeout=5).json()  # type: ignore[no-any-return]
+
+
+def test_measured_topology_matches_the_shaped_links(network: EmulatedNetwork, aggregator: str) -> None:
+    agents = [agent_for(node, network, aggregator) for node in NODES]
+    reports: list[dict[str, Any]] = [{}] * len(agents)
+
+    def measure(index: int) -> None:
+        reports[index] = agents[index].measure()
+
+    threads = [threading.Thread(target=measure, args=(i,)) for i in range(len(agents))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for agent, report in zip(agents, reports, strict=True):
+        agent.enqueue(report)
+        assert agent.deliver() == 1, agent.pending
+    links = {(link["origin"], link["destination"]): link for link in topology(aggregator)["links"]}
+    for pair, expected in EXPECTED_RTT_MS.items():
+        link = links[pair]
+        assert link["source"] == "measured", link
+        assert abs(link["rttMs"] - expected) <= max(1.0, 0.1 * expected), (pair, link["rttMs"], expected)
+        assert link["samples"] == 200
+    # An echo and its reply cross both directions, so ICMP sees a->c's 5% from either end (round-trip loss).
+    for pair in [("a", "c"), ("c", "a")]:
+        assert abs(links[pair]["lossRatio"] - 0.05) <= 0.02, (pair, links[pair])
+    for pair in EXPECTED_RTT_MS.keys() - {("a", "c"), ("c", "a")}:
+        assert links[pair]["lossRatio"] <= 0.02, (pair, links[pair])
+
+
+def test_a_node_that_stops_reporting_goes_stale(network: EmulatedNetwork, aggregator: str) -> None:
+    # The previous test's round is the last one node c reported; a and b report again after the TTL.
+    time.sleep(TTL_S + 0.5)
+    for node in ("a", "b"):
+        agent = agent_for(node, network, aggregator, probes=20)
+        agent.enqueue(agent.measure())
+        assert agent.deliver() == 1
+    current = topology(aggregator)
+    assert current["staleNodes"] == ["c"]
+    links = {(link["origin"], link["destination"]): link for link in current["links"]}
+    # c's own measurements are stale: what stands for them is estimated from the fresh reverse direction.
+    assert links[("c", "a")]["source"] == "estimated" and links[("a", "c")]["source"] == "measured"
+    assert not any(link["origin"] == "c" and link["source"] == "measured" for link in current["links"])

@@ -1,0 +1,89 @@
+"""The probe agent's report building and delivery (probe/agent.py), against the real aggregator API over HTTP on
+loopback; the pinger is replaced by canned icmplib results (the real ICMP path is the lab tier's accuracy test).
+
+Checks: a round reports median RTT, jitter and counts per peer, and a peer that answered nothing has no RTT;
+while the aggregator is down, reports wait in the buffer (oldest dropped beyond its size, and counted) and are
+delivered in order once it is back, after the backoff; a report the aggregator refuses (4xx) is dropped, not
+retried forever.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import icmplib
+import pytest
+import requests
+from flask import Flask
+from werkzeug.serving import make_server
+
+from netaware.aggregator.app import create_app
+from netaware.probe.agent import AgentSettings, ProbeAgent
+
+PORT = 32650
+URL = f"http://127.0.0.1:{PORT}"
+TOKEN = "t0ken"
+PEERS = {"b": "10.0.0.2", "c": "10.0.0.3"}
+
+
+def canned(addresses: list[str], count: int, interval_s: float) -> list[icmplib.Host]:
+    hosts = []
+    for address in addresses:
+        rtts = [] if address == "10.0.0.3" else [4.0, 5.0, 6.0, 50.0][:count]
+        hosts.append(icmplib.Host(address, count, rtts))
+    return hosts
+
+
+def agent(buffer_size: int = 10) -> ProbeAgent:
+    settings = AgentSettings(node="a", peers=PEERS, aggregator_url=URL, token=TOKEN, probes=4, buffer_size=buffer_size)
+    return ProbeAgent(settings, pinger=canned, clock=lambda: 1_000_000.0)
+
+
+def aggregator_app() -> Flask:
+    return create_app(token=TOKEN, nodes=lambda: ["a", "b", "c"], clock=lambda: 1_000_001.0, ttl_s=3600)
+
+
+@pytest.fixture
+def aggregator() -> Iterator[None]:
+    server = make_server("127.0.0.1", PORT, aggregator_app(), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_round_reports_medians_and_counts() -> None:
+    report = agent().measure()
+    b, c = report["peers"]
+    assert (b["peer"], b["sent"], b["received"], b["rttMs"]) == ("b", 4, 4, 5.5)  # median, not the 50 ms outlier
+    assert (c["peer"], c["sent"], c["received"]) == ("c", 4, 0) and "rttMs" not in c
+
+
+def test_reports_wait_while_the_aggregator_is_down_and_arrive_in_order() -> None:
+    probe = agent(buffer_size=3)
+    for _ in range(5):
+        probe.enqueue(probe.measure())
+    assert probe.deliver(now_s=0.0) == 0  # nothing listens yet
+    assert (len(probe.pending), probe.dropped) == (3, 2)
+    server = make_server("127.0.0.1", PORT, aggregator_app(), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert probe.deliver(now_s=0.1) == 0  # still backing off (0.5 s after the failure)
+        assert probe.deliver(now_s=1.0) == 3
+        assert not probe.pending
+        links = requests.get(f"{URL}/v1/topology", timeout=5).json()["links"]
+        assert any(link["origin"] == "a" and link["destination"] == "b" for link in links)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_refused_report_is_dropped_not_retried(aggregator: None) -> None:
+    probe = agent()
+    probe.enqueue({"node": "a", "measuredAt": 1, "peers": [{"peer": "zz", "sent": 1, "received": 1, "rttMs": 1}]})
+    probe.enqueue(probe.measure())
+    assert probe.deliver(now_s=0.0) == 1  # the refused one is gone, the good one delivered
+    assert not probe.pending
+    assert probe.registry.get_sample_value("netaware_probe_reports_total", {"outcome": "refused"}) == 1.0
