@@ -1,11 +1,11 @@
-"""Telemetry end to end over shaped links: real probe agents (real ICMP from inside the lab's node namespaces)
-post to the real aggregator API over HTTP, and the topology it serves matches what the links were shaped to.
+"""Telemetry end to end over shaped links: real probe agents (real ICMP and iperf3 from inside the lab's node
+namespaces) post to the real aggregator API over HTTP, and the topology it serves matches the shaped links.
 
 Three nodes through the lab's link emulator: a<->b 10 ms each way (RTT 20 ms), a<->c 2 ms each way with 5% loss
-from a to c, b<->c unshaped. Checks: RTT within 10% or 1 ms of the shaped RTT, loss within 2 points over 200
-probes (round-trip loss: a->c's 5% shows from both ends), pairs measured in both directions are `measured`; a
-node that stops reporting is listed stale once the TTL has passed and its links are no longer presented as
-measured. Needs root; fails loudly without it.
+from a to c, b->c rate-limited to 20 Mbit/s. Checks: RTT within 10% or 1 ms of the shaped RTT; loss within 2
+points over 200 probes (round-trip loss: a->c's 5% shows from both ends); bandwidth within 15% (b's iperf3 test of
+c, run when the aggregator's plan makes b the client of c); a node that stops reporting is listed stale once the
+TTL has passed and its links are no longer presented as measured. Needs root; fails loudly without it.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ NODES = ["a", "b", "c"]
 SHAPES = {
     ("a", "b"): LinkShape(delay_ms=10), ("b", "a"): LinkShape(delay_ms=10),
     ("a", "c"): LinkShape(delay_ms=2, loss_ratio=0.05), ("c", "a"): LinkShape(delay_ms=2),
+    ("b", "c"): LinkShape(rate_mbps=20),
 }  # fmt: skip
 EXPECTED_RTT_MS = {
     ("a", "b"): 20.0,
@@ -57,7 +58,7 @@ def network() -> Iterator[EmulatedNetwork]:
 def aggregator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     app = create_app(
         token=TOKEN, nodes=lambda: NODES, journal=ReportJournal(tmp_path_factory.mktemp("agg") / "journal.jsonl"),
-        ttl_s=TTL_S,
+        ttl_s=TTL_S, bandwidth_slot_s=5.0, bandwidth_test_s=3,
     )  # fmt: skip
     server = make_server("127.0.0.1", PORT, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -104,6 +105,27 @@ def test_measured_topology_matches_the_shaped_links(network: EmulatedNetwork, ag
         assert abs(links[pair]["lossRatio"] - 0.05) <= 0.02, (pair, links[pair])
     for pair in EXPECTED_RTT_MS.keys() - {("a", "c"), ("c", "a")}:
         assert links[pair]["lossRatio"] <= 0.02, (pair, links[pair])
+
+
+def test_bandwidth_follows_the_plan_and_matches_the_shaped_rate(network: EmulatedNetwork, aggregator: str) -> None:
+    agents = {node: agent_for(node, network, aggregator, probes=10) for node in NODES}
+    servers = [agent.start_iperf_server() for agent in agents.values()]
+    try:
+        time.sleep(0.3)  # the servers bind
+        deadline = time.monotonic() + 45  # a whole cycle is 6 slots of 5 s
+        tested: list[str | None] = []
+        while "c" not in tested and time.monotonic() < deadline:
+            tested.append(agents["b"].follow_bandwidth_plan())
+            time.sleep(0.5)
+        assert "c" in tested, "b's turn as the client of c never came"
+        agents["b"].enqueue(agents["b"].measure())
+        assert agents["b"].deliver() == 1
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=5)
+    link = {(k["origin"], k["destination"]): k for k in topology(aggregator)["links"]}[("b", "c")]
+    assert link["bandwidthMbps"] is not None and abs(link["bandwidthMbps"] - 20.0) <= 3.0, link
 
 
 def test_a_node_that_stops_reporting_goes_stale(network: EmulatedNetwork, aggregator: str) -> None:

@@ -116,3 +116,12 @@ schema.config.checks.positive_data_acceptance = PositiveDataAcceptanceConfig(exp
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 def test_fuzzed_requests_never_fail_the_server_or_the_schema(case: schemathesis.Case) -> None:
     case.call_and_validate(headers=AUTH)
+
+
+def test_bandwidth_plan_gives_each_known_node_its_role(client: FlaskClient) -> None:
+    roles = [client.get(f"/v1/bandwidth-plan?node={node}").get_json() for node in NODES]
+    assert sorted(r["role"] for r in roles) == ["client", "idle", "server"]  # three nodes: one pair, one bye
+    client_role = next(r for r in roles if r["role"] == "client")
+    assert client_role["peer"] in NODES and client_role["seconds"] >= 1
+    unknown = client.get("/v1/bandwidth-plan?node=zz")
+    assert unknown.status_code == 422 and "not a known node" in unknown.get_json()["error"]

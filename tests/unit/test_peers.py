@@ -50,3 +50,19 @@ def test_the_tournament_covers_each_pair_once_with_disjoint_rounds(members: set[
         assert len(in_round) == len(set(in_round))
     n = len(members)
     assert len(rounds) == (0 if n < 2 else n - 1 if n % 2 == 0 else n)
+
+
+def test_bandwidth_slots_cover_every_ordered_pair_once_per_cycle_without_overlap() -> None:
+    from netaware.core.peers import bandwidth_rounds, bandwidth_slot
+
+    nodes = [f"n{i}" for i in range(7)]
+    cycle = 2 * len(bandwidth_rounds(nodes))
+    tested: list[tuple[str, str]] = []
+    for slot in range(cycle):
+        roles = {node: bandwidth_slot(node, nodes, now_s=slot * 5.0 + 1.0, slot_s=5.0) for node in nodes}
+        clients = [(node, peer) for node, (role, peer, _, _) in roles.items() if role == "client"]
+        servers = {node for node, (role, _, _, _) in roles.items() if role == "server"}
+        assert {peer for _, peer in clients} == servers  # each test has its server, nobody is in two
+        assert all(start == slot * 5.0 and end == start + 5.0 for _, _, start, end in roles.values())
+        tested += clients
+    assert sorted(tested) == sorted((a, b) for a in nodes for b in nodes if a != b)

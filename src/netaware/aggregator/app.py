@@ -5,6 +5,8 @@
   over the size limit, 415 for another content type, 422 naming every invalid field.
 - `GET /v1/topology`: every directed pair of the known nodes, measured or estimated (with its source and when it
   was measured), and the nodes whose reports went stale.
+- `GET /v1/bandwidth-plan?node=N`: the node's role in the current bandwidth slot (iperf3 client of a peer,
+  server, or idle), from a round-robin tournament run once per direction, so no node is in two tests at once.
 - `GET /v1/openapi.json`: this API as OpenAPI 3.1. `/healthz`, `/metrics`.
 
 The node list is a callable (a static list, or the cluster's Nodes), so reports from or about unknown nodes are
@@ -26,6 +28,7 @@ from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from netaware.core.peers import bandwidth_slot
 from netaware.core.telemetry import REPORT_SCHEMA, LinkAggregator, ReportError, parse_report
 
 MAX_REPORT_BYTES = 512 * 1024
@@ -101,6 +104,38 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/v1/bandwidth-plan": {
+            "get": {
+                "summary": "What a node does in the current bandwidth slot (iperf3 client, server or idle)",
+                "parameters": [
+                    {"name": "node", "in": "query", "required": True, "schema": {"type": "string", "minLength": 1}}
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the node's role in the current slot",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["role", "slotStart", "slotEnd", "seconds"],
+                                    "properties": {
+                                        "role": {"enum": ["client", "server", "idle"]},
+                                        "peer": {"type": ["string", "null"]},
+                                        "slotStart": {"type": "number"},
+                                        "slotEnd": {"type": "number"},
+                                        "seconds": {"type": "integer"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "422": {
+                        "description": "unknown node",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                    },
+                },
+            }
+        },
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
     },
 }
@@ -138,6 +173,8 @@ def create_app(
     ttl_s: float = 60.0,
     zones: Callable[[], dict[str, str]] = dict,
     clock: Callable[[], float] = time.time,
+    bandwidth_slot_s: float = 5.0,
+    bandwidth_test_s: int = 2,
 ) -> Flask:
     if not token:
         raise ValueError("the aggregator needs a token (agents authenticate with it)")
@@ -208,6 +245,15 @@ def create_app(
         for source in ("measured", "estimated"):
             links_gauge.labels(source).set(sum(1 for link in links if link["source"] == source))
         return jsonify(nodes=list(current.nodes), links=links, staleNodes=stale, ttlSeconds=aggregator.ttl_s)
+
+    @app.get("/v1/bandwidth-plan")
+    def bandwidth_plan() -> tuple[Response, int]:
+        node = request.args.get("node", "")
+        members = sorted(nodes())
+        if node not in members:
+            return jsonify(error=f"node {node!r} is not a known node"), 422
+        role, peer, start, end = bandwidth_slot(node, members, now_s=clock(), slot_s=bandwidth_slot_s)
+        return jsonify(role=role, peer=peer, slotStart=start, slotEnd=end, seconds=bandwidth_test_s), 200
 
     @app.get("/v1/openapi.json")
     def openapi() -> Response:

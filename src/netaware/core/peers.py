@@ -48,3 +48,25 @@ def bandwidth_rounds(nodes: Sequence[str]) -> list[list[tuple[str, str]]]:
         rounds.append(pairs)
         players = [players[0], players[-1], *players[1:-1]]  # fix the first, rotate the rest
     return rounds
+
+
+def bandwidth_slot(
+    node: str, nodes: Sequence[str], *, now_s: float, slot_s: float
+) -> tuple[str, str | None, float, float]:
+    """What `node` does in the bandwidth slot containing `now_s`: ("client" | "server" | "idle", peer, slot start,
+    slot end). The schedule runs `bandwidth_rounds` once per direction, one round per slot, over and over, so every
+    ordered pair is tested once per cycle and no node takes part in two tests at once."""
+    rounds = bandwidth_rounds(nodes)
+    if not rounds or slot_s <= 0:
+        return ("idle", None, now_s, now_s + max(slot_s, 0.0))
+    index = int(now_s // slot_s)
+    start = index * slot_s
+    position = index % (2 * len(rounds))
+    reverse = position >= len(rounds)
+    for a, b in rounds[position % len(rounds)]:
+        client, server = (b, a) if reverse else (a, b)
+        if node == client:
+            return ("client", server, start, start + slot_s)
+        if node == server:
+            return ("server", client, start, start + slot_s)
+    return ("idle", None, start, start + slot_s)

@@ -7,8 +7,6 @@ NetworkTopology resources, so the extender schedules on what was measured, not o
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import statistics
 import subprocess
 import time
@@ -18,10 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 import icmplib
 
 from netaware.core.topology import LinkMetrics, Topology
+from netaware.iperf import measure_mbps, server_command
 from netaware.lab.emulating import EmulatedNetwork
 from netaware.netns import run_in
-
-IPERF_PORT = 5201
 
 
 def ping_pair(network: EmulatedNetwork, origin: str, destination: str, *, count: int, interval_s: float) -> LinkMetrics:
@@ -44,27 +41,7 @@ def ping_pair(network: EmulatedNetwork, origin: str, destination: str, *, count:
 
 def iperf_pair(network: EmulatedNetwork, origin: str, destination: str, *, seconds: float) -> float | None:
     """Mbit/s origin -> destination (the receiver's figure), or None when iperf3 failed."""
-    # iperf3 takes whole seconds (a fraction makes it run on and on); --connect-timeout bounds a dead peer.
-    whole_seconds = max(1, math.ceil(seconds))
-    command = [
-        "iperf3", "-c", network.address_of(destination), "-p", str(IPERF_PORT), "-t", str(whole_seconds), "-J",
-        "--connect-timeout", "3000",
-    ]  # fmt: skip
-    try:
-        result = subprocess.run(
-            ["ip", "netns", "exec", network.namespace_of(origin), *command],
-            capture_output=True,
-            text=True,
-            timeout=whole_seconds + 20,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return None
-    try:
-        report = json.loads(result.stdout)
-        return float(report["end"]["sum_received"]["bits_per_second"]) / 1e6
-    except (ValueError, KeyError, TypeError):
-        return None
+    return measure_mbps(network.address_of(destination), seconds=seconds, netns=network.namespace_of(origin))
 
 
 def measure_topology(
@@ -91,7 +68,7 @@ def measure_topology(
         return Topology.from_links(pinged, network.nodes)
     servers = [
         subprocess.Popen(
-            ["ip", "netns", "exec", network.namespace_of(node), "iperf3", "-s", "-p", str(IPERF_PORT)],
+            server_command(network.namespace_of(node)),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -10,13 +10,16 @@ what it could not deliver.
 - `netns`: measure from inside this network namespace (the lab's nodes), while talking to the aggregator from
   where the agent runs (a management network, as a DaemonSet on the host network would).
 
-Bandwidth (iperf3, scheduled by the aggregator's plan) is not part of this agent yet.
+- Bandwidth: the agent runs an iperf3 server, and asks the aggregator's bandwidth plan what to do in the current
+  slot; when it is the client of a peer it runs one bounded iperf3 test (`-J`) and reports the Mbit/s with the
+  next round. The plan never puts a node in two tests at once (a server serves one test at a time).
 """
 
 from __future__ import annotations
 
 import logging
 import statistics
+import subprocess
 import threading
 import time
 from collections import deque
@@ -29,6 +32,7 @@ import requests
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from netaware.core.peers import select_peers
+from netaware.iperf import measure_mbps, server_command
 
 log = logging.getLogger("netaware.probe")
 
@@ -50,6 +54,8 @@ class AgentSettings:
     buffer_size: int = 360
     """Reports kept while the aggregator is unreachable (an hour of 10-s rounds)."""
     netns: str | None = None
+    bandwidth: bool = True
+    """Take part in the aggregator's bandwidth plan (iperf3)."""
 
     def __post_init__(self) -> None:
         if self.probes < 1 or self.interval_s <= 0 or self.round_s <= 0 or self.buffer_size < 1:
@@ -64,6 +70,9 @@ class AgentMetrics:
         )  # fmt: skip
         self.loss = Gauge("netaware_probe_loss_ratio", "Loss in the last round", ["peer"], registry=registry)
         self.reports = Counter("netaware_probe_reports", "Reports by outcome", ["outcome"], registry=registry)
+        self.bandwidth = Gauge(
+            "netaware_probe_bandwidth_mbps", "Last iperf3 result per peer", ["peer"], registry=registry
+        )
         self.buffered = Gauge("netaware_probe_reports_buffered", "Reports waiting for delivery", registry=registry)
 
 
@@ -95,6 +104,9 @@ class ProbeAgent:
     pending: deque[dict[str, Any]] = field(default_factory=deque)
     dropped: int = 0
     round_index: int = 0
+    bandwidth_mbps: dict[str, float] = field(default_factory=dict)
+    """Results of bandwidth tests since the last report, per peer."""
+    tested_slot: float = -1.0
 
     def __post_init__(self) -> None:
         self.metrics = AgentMetrics(self.registry)
@@ -121,8 +133,36 @@ class ProbeAgent:
                 entry |= {"rttMs": round(rtt_ms, 4), "jitterMs": round(host.jitter, 4)}
                 self.metrics.rtt.labels(peer).observe(rtt_ms / 1e3)
             self.metrics.loss.labels(peer).set(host.packet_loss)
+            if peer in self.bandwidth_mbps:
+                entry["bandwidthMbps"] = round(self.bandwidth_mbps.pop(peer), 3)
             peers.append(entry)
         return {"node": self.settings.node, "measuredAt": measured_at, "peers": peers}
+
+    def follow_bandwidth_plan(self) -> str | None:
+        """Ask the plan for the current slot; as its client, run the test (once per slot). The peer tested, if any."""
+        try:
+            answer = self._session.get(
+                f"{self.settings.aggregator_url}/v1/bandwidth-plan", params={"node": self.settings.node}, timeout=5
+            )
+            answer.raise_for_status()
+            plan = answer.json()
+        except (requests.RequestException, ValueError):
+            return None
+        peer = str(plan.get("peer"))
+        if plan.get("role") != "client" or plan["slotStart"] == self.tested_slot or peer not in self.settings.peers:
+            return None
+        self.tested_slot = plan["slotStart"]
+        seconds = min(float(plan["seconds"]), max(1.0, plan["slotEnd"] - self.clock() - 1.0))
+        mbps = measure_mbps(self.settings.peers[peer], seconds=seconds, netns=self.settings.netns)
+        if mbps is not None:
+            self.bandwidth_mbps[peer] = mbps
+            self.metrics.bandwidth.labels(peer).set(mbps)
+        return peer
+
+    def start_iperf_server(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            server_command(self.settings.netns), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
 
     def enqueue(self, report: dict[str, Any]) -> None:
         if len(self.pending) >= self.settings.buffer_size:
@@ -166,14 +206,22 @@ class ProbeAgent:
                                                     "buffered": len(self.pending)})  # fmt: skip
 
     def run(self, stop: threading.Event) -> None:
-        """Measure every `round_s` and deliver (with retries in between) until `stop` is set."""
+        """Measure every `round_s`, follow the bandwidth plan and deliver (with retries in between) until `stop`."""
+        server = self.start_iperf_server() if self.settings.bandwidth else None
         next_round = time.monotonic()
-        while not stop.is_set():
-            if time.monotonic() >= next_round:
-                next_round += self.settings.round_s
-                try:
-                    self.enqueue(self.measure())
-                except (OSError, icmplib.ICMPLibError) as error:
-                    log.warning("probe round failed", extra={"error": str(error)})
-            self.deliver()
-            stop.wait(min(0.5, max(0.0, next_round - time.monotonic())))
+        try:
+            while not stop.is_set():
+                if time.monotonic() >= next_round:
+                    next_round += self.settings.round_s
+                    try:
+                        self.enqueue(self.measure())
+                    except (OSError, icmplib.ICMPLibError) as error:
+                        log.warning("probe round failed", extra={"error": str(error)})
+                self.deliver()
+                if self.settings.bandwidth:
+                    self.follow_bandwidth_plan()
+                stop.wait(min(0.5, max(0.0, next_round - time.monotonic())))
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=5)
