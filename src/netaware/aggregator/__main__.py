@@ -5,10 +5,26 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from netaware.logs import configure_logging
 from netaware.serving import WsgiServer
+
+
+class CachedCall:
+    """A call's answer, kept for `ttl_s` (the node list changes rarely; every report checks it)."""
+
+    def __init__(self, call: Callable[[], list[str]], *, ttl_s: float) -> None:
+        self.call, self.ttl_s = call, ttl_s
+        self.value: list[str] = []
+        self.at = float("-inf")
+
+    def __call__(self) -> list[str]:
+        if time.monotonic() - self.at > self.ttl_s:
+            self.value, self.at = self.call(), time.monotonic()
+        return self.value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -19,7 +35,10 @@ def parser() -> argparse.ArgumentParser:
     )
     root.add_argument("--host", default="0.0.0.0")
     root.add_argument("--port", type=int, default=8080)
-    root.add_argument("--nodes", required=True, help="comma-separated node names reports may name")
+    root.add_argument(
+        "--nodes", default=None,
+        help="comma-separated node names reports may name (default with --publish/--kubeconfig: the cluster's Nodes)",
+    )  # fmt: skip
     root.add_argument(
         "--token-file", type=Path, default=None,
         help="file holding the agents' bearer token (default: the NETAWARE_AGGREGATOR_TOKEN variable)",
@@ -27,6 +46,11 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--journal", type=Path, required=True, help="append-only file of accepted reports")
     root.add_argument("--ttl", type=float, default=60.0, help="seconds after which a link is no longer fresh")
     root.add_argument("--threads", type=int, default=8)
+    root.add_argument(
+        "--publish", action="store_true",
+        help="write NetworkTopology resources (and recover from them at start) with the in-cluster account",
+    )  # fmt: skip
+    root.add_argument("--kubeconfig", type=Path, default=None, help="publish with this kubeconfig instead")
     return root
 
 
@@ -38,14 +62,24 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     if not token:
         parser().error("no token: give --token-file or set NETAWARE_AGGREGATOR_TOKEN")
-    nodes = [n.strip() for n in arguments.nodes.split(",") if n.strip()]
+    static_nodes = [n.strip() for n in (arguments.nodes or "").split(",") if n.strip()]
+    if not static_nodes and not (arguments.publish or arguments.kubeconfig):
+        parser().error("give --nodes, or --publish / --kubeconfig to take the nodes from the cluster")
     configure_logging()
 
     def load() -> object:
         from netaware.aggregator.app import ReportJournal, create_app
 
+        api = None
+        nodes: Callable[[], Iterable[str]] = lambda: static_nodes  # noqa: E731
+        if arguments.publish or arguments.kubeconfig:
+            from netaware.kube.clients import api_client, node_addresses
+
+            api = api_client(arguments.kubeconfig)
+            if not static_nodes:
+                nodes = CachedCall(lambda: list(node_addresses(api)), ttl_s=30.0)
         return create_app(
-            token=token, nodes=lambda: nodes, journal=ReportJournal(arguments.journal), ttl_s=arguments.ttl
+            token=token, nodes=nodes, journal=ReportJournal(arguments.journal), ttl_s=arguments.ttl, api=api
         )
 
     WsgiServer(load, host=arguments.host, port=arguments.port, threads=arguments.threads).run()

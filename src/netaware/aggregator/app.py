@@ -175,7 +175,11 @@ def create_app(
     clock: Callable[[], float] = time.time,
     bandwidth_slot_s: float = 5.0,
     bandwidth_test_s: int = 2,
+    api: Any = None,
+    publish_every_s: float = 5.0,
 ) -> Flask:
+    """The aggregator app. With `api` (a kubernetes ApiClient) it recovers measured links from the published
+    NetworkTopologies at start and publishes the topology every `publish_every_s` (only what changed)."""
     if not token:
         raise ValueError("the aggregator needs a token (agents authenticate with it)")
     app = Flask("netaware-aggregator")
@@ -185,10 +189,20 @@ def create_app(
     registry = CollectorRegistry()
     reports = Counter("netaware_aggregator_reports", "Reports received", ["outcome"], registry=registry)
     links_gauge = Gauge("netaware_aggregator_links", "Directed pairs in the topology", ["source"], registry=registry)
+    if api is not None:
+        from netaware.aggregator.publishing import Publisher, recover
+
+        recovered = recover(api, aggregator)
+        app.logger.info("recovered %d measured links from NetworkTopology resources", recovered)
     if journal is not None:
         for data in journal.replay():
             aggregator.ingest(parse_report(data))
     app.extensions["netaware-aggregator"] = aggregator
+    if api is not None:
+        publisher = Publisher(api, aggregator, lock, nodes=nodes, zones=zones, debounce_s=publish_every_s, clock=clock)
+        stop = threading.Event()
+        publisher.start(stop)
+        app.extensions["netaware-publisher"] = (publisher, stop)
 
     def refused(status: int, error: str, problems: list[str] | None = None) -> tuple[Response, int]:
         reports.labels(str(status)).inc()

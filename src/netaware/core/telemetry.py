@@ -182,6 +182,22 @@ class LinkAggregator:
             if measurement.bandwidth_mbps is not None:
                 state.bandwidth = smooth(state.bandwidth, measurement.bandwidth_mbps, alpha=0.5)
 
+    def seed(self, origin: str, destination: str, metrics: LinkMetrics) -> None:
+        """Start a link from a published measurement (recovery after a restart); reports newer than it win."""
+        if metrics.source != "measured" or metrics.measured_at_s is None:
+            return
+        state = self.links.setdefault((origin, destination), LinkState())
+        if metrics.measured_at_s <= state.measured_at_s:
+            return
+        state.rtt = smooth(None, metrics.rtt_ms)
+        state.jitter_ms = metrics.jitter_ms
+        state.bandwidth = smooth(None, metrics.bandwidth_mbps) if metrics.bandwidth_mbps is not None else None
+        state.rounds.clear()
+        if metrics.samples:
+            state.rounds.append((metrics.samples, round(metrics.samples * (1 - metrics.loss_ratio))))
+        state.samples = metrics.samples
+        state.measured_at_s = state.rtt_at_s = metrics.measured_at_s
+
     def measured(self, pair: tuple[str, str], now_s: float) -> LinkMetrics | None:
         """The pair's own measurement, if it is fresh and has an RTT."""
         state = self.links.get(pair)

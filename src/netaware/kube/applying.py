@@ -54,3 +54,18 @@ def wait_for_crds_established(api: client.ApiClient, names: Iterable[str], *, ti
             if time.monotonic() > deadline:
                 raise TimeoutError(f"CRDs not established after {timeout_s:.0f}s: {', '.join(sorted(pending))}")
             time.sleep(0.2)
+
+
+def write_networktopologies(api: client.ApiClient, resources: Iterable[dict[str, Any]]) -> list[str]:
+    """Server-side apply NetworkTopology resources (spec), then patch their status: conflict-safe, idempotent."""
+    from netaware.kube.converters import GROUP, VERSION
+
+    documents = list(resources)
+    written = apply_manifests(api, [{k: v for k, v in r.items() if k != "status"} for r in documents])
+    custom = client.CustomObjectsApi(api)
+    for resource in documents:
+        if "status" in resource:
+            custom.patch_cluster_custom_object_status(
+                GROUP, VERSION, "networktopologies", resource["metadata"]["name"], {"status": resource["status"]}
+            )
+    return written

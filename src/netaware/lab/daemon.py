@@ -32,7 +32,7 @@ from werkzeug.serving import make_server
 
 from netaware.core.profiles import LinkProfile, parse_profile
 from netaware.core.topology import Topology
-from netaware.kube.applying import apply_manifests
+from netaware.kube.applying import write_networktopologies
 from netaware.kube.clients import api_client
 from netaware.kube.converters import GROUP, VERSION, networktopology_resources
 from netaware.lab.agent import SERVICES_FILE_ENV, NodeHeartbeat, PodRunner, ServiceTable
@@ -175,12 +175,7 @@ class Lab:
             progress=lambda line: log.info(line),
         )
         resources = networktopology_resources(topology, zones=dict(self.profile.nodes), now_s=time.time())
-        apply_manifests(self.api, [{k: v for k, v in r.items() if k != "status"} for r in resources])
-        custom = client.CustomObjectsApi(self.api)
-        for resource in resources:
-            custom.patch_cluster_custom_object_status(
-                GROUP, VERSION, "networktopologies", resource["metadata"]["name"], {"status": resource["status"]}
-            )
+        write_networktopologies(self.api, resources)
         self.topology = topology
         return topology
 

@@ -38,6 +38,10 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--interval", type=float, default=0.05, help="seconds between probes to one peer")
     root.add_argument("--round", type=float, default=10.0, help="seconds between rounds")
     root.add_argument("--peer-limit", type=int, default=50, help="peers per round at most (rendezvous-hashed)")
+    root.add_argument(
+        "--peers-from-api", action="store_true",
+        help="probe every Node's InternalIP (in-cluster account; refreshed each round) instead of --peer",
+    )  # fmt: skip
     root.add_argument("--netns", default=None, help="measure from inside this network namespace (the lab)")
     root.add_argument("--metrics", default="0.0.0.0:9100", metavar="HOST:PORT", help="/healthz and /metrics")
     return root
@@ -63,7 +67,15 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as error:
         parser().error(str(error))
     configure_logging()
-    agent = ProbeAgent(settings)
+    peer_source = None
+    if arguments.peers_from_api:
+        from netaware.kube.clients import api_client, node_addresses
+
+        api = api_client()
+        peer_source = lambda: node_addresses(api)  # noqa: E731
+    elif not arguments.peer:
+        parser().error("no peers: give --peer NAME=ADDRESS (repeatable) or --peers-from-api")
+    agent = ProbeAgent(settings, peer_source=peer_source)
     app = Flask("netaware-probe")
 
     @app.get("/healthz")

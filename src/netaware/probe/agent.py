@@ -100,6 +100,8 @@ class ProbeAgent:
     settings: AgentSettings
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     pinger: Pinger | None = None
+    peer_source: Callable[[], Mapping[str, str]] | None = None
+    """Where the peers come from each round (the cluster's Nodes); None: `settings.peers`."""
     clock: Callable[[], float] = time.time
     pending: deque[dict[str, Any]] = field(default_factory=deque)
     dropped: int = 0
@@ -115,13 +117,19 @@ class ProbeAgent:
         self._session.headers["Authorization"] = f"Bearer {self.settings.token}"
         self._backoff_s = 0.0
         self._next_attempt_s = 0.0
+        self.peers: dict[str, str] = dict(self.settings.peers)
 
     def measure(self) -> dict[str, Any]:
         """One round: ping this round's peers, return the report."""
-        members = [self.settings.node, *self.settings.peers]
+        if self.peer_source is not None:
+            try:
+                self.peers = {n: a for n, a in self.peer_source().items() if n != self.settings.node}
+            except Exception as error:  # the API is away: keep last round's peers
+                log.warning("listing peers failed", extra={"error": str(error)})
+        members = [self.settings.node, *self.peers]
         chosen = select_peers(self.settings.node, members, limit=self.settings.peer_limit, round_index=self.round_index)
         self.round_index += 1
-        hosts = self._ping([self.settings.peers[p] for p in chosen], self.settings.probes, self.settings.interval_s)
+        hosts = self._ping([self.peers[p] for p in chosen], self.settings.probes, self.settings.interval_s)
         # Stamped when the round's data is complete: a lost probe waits out its timeout, so a round can take
         # several seconds longer than probes x interval, and freshness counts from what the data describes.
         measured_at = self.clock()
@@ -149,11 +157,11 @@ class ProbeAgent:
         except (requests.RequestException, ValueError):
             return None
         peer = str(plan.get("peer"))
-        if plan.get("role") != "client" or plan["slotStart"] == self.tested_slot or peer not in self.settings.peers:
+        if plan.get("role") != "client" or plan["slotStart"] == self.tested_slot or peer not in self.peers:
             return None
         self.tested_slot = plan["slotStart"]
         seconds = min(float(plan["seconds"]), max(1.0, plan["slotEnd"] - self.clock() - 1.0))
-        mbps = measure_mbps(self.settings.peers[peer], seconds=seconds, netns=self.settings.netns)
+        mbps = measure_mbps(self.peers[peer], seconds=seconds, netns=self.settings.netns)
         if mbps is not None:
             self.bandwidth_mbps[peer] = mbps
             self.metrics.bandwidth.labels(peer).set(mbps)

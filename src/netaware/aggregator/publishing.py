@@ -1,0 +1,86 @@
+"""The aggregator's side of the Kubernetes API: publish the topology as NetworkTopology resources (one per origin
+node), debounced and only when an origin's links changed, and recover the measured links from them after a
+restart (the journal covers a restart on the same disk; the resources cover a move to another node)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from netaware.core.telemetry import LinkAggregator
+from netaware.kube.applying import write_networktopologies
+from netaware.kube.converters import GROUP, VERSION, networktopology_resources, topology_from_resources
+from netaware.kube.watching import list_raw
+
+log = logging.getLogger("netaware.aggregator")
+
+
+def recover(api: client.ApiClient, aggregator: LinkAggregator) -> int:
+    """Seed `aggregator` with the measured links of the published NetworkTopologies; returns how many."""
+    custom = client.CustomObjectsApi(api)
+    listed = list_raw(lambda **kw: custom.list_cluster_custom_object(GROUP, VERSION, "networktopologies", **kw))
+    topology = topology_from_resources(listed.get("items") or [])
+    for (origin, destination), metrics in topology.links.items():
+        aggregator.seed(origin, destination, metrics)
+    return sum(1 for m in topology.links.values() if m.source == "measured")
+
+
+class Publisher:
+    """Every `debounce_s`, write the NetworkTopologies whose content changed since the last write."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        aggregator: LinkAggregator,
+        lock: threading.Lock,
+        *,
+        nodes: Callable[[], Iterable[str]],
+        zones: Callable[[], dict[str, str]],
+        debounce_s: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.api = api
+        self.aggregator = aggregator
+        self.lock = lock
+        self.nodes = nodes
+        self.zones = zones
+        self.debounce_s = debounce_s
+        self.clock = clock
+        self.written: dict[str, str] = {}
+        self.writes = 0
+
+    def publish_once(self) -> list[str]:
+        now_s = self.clock()
+        zones = self.zones()
+        with self.lock:
+            topology = self.aggregator.topology(self.nodes(), now_s=now_s, zones=zones)
+        resources = networktopology_resources(topology, zones=zones, now_s=now_s, ttl_s=self.aggregator.ttl_s)
+        changed = []
+        for resource in resources:
+            fingerprint = json.dumps(resource["spec"], sort_keys=True)
+            if self.written.get(resource["metadata"]["name"]) != fingerprint:
+                changed.append((resource, fingerprint))
+        if changed:
+            write_networktopologies(self.api, [resource for resource, _ in changed])
+            for resource, fingerprint in changed:
+                self.written[resource["metadata"]["name"]] = fingerprint
+            self.writes += len(changed)
+        return [resource["metadata"]["name"] for resource, _ in changed]
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.debounce_s):
+            try:
+                self.publish_once()
+            except (ApiException, OSError) as error:  # the API is away: the next period tries again
+                log.warning("publishing NetworkTopologies failed", extra={"error": str(error)})
+
+    def start(self, stop: threading.Event) -> threading.Thread:
+        thread = threading.Thread(target=self.run, args=(stop,), name="publisher", daemon=True)
+        thread.start()
+        return thread
