@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Debian packages the project uses (iproute2 for namespaces and tc; iperf3 for bandwidth probes).
-DEBIAN_PACKAGES := iproute2 iperf3 openssl
+DEBIAN_PACKAGES := iproute2 iperf3 openssl chromium
 
 .PHONY: demo test venv debian controlplane lint unit cluster bench clean
 

@@ -22,6 +22,7 @@ from werkzeug.serving import make_server
 
 from netaware.aggregator.app import ReportJournal, create_app
 from netaware.core.links import LinkShape
+from netaware.core.topology import LEVEL_SHIFT_ROUNDS
 from netaware.lab.emulating import EmulatedNetwork
 from netaware.probe.agent import AgentSettings, ProbeAgent
 
@@ -67,7 +68,7 @@ def aggregator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def agent_for(node: str, network: EmulatedNetwork, url: str, probes: int = 200) -> ProbeAgent:
-    peers = {peer: network.address_of(peer) for peer in NODES if peer != node}
+    peers = {peer: network.address_of(peer) for peer in network.nodes if peer != node}
     settings = AgentSettings(
         node=node, peers=peers, aggregator_url=url, token=TOKEN, probes=probes, interval_s=0.01,
         netns=network.namespace_of(node),
@@ -141,3 +142,32 @@ def test_a_node_that_stops_reporting_goes_stale(network: EmulatedNetwork, aggreg
     # c's own measurements are stale: what stands for them is estimated from the fresh reverse direction.
     assert links[("c", "a")]["source"] == "estimated" and links[("a", "c")]["source"] == "measured"
     assert not any(link["origin"] == "c" and link["source"] == "measured" for link in current["links"])
+
+
+def test_a_raised_delay_shows_within_the_level_shift_rounds(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The aggregator holds back one odd round (outlier) but follows LEVEL_SHIFT_ROUNDS rounds on the new level:
+    with the agents' 10-s rounds and 5-s publishing, a changed link shows within 35 s."""
+    app = create_app(token=TOKEN, nodes=lambda: ["a", "b"], ttl_s=600)
+    server = make_server("127.0.0.1", PORT + 1, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{PORT + 1}"
+    try:
+
+        def rtt_after_round(network: EmulatedNetwork) -> float:
+            agent = agent_for("a", network, url, probes=20)
+            agent.enqueue(agent.measure())
+            assert agent.deliver() == 1
+            links = {(k["origin"], k["destination"]): k for k in topology(url)["links"]}
+            return float(links[("a", "b")]["rttMs"])
+
+        slow, fast = LinkShape(delay_ms=25), LinkShape(delay_ms=5)
+        with EmulatedNetwork("natech", ["a", "b"], {("a", "b"): fast, ("b", "a"): fast}, subnet=244) as network:
+            for _ in range(3):
+                before = rtt_after_round(network)
+        assert abs(before - 10.0) <= 1.0, before
+        with EmulatedNetwork("natech", ["a", "b"], {("a", "b"): slow, ("b", "a"): slow}, subnet=244) as network:
+            seen = [rtt_after_round(network) for _ in range(LEVEL_SHIFT_ROUNDS)]
+        assert seen[0] < 20.0, seen  # one round at the new level is held back as an outlier...
+        assert abs(seen[-1] - 50.0) <= 5.0, seen  # ...and LEVEL_SHIFT_ROUNDS rounds in a row move the estimate
+    finally:
+        server.shutdown()

@@ -7,6 +7,7 @@
   was measured), and the nodes whose reports went stale.
 - `GET /v1/bandwidth-plan?node=N`: the node's role in the current bandwidth slot (iperf3 client of a peer,
   server, or idle), from a round-robin tournament run once per direction, so no node is in two tests at once.
+- `GET /`: a page with node-to-node RTT, bandwidth and loss heatmaps (measured, estimated, unknown), live.
 - `GET /v1/openapi.json`: this API as OpenAPI 3.1. `/healthz`, `/metrics`.
 
 The node list is a callable (a static list, or the cluster's Nodes), so reports from or about unknown nodes are
@@ -31,6 +32,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from netaware.core.peers import bandwidth_slot
 from netaware.core.telemetry import REPORT_SCHEMA, LinkAggregator, ReportError, parse_report
 
+PAGE = Path(__file__).with_name("static") / "index.html"
 MAX_REPORT_BYTES = 512 * 1024
 """A report of 1,000 peers with every field set is about 120 KB."""
 
@@ -137,6 +139,12 @@ OPENAPI: dict[str, Any] = {
             }
         },
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
+        "/": {
+            "get": {
+                "summary": "Heatmaps of RTT, bandwidth and loss",
+                "responses": {"200": {"description": "the page", "content": {"text/html": {}}}},
+            }
+        },
     },
 }
 
@@ -268,6 +276,11 @@ def create_app(
             return jsonify(error=f"node {node!r} is not a known node"), 422
         role, peer, start, end = bandwidth_slot(node, members, now_s=clock(), slot_s=bandwidth_slot_s)
         return jsonify(role=role, peer=peer, slotStart=start, slotEnd=end, seconds=bandwidth_test_s), 200
+
+    @app.get("/")
+    def page() -> Response:
+        """The heatmaps of RTT, bandwidth and loss, refreshed every 5 s from /v1/topology."""
+        return Response(PAGE.read_bytes(), mimetype="text/html")
 
     @app.get("/v1/openapi.json")
     def openapi() -> Response:
