@@ -45,6 +45,7 @@ bench: venv controlplane
 	COLUMNS=150 $(PY) benchmarks/bench_extender.py
 	COLUMNS=150 $(PY) benchmarks/bench_simulation.py
 	COLUMNS=150 $(PY) benchmarks/bench_router.py --out build/bench-router
+	COLUMNS=150 $(PY) benchmarks/bench_aggregator.py
 
 # The README's test command: every tier, then the benchmarks' figures.
 test: venv debian controlplane lint
