@@ -3,21 +3,26 @@ and recovers from them after a restart; the aggregator and probe-agent manifests
 
 Checks: a report posted to the aggregator shows up, within its publishing period, as the origin's NetworkTopology
 with the measured link (and the reverse pair estimated); an unchanged topology is not written again; a new
-aggregator process with no journal recovers the measured link from the resources; `kubectl apply -k aggregator/`
+aggregator process with no journal recovers the measured link from the resources; the `netaware-aggregator`
+process with a kubeconfig takes its known nodes and their zones from the cluster (a report about an unknown node
+is 422; an unmeasured pair between two zones is estimated from the zones' measured mean); `kubectl apply -k aggregator/`
 and `-k probe-agent/` succeed and their ServiceAccounts may do what the programs do, and no more.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from kubernetes.client import ApiException
 
 from netaware.aggregator.app import create_app
 from netaware.kube.converters import GROUP, VERSION
+from netaware.router.testbed import running, wait_until_answering
 
 from .conftest import Cluster, kubectl, wait_for
 
@@ -26,6 +31,7 @@ pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "cluster-token"
 NODES = ["probe-a", "probe-b"]
+PORT = 32680  # below the ephemeral range
 
 
 def aggregator(cluster: Cluster) -> Any:
@@ -88,3 +94,36 @@ def test_manifests_apply_with_least_privilege(
         assert kubectl(cluster, "auth", "can-i", verb, resource, "--as", who).stdout.strip() == "yes", (verb, resource)
     for verb, resource in denied:
         assert kubectl(cluster, "auth", "can-i", verb, resource, "--as", who).stdout.strip() == "no", (verb, resource)
+
+
+def test_the_aggregator_process_takes_nodes_and_zones_from_the_cluster(cluster: Cluster, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    with running(tmp_path / "logs") as processes:
+        processes.start(
+            "aggregator",
+            [sys.executable, "-m", "netaware.aggregator", "--host", "127.0.0.1", "--port", str(PORT), "--kubeconfig",
+             cluster.status["kubeconfig"], "--token-file", str(token), "--journal", str(tmp_path / "journal.jsonl")],
+        )  # fmt: skip
+        wait_until_answering(f"http://127.0.0.1:{PORT}/healthz", processes, "aggregator")
+        nodes = cluster.core.list_node().items
+        names = sorted(n.metadata.name for n in nodes)
+        assert sorted(requests.get(f"http://127.0.0.1:{PORT}/v1/topology", timeout=5).json()["nodes"]) == names
+        by_zone: dict[str, list[str]] = {}
+        for node in nodes:
+            by_zone.setdefault(node.metadata.labels["topology.kubernetes.io/zone"], []).append(node.metadata.name)
+        (a1, a2), (b1, b2) = (sorted(members)[:2] for _, members in sorted(by_zone.items())[:2])
+        peer = {"peer": b1, "sent": 10, "received": 10, "rttMs": 30.0}
+        answer = requests.post(
+            f"http://127.0.0.1:{PORT}/v1/reports", json={"node": a1, "measuredAt": time.time(), "peers": [peer]},
+            headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5,
+        )  # fmt: skip
+        assert answer.status_code == 202, answer.text
+        links = requests.get(f"http://127.0.0.1:{PORT}/v1/topology", timeout=5).json()["links"]
+        unmeasured = next(k for k in links if (k["origin"], k["destination"]) == (a2, b2))
+        assert (unmeasured["source"], unmeasured["rttMs"]) == ("estimated", 30.0)  # the two zones' measured mean
+        unknown = requests.post(
+            f"http://127.0.0.1:{PORT}/v1/reports", json={"node": "not-a-node", "measuredAt": 1, "peers": []},
+            headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5,
+        )  # fmt: skip
+        assert unknown.status_code == 422

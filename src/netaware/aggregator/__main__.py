@@ -8,21 +8,24 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from netaware.logs import configure_logging
 from netaware.serving import WsgiServer
 
+T = TypeVar("T")
 
-class CachedCall:
+
+class CachedCall(Generic[T]):
     """A call's answer, kept for `ttl_s` (the node list changes rarely; every report checks it)."""
 
-    def __init__(self, call: Callable[[], list[str]], *, ttl_s: float) -> None:
+    def __init__(self, call: Callable[[], T], *, ttl_s: float) -> None:
         self.call, self.ttl_s = call, ttl_s
-        self.value: list[str] = []
+        self.value: T | None = None
         self.at = float("-inf")
 
-    def __call__(self) -> list[str]:
-        if time.monotonic() - self.at > self.ttl_s:
+    def __call__(self) -> T:
+        if self.value is None or time.monotonic() - self.at > self.ttl_s:
             self.value, self.at = self.call(), time.monotonic()
         return self.value
 
@@ -72,15 +75,18 @@ def main(argv: list[str] | None = None) -> None:
 
         api = None
         nodes: Callable[[], Iterable[str]] = lambda: static_nodes  # noqa: E731
+        zones: Callable[[], dict[str, str]] = dict
         if arguments.publish or arguments.kubeconfig:
-            from netaware.kube.clients import api_client, node_addresses
+            from netaware.kube.clients import api_client, node_names, node_zones
 
             api = api_client(arguments.kubeconfig)
             if not static_nodes:
-                nodes = CachedCall(lambda: list(node_addresses(api)), ttl_s=30.0)
+                nodes = CachedCall(lambda: node_names(api), ttl_s=30.0)
+            zones = CachedCall(lambda: node_zones(api), ttl_s=30.0)  # zone means estimate unmeasured pairs
         return create_app(
-            token=token, nodes=nodes, journal=ReportJournal(arguments.journal), ttl_s=arguments.ttl, api=api
-        )
+            token=token, nodes=nodes, zones=zones, journal=ReportJournal(arguments.journal), ttl_s=arguments.ttl,
+            api=api,
+        )  # fmt: skip
 
     WsgiServer(load, host=arguments.host, port=arguments.port, threads=arguments.threads).run()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client, config
 
@@ -20,13 +21,30 @@ def api_client(kubeconfig: Path | None = None) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
-def node_addresses(api: client.ApiClient) -> dict[str, str]:
-    """Every Node's name -> its InternalIP (the address probes go to); nodes without one are left out."""
+def _nodes(api: client.ApiClient) -> list[dict[str, Any]]:
     from netaware.kube.watching import list_raw
 
-    listed = list_raw(lambda **kw: client.CoreV1Api(api).list_node(**kw))
+    return list(list_raw(lambda **kw: client.CoreV1Api(api).list_node(**kw)).get("items") or [])
+
+
+def node_names(api: client.ApiClient) -> list[str]:
+    return [node["metadata"]["name"] for node in _nodes(api)]
+
+
+def node_zones(api: client.ApiClient) -> dict[str, str]:
+    """Every Node's name -> its `topology.kubernetes.io/zone` label, where it has one."""
+    zones = {}
+    for node in _nodes(api):
+        zone = (node["metadata"].get("labels") or {}).get("topology.kubernetes.io/zone")
+        if zone:
+            zones[node["metadata"]["name"]] = zone
+    return zones
+
+
+def node_addresses(api: client.ApiClient) -> dict[str, str]:
+    """Every Node's name -> its InternalIP (the address probes go to); nodes without one are left out."""
     addresses = {}
-    for node in listed.get("items") or []:
+    for node in _nodes(api):
         for address in (node.get("status") or {}).get("addresses") or []:
             if address.get("type") == "InternalIP":
                 addresses[node["metadata"]["name"]] = address["address"]
