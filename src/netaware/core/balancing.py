@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
-from netaware.core.selection import Probe, ProbePool, SelectionSettings
+from netaware.core.selection import Probe, ProbePool, SelectionSettings, untried
 
 
 class Balancer(Protocol):
@@ -42,12 +42,6 @@ class Balancer(Protocol):
     def state(self) -> dict[str, object]:
         """What the policy knows, for the router's /v1/state."""
         ...
-
-
-def _candidates(replicas: Sequence[str], exclude: frozenset[str]) -> list[str]:
-    if not replicas:
-        raise ValueError("no replicas to choose from")
-    return [r for r in replicas if r not in exclude] or list(replicas)
 
 
 @dataclass
@@ -78,7 +72,7 @@ class RandomBalancer(_InFlight):
     rng: random.Random = field(default_factory=random.Random)
 
     def choose(self, replicas: Sequence[str], *, now_s: float, exclude: frozenset[str] = frozenset()) -> str:
-        return self.rng.choice(_candidates(replicas, exclude))
+        return self.rng.choice(untried(replicas, exclude))
 
 
 @dataclass
@@ -87,7 +81,7 @@ class RoundRobinBalancer(_InFlight):
     next_index: int = 0
 
     def choose(self, replicas: Sequence[str], *, now_s: float, exclude: frozenset[str] = frozenset()) -> str:
-        candidates = _candidates(replicas, exclude)
+        candidates = untried(replicas, exclude)
         chosen = candidates[self.next_index % len(candidates)]
         self.next_index += 1
         return chosen
@@ -99,7 +93,7 @@ class LeastRequestBalancer(_InFlight):
     rng: random.Random = field(default_factory=random.Random)
 
     def choose(self, replicas: Sequence[str], *, now_s: float, exclude: frozenset[str] = frozenset()) -> str:
-        candidates = _candidates(replicas, exclude)
+        candidates = untried(replicas, exclude)
         if len(candidates) == 1:
             return candidates[0]
         first, second = self.rng.sample(candidates, 2)
@@ -126,7 +120,7 @@ class LowestLatencyBalancer(_InFlight):
         self.latest[replica] = latency_ms
 
     def choose(self, replicas: Sequence[str], *, now_s: float, exclude: frozenset[str] = frozenset()) -> str:
-        candidates = _candidates(replicas, exclude)
+        candidates = untried(replicas, exclude)
         known = [r for r in candidates if r in self.latest]
         if not known:
             return self.rng.choice(candidates)

@@ -134,9 +134,7 @@ class ProbePool:
     ) -> str:
         """The replica for one query, by HCL over the pool (random when the pool is empty). `exclude`: replicas
         this query already tried (a retry); their probes stay in the pool for the next query."""
-        candidates = [r for r in replicas if r not in exclude] or list(replicas)
-        if not candidates:
-            raise ValueError("no replicas to choose from")
+        candidates = untried(replicas, exclude)
         self._expire(now_s)
         self._forget_outcomes(now_s)
         known = set(replicas)
@@ -169,6 +167,13 @@ class ProbePool:
     def _remove_worst(self) -> None:
         if len(self.probes) > 1:
             self.probes.remove(max(self.probes, key=lambda p: (self._erroring(p.replica), p.rif, p.latency_ms)))
+
+
+def untried(replicas: Sequence[str], exclude: frozenset[str]) -> list[str]:
+    """The replicas a retry may go to: those not tried yet, or all of them once every one was."""
+    if not replicas:
+        raise ValueError("no replicas to choose from")
+    return [r for r in replicas if r not in exclude] or list(replicas)
 
 
 def interpolated_quantile(values: Sequence[float], quantile: float) -> float:
