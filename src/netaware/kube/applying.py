@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,20 @@ def load_manifests(paths: Iterable[Path]) -> list[dict[str, Any]]:
     return documents
 
 
+_dynamic_clients: weakref.WeakKeyDictionary[client.ApiClient, dynamic.DynamicClient] = weakref.WeakKeyDictionary()
+
+
+def _dynamic_client(api: client.ApiClient) -> dynamic.DynamicClient:
+    """One DynamicClient per ApiClient: building one runs API discovery (several requests), which callers that
+    apply again and again (the aggregator's publisher, the AviatorPolicy controller) should not repeat."""
+    if api not in _dynamic_clients:
+        _dynamic_clients[api] = dynamic.DynamicClient(api)
+    return _dynamic_clients[api]
+
+
 def apply_manifests(api: client.ApiClient, documents: Iterable[dict[str, Any]]) -> list[str]:
     """Server-side apply each document (idempotent); returns `kind/name` of each."""
-    dyn = dynamic.DynamicClient(api)
+    dyn = _dynamic_client(api)
     applied = []
     for document in documents:
         resource = dyn.resources.get(api_version=document["apiVersion"], kind=document["kind"])

@@ -41,6 +41,7 @@ from werkzeug.serving import make_server
 
 from netaware.core.endpoints import EndpointProbe, EndpointSelector, SelectionPolicy, latency_percentiles
 from netaware.core.quantities import duration_seconds
+from netaware.kube.applying import apply_manifests
 from netaware.kube.clients import api_client
 from netaware.kube.converters import GROUP, VERSION
 from netaware.kube.watching import list_raw
@@ -324,10 +325,6 @@ class AviatorController:
             "spec": {"ports": [{k: v for k, v in port.items() if k in ("name", "port", "protocol", "targetPort")}
                                for port in target.service_ports]},
         }  # fmt: skip
-        self._create_or_patch(
-            lambda: self.core.create_namespaced_service(namespace, service),  # type: ignore[arg-type]  # dicts are accepted
-            lambda: self.core.patch_namespaced_service(name, namespace, {"metadata": {"labels": labels}}),
-        )
         # One slice per (address type, ports) group, named after its first port so names stay stable.
         groups: dict[str, dict[str, Any]] = {}
         for address in selected:
@@ -343,11 +340,8 @@ class AviatorController:
             endpoint["addresses"] = [address.rsplit(":", 1)[0].strip("[]")]
             endpoint["conditions"] = {"ready": True}
             group["endpoints"].append(endpoint)
-        for slice_name, endpoint_slice in groups.items():
-            self._create_or_patch(
-                lambda: self.discovery.create_namespaced_endpoint_slice(namespace, endpoint_slice),  # type: ignore[arg-type]  # noqa: B023
-                lambda: self.discovery.replace_namespaced_endpoint_slice(slice_name, namespace, endpoint_slice),  # type: ignore[arg-type]  # noqa: B023
-            )
+        # Server-side apply: creates or updates, and drops what we no longer declare (a port the target lost).
+        apply_manifests(self.api, [service, *groups.values()])
         owned = list_raw(lambda **kw: self.discovery.list_namespaced_endpoint_slice(
             namespace, label_selector=f"{POLICY_LABEL}={policy_name}", **kw))  # fmt: skip
         for stale in owned.get("items") or []:
@@ -363,15 +357,6 @@ class AviatorController:
         except ApiException as error:
             if error.status != 404:
                 raise
-
-    @staticmethod
-    def _create_or_patch(create: Any, update: Any) -> None:
-        try:
-            create()
-        except ApiException as error:
-            if error.status != 409:
-                raise
-            update()
 
     def _write_status(self, policy: dict[str, Any], status: dict[str, Any]) -> None:
         meta = policy["metadata"]
