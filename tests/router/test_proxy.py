@@ -1,11 +1,12 @@
 """The latency router as a reverse proxy, with real processes on loopback (`netaware-router proxy`, the dummy
 workload service as replicas, an echo server) and real HTTP.
 
-Checks: method, path, query, body and end-to-end headers reach the replica, hop-by-hop headers do not, and
-X-Forwarded-For is added; the replica's status and body come back; a replica killed mid-run (SIGKILL) loses no
-idempotent request (GETs are retried on another replica); a POST to a dead replica is not retried and is answered
-502 with the reason; a replica that answers 503 at once receives a small share of Prequal's traffic (error
-aversion, no sinkholing) while clients see no error; /healthz, /metrics and /v1/state answer on the admin port.
+Checks: method, path, query, body and end-to-end headers reach the replica, hop-by-hop headers (and those the
+Connection field names) do not, and X-Forwarded-For is added; the replica's status and body come back; a replica
+killed mid-run (SIGKILL) loses no idempotent request (GETs are retried on another replica); a POST to a dead
+replica is not retried and is answered 502 with the reason; a replica that answers 503 at once receives a small
+share of Prequal's traffic (error aversion, no sinkholing) while clients see no error; /healthz, /metrics and
+/v1/state answer on the admin port.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def test_requests_are_forwarded_faithfully(testbed: Testbed, echo: str) -> None:
     answer = requests.post(
         f"http://{HOST}:{PORTS}/orders/7?expand=items&x=1",
         data="hello",
-        headers={"X-Trace": "abc", "Connection": "keep-alive, X-Secret", "Keep-Alive": "timeout=5"},
+        headers={"X-Trace": "abc", "Connection": "keep-alive, X-Secret", "Keep-Alive": "timeout=5", "X-Secret": "hop"},
         timeout=5,
     )
     assert answer.status_code == 201
@@ -80,6 +81,7 @@ def test_requests_are_forwarded_faithfully(testbed: Testbed, echo: str) -> None:
     assert (seen["method"], seen["path"], seen["body"]) == ("POST", "/orders/7?expand=items&x=1", "hello")
     assert seen["headers"]["x-trace"] == "abc"
     assert "keep-alive" not in seen["headers"]
+    assert "x-secret" not in seen["headers"]  # named by Connection: for this hop only
     assert seen["headers"]["x-forwarded-for"] == "127.0.0.1"
     assert seen["headers"]["host"] == echo
 

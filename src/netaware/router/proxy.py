@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from netaware.core.balancing import Balancer
@@ -37,6 +37,13 @@ HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding",
      "upgrade", "host", "content-length"}
 )  # fmt: skip
+
+
+def forwardable(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    """`headers` less the hop-by-hop ones: the fixed set and any the Connection field names (RFC 9110 7.6.1)."""
+    named = {token.strip().lower() for value in headers.getall("Connection", []) for token in value.split(",")}
+    dropped = HOP_BY_HOP | named
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in dropped)
 
 
 @dataclass(frozen=True)
@@ -164,7 +171,7 @@ class Router:
 
     async def _route(self, request: web.Request) -> web.Response:
         body = await request.read()
-        headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP)
+        headers = forwardable(request.headers)
         headers["X-Forwarded-For"] = ", ".join(
             filter(None, [request.headers.get("X-Forwarded-For"), request.remote or ""])
         )
@@ -214,8 +221,7 @@ class Router:
             allow_redirects=False,
         ) as answer:  # fmt: skip
             payload = await answer.read()
-            reply_headers = CIMultiDict((k, v) for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP)
-            return Answer(answer.status, reply_headers, payload)
+            return Answer(answer.status, forwardable(answer.headers), payload)
 
     # --- admin ------------------------------------------------------------------------------------------------
 
