@@ -4,10 +4,13 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Debian packages the project uses (iproute2 for namespaces and tc; iperf3 for bandwidth probes).
-DEBIAN_PACKAGES := iproute2 iperf3 openssl chromium
+# Debian packages the project uses: iproute2 for namespaces and tc; iperf3 for bandwidth probes; mmdebstrap, podman
+# and skopeo to build images without Docker; containerd, runc, the CNI plugins, nftables and catatonit (the pause
+# image) for the lab's real nodes.
+DEBIAN_PACKAGES := iproute2 iperf3 openssl chromium mmdebstrap podman skopeo containerd runc \
+  containernetworking-plugins nftables catatonit
 
-.PHONY: demo test venv debian controlplane lint unit cluster bench clean
+.PHONY: demo test venv debian controlplane images lint unit cluster bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,6 +30,10 @@ debian:
 
 controlplane:
 	bash hack/controlplane/build.sh
+
+# netaware's images (mmdebstrap + podman, no Docker, no registry) and their OCI archives in build/images/; cached.
+images: venv debian controlplane
+	COLUMNS=140 $(VENV)/bin/netaware images build
 
 lint: venv
 	$(VENV)/bin/ruff check src tests benchmarks

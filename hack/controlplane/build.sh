@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok) and kubectl
+# Builds the local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok), kubectl and
+# the lab nodes' kubelet and kube-proxy
 # from Go modules into hack/controlplane/bin (git-ignored). Skips binaries that already exist at the
 # pinned versions, so a warm run costs a few seconds. Go's module and build caches are reused.
 set -euo pipefail
@@ -20,7 +21,7 @@ if ! command -v go >/dev/null 2>&1; then
   exit 1
 fi
 
-components=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
+components=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok)
 missing=0
 for c in "${components[@]}"; do [[ -x "${bin}/${c}" ]] || missing=1; done
 if [[ ${missing} -eq 0 && -f "${stamp}" && "$(cat "${stamp}")" == "${want}" ]]; then
@@ -37,7 +38,7 @@ export CGO_ENABLED=0 GOFLAGS=-mod=mod
 
 start=$(date +%s)
 cd "${here}"
-for c in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+for c in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
   echo "building ${c} (${KUBE_VERSION}) ..."
   t0=$(date +%s)
   go build -trimpath -ldflags "${ldflags}" -o "${bin}/${c}" "./cmd/${c}"

@@ -18,6 +18,7 @@ from netaware.core.scoring import DEFAULT_STRATEGY, STRATEGIES, NodeScore, Unkno
 from netaware.core.topology import TopologyError, parse_links_csv
 from netaware.demo import demo
 from netaware.experiments.commands import experiment_app
+from netaware.images.commands import images_app
 from netaware.kube.converters import ConversionError, appgroup_from_resource
 from netaware.lab.commands import lab_app
 from netaware.simulation.commands import simulate_app
@@ -38,6 +39,7 @@ app.add_typer(experiment_app, name="experiment")
 app.add_typer(tc_app, name="tc")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(workload_app, name="workload")
+app.add_typer(images_app, name="images")
 app.command("demo")(demo)
 
 

@@ -1,0 +1,1 @@
+"""netaware's container images, built on this machine without Docker or an image registry (`netaware images`)."""
