@@ -32,6 +32,11 @@ def lab_state_dir() -> Path:
     return env_path("NETAWARE_LAB_STATE_DIR", Path.home() / ".local/state/netaware/lab")
 
 
+def controlplane_bin_dir() -> Path:
+    """NETAWARE_CONTROLPLANE_BIN: where hack/controlplane/build.sh puts etcd, kube-*, kubelet, kube-proxy and kwok."""
+    return env_path("NETAWARE_CONTROLPLANE_BIN", REPO_ROOT / "hack/controlplane/bin")
+
+
 def port_base() -> int:
     """NETAWARE_PORT_BASE: every local service listens on 127.0.0.1 at this base + a fixed offset."""
     return env_int("NETAWARE_PORT_BASE", 16000)

@@ -67,9 +67,10 @@ class Component:
 
 
 # Admission plugins that need controllers a throwaway loopback cluster does not want to wait for:
-# ServiceAccount would reject pods until kube-controller-manager created the namespace's `default` account;
-# TaintNodesByCondition taints every new Node not-ready until the node lifecycle controller clears it.
-DISABLED_ADMISSION = "ServiceAccount,TaintNodesByCondition"
+# TaintNodesByCondition taints every new Node not-ready until the node lifecycle controller clears it. ServiceAccount
+# admission stays on, as on any cluster: pods get their account's token, which the lab's in-cluster components need
+# (`up` waits until the `default` account exists, so pods created right after `up` are not refused).
+DISABLED_ADMISSION = "TaintNodesByCondition"
 HEALTH_PATHS = "/healthz,/readyz,/livez,/metrics"
 SERVICE_CIDR = "10.96.0.0/16"
 
@@ -135,6 +136,11 @@ def build_components(settings: ClusterSettings, paths: StatePaths) -> list[Compo
                 # A loopback advertise address fails the `kubernetes` Endpoints validation otherwise.
                 "--endpoint-reconciler-type=none",
                 "--allow-privileged=true",
+                # Kubelets (the lab's real nodes) are reached at their InternalIP, never by a host name that only
+                # the machine's resolver could answer, and authenticate the apiserver by its client certificate.
+                "--kubelet-preferred-address-types=InternalIP",
+                f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+                f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
             ),
             endpoint=apiserver,
             health_url=f"{apiserver}/readyz",

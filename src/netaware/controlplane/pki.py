@@ -1,5 +1,8 @@
-"""Local PKI for the control plane: one CA, the apiserver's serving certificate, the service-account key pair,
-and static bearer tokens. Written once per `cluster up` into the state folder (private keys mode 0600)."""
+"""Local PKI for the control plane: one CA, the apiserver's serving certificate and its client certificate for
+kubelets, the service-account key pair, and static bearer tokens. Written once per `cluster up` into the state folder
+(private keys mode 0600). The CA key is kept, so that the lab can issue client certificates to the kubelets and
+kube-proxies it starts later (`issue_client_certificate`) without restarting the apiserver, as new static tokens
+would need."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-VALIDITY = datetime.timedelta(days=365)
+from netaware.certificates import CA_KEY, VALIDITY, issue_client_certificate, write_private_key
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,9 @@ class Pki:
     service_account_pub: Path
     token_file: Path
     tokens: dict[str, str]
+    kubelet_client_cert: Path
+    """The apiserver's client certificate towards kubelets (logs, exec, port-forward): system:masters."""
+    kubelet_client_key: Path
     """Identity name -> bearer token: admin, kube-controller-manager, kube-scheduler, netaware-scheduler, kwok."""
 
 
@@ -44,13 +50,7 @@ IDENTITIES = {
 }
 
 
-def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-        )
-    )
-    path.chmod(0o600)
+KUBELET_CLIENT = "apiserver-kubelet-client"
 
 
 def create_pki(directory: Path) -> Pki:
@@ -98,6 +98,7 @@ def create_pki(directory: Path) -> Pki:
         .sign(ca_key, hashes.SHA256())
     )
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    write_private_key(directory / CA_KEY, ca_key)
     pki = Pki(
         ca_cert=directory / "ca.crt",
         serving_cert=directory / "apiserver.crt",
@@ -106,11 +107,13 @@ def create_pki(directory: Path) -> Pki:
         service_account_pub=directory / "sa.pub",
         token_file=directory / "tokens.csv",
         tokens={name: secrets.token_hex(16) for name in IDENTITIES},
+        kubelet_client_cert=directory / f"{KUBELET_CLIENT}.crt",
+        kubelet_client_key=directory / f"{KUBELET_CLIENT}.key",
     )
     pki.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     pki.serving_cert.write_bytes(serving_cert.public_bytes(serialization.Encoding.PEM))
-    _write_key(pki.serving_key, serving_key)
-    _write_key(pki.service_account_key, sa_key)
+    write_private_key(pki.serving_key, serving_key)
+    write_private_key(pki.service_account_key, sa_key)
     pki.service_account_pub.write_bytes(
         sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
@@ -120,6 +123,9 @@ def create_pki(directory: Path) -> Pki:
         lines.append(f"{pki.tokens[name]},{user},uid-{name}{group_field}")
     pki.token_file.write_text("\n".join(lines) + "\n")
     pki.token_file.chmod(0o600)
+    issue_client_certificate(
+        directory, KUBELET_CLIENT, common_name="kube-apiserver-kubelet-client", organizations=("system:masters",)
+    )
     return pki
 
 

@@ -34,7 +34,17 @@ from netaware.controlplane.components import (
 from netaware.controlplane.pki import IDENTITIES, create_pki, write_kubeconfig
 from netaware.controlplane.settings import NETAWARE_SCHEDULER_NAME, REGION, ZONES, ClusterSettings
 
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
+BINARIES = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kubelet",
+    "kube-proxy",
+    "kwok",
+)
+SERVICE_ACCOUNT_TIMEOUT_S = 30.0
 LOG_TAIL_LINES = 20
 
 # Handles of the processes this Python process started, by pid: components outlive `up`, and when the same
@@ -215,6 +225,8 @@ def up(settings: ClusterSettings, progress: Progress = _no_progress) -> dict[str
             _save_state(paths, state)
             _wait_ready(process, running, token=pki.tokens["admin"], timeout_s=settings.ready_timeout_s)
             progress(component.name, "ready")
+            if component.name == "kube-controller-manager":
+                _wait_default_service_account(paths)
         if settings.fake_nodes:
             progress("fake-nodes", "creating")
             create_fake_nodes(paths.admin_kubeconfig, settings.fake_nodes)
@@ -244,6 +256,23 @@ def _apply_crds_and_rbac(settings: ClusterSettings, paths: StatePaths) -> None:
     apply_manifests(api, crds)
     wait_for_crds_established(api, [c["metadata"]["name"] for c in crds])
     apply_manifests(api, load_manifests([settings.rbac_manifest]))
+
+
+def _wait_default_service_account(paths: StatePaths) -> None:
+    """ServiceAccount admission refuses pods of a namespace until its `default` account exists; the controller
+    manager creates it within moments of starting."""
+    from kubernetes import client
+
+    from netaware.kube.clients import api_client
+
+    core = client.CoreV1Api(api_client(paths.admin_kubeconfig))
+    deadline = time.monotonic() + SERVICE_ACCOUNT_TIMEOUT_S
+    while time.monotonic() < deadline:
+        with contextlib.suppress(client.ApiException):
+            core.read_namespaced_service_account("default", "default", _request_timeout=5)
+            return
+        time.sleep(0.2)
+    raise ClusterError(f"the `default` ServiceAccount did not appear within {SERVICE_ACCOUNT_TIMEOUT_S:.0f}s")
 
 
 def fake_node_manifest(index: int) -> dict[str, Any]:

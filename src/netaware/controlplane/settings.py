@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from netaware.paths import REPO_ROOT, cluster_state_dir
+from netaware.paths import REPO_ROOT, cluster_state_dir, controlplane_bin_dir
 from netaware.paths import env_path as _env_path
 from netaware.paths import port_base as default_port_base
 
@@ -14,9 +14,7 @@ from netaware.paths import port_base as default_port_base
 class ClusterSettings:
     state_dir: Path = field(default_factory=cluster_state_dir)
     """NETAWARE_STATE_DIR: PKI, kubeconfigs, etcd data, logs and the pid file of the running cluster."""
-    bin_dir: Path = field(
-        default_factory=lambda: _env_path("NETAWARE_CONTROLPLANE_BIN", REPO_ROOT / "hack/controlplane/bin")
-    )
+    bin_dir: Path = field(default_factory=controlplane_bin_dir)
     """NETAWARE_CONTROLPLANE_BIN: where hack/controlplane/build.sh put etcd, kube-* and kwok."""
     port_base: int = field(default_factory=default_port_base)
     """NETAWARE_PORT_BASE: every component listens on 127.0.0.1 at port_base + a fixed offset (see PORTS)."""

@@ -26,7 +26,7 @@ console = Console(stderr=True)
 PHASES = {
     "starting": "starting the lab daemon",
     "links": "creating node namespaces and shaped links",
-    "nodes": "registering Nodes",
+    "nodes": "starting the nodes (kubelet, containerd, kube-proxy) or registering them",
     "measuring": "measuring every link (ICMP, iperf3)",
     "ready": "ready",
 }
@@ -91,6 +91,13 @@ def lab_up(
         float, typer.Option(min=0, help="iperf3 run per link when measuring (0: RTT and loss only)")
     ] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of the emulated loss and jitter")] = 0,
+    runtime: Annotated[
+        str,
+        typer.Option(
+            help="kubelet: real nodes (kubelet, containerd, runc, CNI, kube-proxy; needs `make images`); "
+            "process: the lab's own pod runner (pods' commands as processes), for machines without containerd"
+        ),
+    ] = "kubelet",
     state_dir: StateDir = None,
     kubeconfig: Kubeconfig = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON")] = False,
@@ -105,6 +112,7 @@ def lab_up(
         seed=seed,
         node_cpu=node_cpu,
         bandwidth_seconds=bandwidth_seconds,
+        runtime=runtime,
     )
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("lab: starting", total=None)

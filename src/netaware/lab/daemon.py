@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from flask import Flask, Response, jsonify
@@ -31,15 +32,19 @@ from prometheus_client.registry import Collector
 from werkzeug.serving import make_server
 
 from netaware.core.profiles import LinkProfile, parse_profile
+from netaware.core.quantities import cpu_millicores
 from netaware.core.topology import Topology
 from netaware.kube.applying import write_networktopologies
 from netaware.kube.clients import api_client
 from netaware.kube.converters import GROUP, VERSION, networktopology_resources
 from netaware.lab.agent import SERVICES_FILE_ENV, NodeHeartbeat, PodRunner, ServiceTable
+from netaware.lab.booting import RealNodes, parse_memory
 from netaware.lab.emulating import EmulatedNetwork
 from netaware.lab.kubeobjects import NodeCapacity
 from netaware.lab.measuring import measure_topology
+from netaware.lab.nodefiles import ManagementPlan, RealNode
 from netaware.logs import configure_logging
+from netaware.paths import controlplane_bin_dir
 
 log = logging.getLogger("netaware.lab")
 
@@ -62,6 +67,9 @@ class LabConfig:
     node_memory: str = "4Gi"
     probes: int = 20
     bandwidth_seconds: float = 1.0
+    runtime: str = "kubelet"
+    """kubelet: real nodes (kubelet, containerd, runc, CNI, kube-proxy per node); process: the lab's own pod runner,
+    for machines without containerd (the pods' commands as processes, Services through the lab's table)."""
 
     @property
     def status_file(self) -> Path:
@@ -117,8 +125,19 @@ class _LinkCollector(Collector):
         yield from (sent, dropped, pods)
 
 
+RUNTIMES = ("kubelet", "process")
+
+
+def apiserver_port(kubeconfig: Path) -> int:
+    """The apiserver's port, from the kubeconfig's server URL (the lab's nodes reach it through a DNAT)."""
+    server = str(yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"])
+    return urlsplit(server).port or 443
+
+
 class Lab:
     def __init__(self, config: LabConfig):
+        if config.runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {config.runtime!r}; known: {', '.join(RUNTIMES)}")
         self.config = config
         self.profile = load_profile(config)
         self.network = EmulatedNetwork(
@@ -127,10 +146,35 @@ class Lab:
             self.profile.shapes(),
             subnet=config.subnet,
             seed=config.seed,
-            pod_networks=True,
+            pod_networks=config.runtime == "process",  # real nodes get their pod bridge from the CNI plugin
         )
         self.api = api_client(config.kubeconfig)
         zones = dict(self.profile.nodes)
+        regions = {node: self.profile.zones[zone] or "region-1" for node, zone in zones.items()}
+        self.real_nodes: RealNodes | None = None
+        if config.runtime == "kubelet":
+            plan = ManagementPlan(config.subnet)
+            self.real_nodes = RealNodes(
+                api=self.api,
+                nodes=[
+                    RealNode(
+                        name=node, index=i, zone=zones[node], region=regions[node], lab=config.prefix,
+                        netns=self.network.namespace_of(node), address=self.network.address_of(node),
+                        management_address=plan.address(i), pod_subnet=f"10.{config.subnet}.{i + 1}.0/24",
+                        pod_gateway=self.network.plan.pod_gateway(i), directory=config.state_dir / "nodes" / node,
+                    )
+                    for i, node in enumerate(self.network.nodes)
+                ],
+                prefix=config.prefix,
+                subnet=config.subnet,
+                state_dir=config.state_dir,
+                bin_dir=controlplane_bin_dir(),
+                apiserver_port=apiserver_port(config.kubeconfig),
+                pki_dir=config.kubeconfig.parent / "pki",
+                node_cpu_m=cpu_millicores(config.node_cpu),
+                node_memory_bytes=parse_memory(config.node_memory),
+                progress=lambda line: log.info(line),
+            )  # fmt: skip
         self.heartbeat = NodeHeartbeat(
             self.api,
             self.network,
@@ -157,10 +201,13 @@ class Lab:
         self.network.start()
         log.info("links up", extra={"nodes": len(self.network.nodes), "emulator": self.emulator})
         self.phase = "nodes"
-        self.heartbeat.register()
-        self._loop("heartbeat", HEARTBEAT_S, self.heartbeat.beat)
-        self._loop("pods", RECONCILE_S, self.pods.reconcile)
-        self._loop("services", RECONCILE_S, self.services.reconcile)
+        if self.real_nodes is not None:
+            self.real_nodes.start()
+        else:
+            self.heartbeat.register()
+            self._loop("heartbeat", HEARTBEAT_S, self.heartbeat.beat)
+            self._loop("pods", RECONCILE_S, self.pods.reconcile)
+            self._loop("services", RECONCILE_S, self.services.reconcile)
         self.phase = "measuring"
         self.measure()
         self.phase = "ready"
@@ -192,8 +239,12 @@ class Lab:
     def stop(self) -> None:
         self.stopping.set()
         self.phase = "stopping"
-        with contextlib.suppress(Exception):
-            self.pods.stop_all()
+        if self.real_nodes is not None:
+            with contextlib.suppress(Exception):
+                self.real_nodes.stop()
+        else:
+            with contextlib.suppress(Exception):
+                self.pods.stop_all()
         custom = client.CustomObjectsApi(self.api)
         for node in self.network.nodes:
             with contextlib.suppress(ApiException):
@@ -212,6 +263,8 @@ class Lab:
             "port": self.config.port,
             "profile": self.profile.name,
             "emulator": self.emulator,
+            "runtime": self.config.runtime,
+            "nodeProcesses": self.real_nodes.status() if self.real_nodes is not None else {},
             "prefix": self.config.prefix,
             "nodes": {
                 node: {

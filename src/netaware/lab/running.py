@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 
 from netaware.kube.clients import api_client
 from netaware.kube.converters import GROUP, VERSION
+from netaware.lab.booting import sweep
 from netaware.lab.daemon import LabConfig
 from netaware.lab.emulating import remove_namespaces
 from netaware.lab.kubeobjects import LAB_LABEL
@@ -149,6 +150,8 @@ def down(state_dir: Path, kubeconfig: Path | None, *, prefix: str | None = None)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=5)
                 del _children[child_pid]
+    subnet = int(saved.get("subnet") or LabConfig.subnet)
+    removed += sweep(prefix=prefix, subnet=subnet, state_dir=state_dir)  # real nodes' processes, mounts, cgroups
     removed += [f"namespace {name}" for name in remove_namespaces(prefix)]
     kubeconfig = kubeconfig or (Path(saved["kubeconfig"]) if saved.get("kubeconfig") else None)
     if kubeconfig is not None and kubeconfig.exists():
