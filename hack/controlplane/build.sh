@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# Builds the local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok), kubectl and
-# the lab nodes' kubelet and kube-proxy
-# from Go modules into hack/controlplane/bin (git-ignored). Skips binaries that already exist at the
-# pinned versions, so a warm run costs a few seconds. Go's module and build caches are reused.
+# Builds the local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok), kubectl,
+# the lab nodes' kubelet and kube-proxy, and CoreDNS, from Go modules into hack/controlplane/bin (git-ignored).
+# Skips binaries that already exist at the pinned versions, so a warm run costs a few seconds. Go's module and build caches are reused.
 set -euo pipefail
 
 # Pinned versions: keep KUBE_VERSION, the replace block in go.mod and ETCD_VERSION consistent
@@ -10,18 +9,20 @@ set -euo pipefail
 KUBE_VERSION=v1.33.5
 ETCD_VERSION=v3.5.21
 KWOK_VERSION=v0.7.0
+# The lab's cluster DNS, from its own module (hack/coredns/go.mod pins it), so its dependencies never move Kubernetes'.
+COREDNS_VERSION=v1.12.3
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bin="${here}/bin"
 stamp="${bin}/.versions"
-want="kube=${KUBE_VERSION} etcd=${ETCD_VERSION} kwok=${KWOK_VERSION}"
+want="kube=${KUBE_VERSION} etcd=${ETCD_VERSION} kwok=${KWOK_VERSION} coredns=${COREDNS_VERSION}"
 
 if ! command -v go >/dev/null 2>&1; then
   echo "error: Go is not installed or not on PATH; the control plane is built from Go modules (need Go >= 1.24)" >&2
   exit 1
 fi
 
-components=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok)
+components=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok coredns)
 missing=0
 for c in "${components[@]}"; do [[ -x "${bin}/${c}" ]] || missing=1; done
 if [[ ${missing} -eq 0 && -f "${stamp}" && "$(cat "${stamp}")" == "${want}" ]]; then
@@ -48,5 +49,13 @@ echo "building kwok (${KWOK_VERSION}) ..."
 t0=$(date +%s)
 GOBIN="${bin}" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
 echo "  kwok built in $(( $(date +%s) - t0 ))s"
+echo "building coredns (${COREDNS_VERSION}) ..."
+t0=$(date +%s)
+if ! grep -q "github.com/coredns/coredns ${COREDNS_VERSION}" "${here}/../coredns/go.mod"; then
+  echo "error: hack/coredns/go.mod does not require coredns ${COREDNS_VERSION}" >&2
+  exit 1
+fi
+(cd "${here}/../coredns" && go build -trimpath -ldflags "-s -w" -o "${bin}/coredns" .)
+echo "  coredns built in $(( $(date +%s) - t0 ))s"
 echo "${want}" > "${stamp}"
 echo "control plane built in $(( $(date +%s) - start ))s into ${bin}"

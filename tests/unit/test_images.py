@@ -14,8 +14,8 @@ from netaware.images.building import (
     build_command,
     catalog,
     check_prerequisites,
+    container_image,
     export_command,
-    scheduler_image_of,
     with_bases,
 )
 from netaware.images.catalog import PYTHON_BASE_IMAGE, local_reference, normalize_reference, rootfs_command
@@ -46,7 +46,9 @@ def test_catalog_builds_bases_first_and_names_the_schedulers_image_from_its_mani
     keys = [spec.key for spec in specs]
     assert keys.index("python-base") < keys.index("netaware") < keys.index("probe")
     scheduler = next(spec for spec in specs if spec.key == "kube-scheduler")
-    assert scheduler.reference == scheduler_image_of(REPO_ROOT / "scheduler-extender/deployment.yaml")
+    assert scheduler.reference == container_image(REPO_ROOT / "scheduler-extender/deployment.yaml", "kube-scheduler")
+    coredns = next(spec for spec in specs if spec.key == "coredns")
+    assert coredns.reference == container_image(REPO_ROOT / "hack/lab/coredns.yaml", "coredns")
     shared = next(spec for spec in specs if spec.key == "netaware")
     assert shared.build_args == {"PYTHON_IMAGE": PYTHON_BASE_IMAGE}
 

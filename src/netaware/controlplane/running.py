@@ -35,15 +35,9 @@ from netaware.controlplane.pki import IDENTITIES, create_pki, write_kubeconfig
 from netaware.controlplane.settings import NETAWARE_SCHEDULER_NAME, REGION, ZONES, ClusterSettings
 
 BINARIES = (
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kubectl",
-    "kubelet",
-    "kube-proxy",
-    "kwok",
-)
+    "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy", "kwok",
+    "coredns",
+)  # fmt: skip
 SERVICE_ACCOUNT_TIMEOUT_S = 30.0
 LOG_TAIL_LINES = 20
 

@@ -131,12 +131,15 @@ class ExperimentRunner:
         return state
 
     def problem(self, graph: ServiceGraph, lab: Mapping[str, Any]) -> PlacementProblem:
+        """The placement problem on the lab's nodes: their free CPU (allocatable less what pods outside the
+        experiments already request there, such as the cluster DNS), the measured RTTs, the graph's zones."""
         nodes = list(lab["nodes"])
+        used = self.requested_cpu_m()
         capacity = {}
         for node in nodes:
             status = self.core.read_node(node).status
             allocatable = (status.allocatable if status else None) or {}
-            capacity[node] = cpu_millicores(allocatable.get("cpu", "0"))
+            capacity[node] = cpu_millicores(allocatable.get("cpu", "0")) - used.get(node, 0)
         rtt = {(link["origin"], link["destination"]): float(link["rttMs"]) for link in lab["links"] if link["rttMs"]}
         zone_of = {node: spec["zone"] for node, spec in lab["nodes"].items()}
         allowed = {service: [n for n in nodes if zone_of[n] == zone] for service, zone in graph.zones.items()}
@@ -149,6 +152,18 @@ class ExperimentRunner:
             rtt_ms=rtt,
             allowed=allowed or None,
         )
+
+    def requested_cpu_m(self) -> dict[str, int]:
+        """node -> CPU millicores requested by running pods outside the experiments' namespaces."""
+        used: dict[str, int] = {}
+        pods: list[Any] = self.core.list_pod_for_all_namespaces(field_selector="status.phase=Running").items
+        for pod in pods:
+            if pod.metadata.namespace.startswith("exp-") or not pod.spec.node_name:
+                continue
+            for container in pod.spec.containers:
+                requests = (container.resources.requests if container.resources else None) or {}
+                used[pod.spec.node_name] = used.get(pod.spec.node_name, 0) + cpu_millicores(requests.get("cpu", "0"))
+        return used
 
     def run(self, experiment: Experiment, policies: Sequence[str]) -> ExperimentResult:
         lab = self.lab()
@@ -266,27 +281,47 @@ class ExperimentRunner:
             time.sleep(1.0)
 
     def wait_endpoints(self, namespace: str, graph: ServiceGraph, lab: Mapping[str, Any]) -> None:
-        table_file = Path(lab["servicesFile"])
+        """Every Service of the graph has a ready endpoint in its EndpointSlices (what kube-proxy routes to), and,
+        on the process runtime, in the lab's own Service table too."""
+        discovery = client.DiscoveryV1Api(self.api)
+        wanted = {s.name for s in graph.services}
+        table_file = Path(lab["servicesFile"]) if lab.get("runtime") == "process" else None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            try:
-                table = json.loads(table_file.read_text())
-            except (OSError, ValueError):
-                table = {}
-            if all(table.get(f"{namespace}/{s.name}:{PORT}") for s in graph.services):
+            ready = set()
+            slices: list[Any] = discovery.list_namespaced_endpoint_slice(namespace).items
+            for item in slices:
+                if any(e.conditions and e.conditions.ready for e in item.endpoints or []):
+                    ready.add((item.metadata.labels or {}).get("kubernetes.io/service-name"))
+            if table_file is not None:
+                try:
+                    table = json.loads(table_file.read_text())
+                except (OSError, ValueError):
+                    table = {}
+                ready &= {name for name in wanted if table.get(f"{namespace}/{name}:{PORT}")}
+            if wanted <= ready:
                 return
             time.sleep(0.5)
-        raise ExperimentError(f"Services in {namespace} still without endpoints after 60 s ({table_file})")
+        raise ExperimentError(f"Services in {namespace} still without ready endpoints after 60 s")
 
     def drive(
         self, client_namespace: str, namespace: str, entry: str, *, rate: float, count: int, lab: Mapping[str, Any]
     ) -> dict[str, Any]:
+        """The open-loop load driver in `client_namespace` (the entry pod's node). On real nodes it sends to the
+        entry Service's ClusterIP through that node's kube-proxy (the machine's own resolver is never asked); on
+        the process runtime, through the lab's Service table."""
+        env = {**os.environ, "POD_NAMESPACE": namespace}
+        if lab.get("runtime") == "process":
+            target = f"{entry}:{PORT}"
+            env["NETAWARE_LAB_SERVICES"] = lab["servicesFile"]
+        else:
+            service: Any = self.core.read_namespaced_service(entry, namespace)
+            target = f"{service.spec.cluster_ip}:{PORT}"
         command = [
             "ip", "netns", "exec", client_namespace,
             str(Path(sys.executable).parent / "netaware-workload"), "load",
-            f"--target={entry}:{PORT}", f"--rate={rate}", f"--count={count}", "--raw",
+            f"--target={target}", f"--rate={rate}", f"--count={count}", "--raw",
         ]  # fmt: skip
-        env = {**os.environ, "NETAWARE_LAB_SERVICES": lab["servicesFile"], "POD_NAMESPACE": namespace}
         finished = subprocess.run(
             command, env=env, capture_output=True, text=True, timeout=count / rate + 120, check=False
         )

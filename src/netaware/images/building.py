@@ -70,6 +70,7 @@ class ImageSettings:
     )
     """NETAWARE_APT_SOURCES: the apt sources the base root file system is made from (the host's by default)."""
     scheduler_deployment: Path = REPO_ROOT / "scheduler-extender/deployment.yaml"
+    coredns_manifest: Path = REPO_ROOT / "hack/lab/coredns.yaml"
 
     @property
     def containers_conf(self) -> Path:
@@ -104,17 +105,21 @@ class BuiltImage:
 Progress = Callable[[str], None]
 
 
-def scheduler_image_of(deployment: Path) -> str:
-    """The kube-scheduler image the second scheduler's Deployment names: the image built here carries that name."""
-    for document in yaml.safe_load_all(deployment.read_text()):
-        for container in (document or {}).get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
-            if container.get("name") == "kube-scheduler":
-                return str(container["image"])
-    raise ImageBuildError(f"{deployment} has no kube-scheduler container")
+def container_image(manifest: Path, container: str) -> str:
+    """The image a manifest's workload names for `container`: the image built here carries that name, so the
+    manifest runs as written."""
+    for document in yaml.safe_load_all(manifest.read_text()):
+        for entry in (document or {}).get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+            if entry.get("name") == container:
+                return str(entry["image"])
+    raise ImageBuildError(f"{manifest} has no container {container!r}")
 
 
 def catalog(settings: ImageSettings) -> list[ImageSpec]:
-    return build_catalog(scheduler_image=scheduler_image_of(settings.scheduler_deployment))
+    return build_catalog(
+        scheduler_image=container_image(settings.scheduler_deployment, "kube-scheduler"),
+        coredns_image=container_image(settings.coredns_manifest, "coredns"),
+    )
 
 
 def check_prerequisites(specs: Sequence[ImageSpec], settings: ImageSettings) -> None:

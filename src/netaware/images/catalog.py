@@ -87,9 +87,9 @@ def netaware_reference(component: str) -> str:
     return f"netaware/{component}:{NETAWARE_VERSION}"
 
 
-def build_catalog(*, repo: Path = REPO_ROOT, scheduler_image: str, coredns_image: str | None = None) -> list[ImageSpec]:
-    """Every image in build order. `scheduler_image` is the reference the second scheduler's Deployment names (the
-    image is made from the kube-scheduler built here, so the manifest runs as written)."""
+def build_catalog(*, repo: Path = REPO_ROOT, scheduler_image: str, coredns_image: str) -> list[ImageSpec]:
+    """Every image in build order. `scheduler_image` and `coredns_image` are the references their manifests name
+    (the second scheduler's Deployment, the lab's CoreDNS): the images built here carry those names."""
     hack = repo / "hack/images"
     shared = netaware_reference("netaware")
     from_shared = {"NETAWARE_IMAGE": shared}
@@ -120,11 +120,10 @@ def build_catalog(*, repo: Path = REPO_ROOT, scheduler_image: str, coredns_image
         ImageSpec("kube-scheduler", scheduler_image, hack / "kube-scheduler/Containerfile", None,
                   files=(repo / "hack/controlplane/bin/kube-scheduler",)),
     ]  # fmt: skip
-    if coredns_image is not None:
-        specs.append(
-            ImageSpec("coredns", coredns_image, hack / "coredns/Containerfile", None,
-                      files=(repo / "hack/controlplane/bin/coredns",))
-        )  # fmt: skip
+    specs.append(
+        ImageSpec("coredns", coredns_image, hack / "coredns/Containerfile", None,
+                  files=(repo / "hack/controlplane/bin/coredns",))
+    )  # fmt: skip
     return specs
 
 

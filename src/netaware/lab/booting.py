@@ -31,12 +31,13 @@ from kubernetes.client.exceptions import ApiException
 from netaware import processes
 from netaware.certificates import issue_client_certificate
 from netaware.images.building import archives
-from netaware.kube.applying import apply_manifests
+from netaware.kube.applying import apply_manifests, load_manifests
 from netaware.lab.emulating import run_commands
 from netaware.lab.nodefiles import (
     HOST_PATHS,
     KERNEL_SYSCTLS,
     MANAGEMENT_DEVICE,
+    SERVICE_CIDR,
     ManagementPlan,
     RealNode,
     containerd_command,
@@ -45,11 +46,14 @@ from netaware.lab.nodefiles import (
     kubernetes_endpoint_slice,
     write_node_files,
 )
+from netaware.paths import REPO_ROOT
 
 log = logging.getLogger("netaware.lab")
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 NODE_READY_TIMEOUT_S = 120.0
+DNS_READY_TIMEOUT_S = 120.0
+COREDNS_MANIFEST = REPO_ROOT / "hack/lab/coredns.yaml"
 CONTAINERD_TIMEOUT_S = 20.0
 REQUIRED = {"containerd": "containerd", "runc": "runc", "ctr": "containerd", "nsenter": "util-linux", "nft": "nftables"}
 
@@ -134,6 +138,25 @@ class RealNodes:
             list(pool.map(lambda node: self._boot(node, images), self.nodes))
         apply_manifests(self.api, [kubernetes_endpoint_slice(address=self.plan.gateway, port=self.apiserver_port)])
         self._wait_ready()
+        self._start_cluster_dns()
+
+    def _start_cluster_dns(self) -> None:
+        """CoreDNS, one replica per zone, as the cluster DNS Service every kubelet points its pods at."""
+        documents = load_manifests([COREDNS_MANIFEST])
+        zones = len({node.zone for node in self.nodes})
+        for document in documents:
+            if document["kind"] == "Deployment":
+                document["spec"]["replicas"] = zones
+        apply_manifests(self.api, documents)
+        apps = client.AppsV1Api(self.api)
+
+        def available() -> bool:
+            status = apps.read_namespaced_deployment_status("coredns", "kube-system").status
+            return bool(status and (status.available_replicas or 0) >= zones)
+
+        processes.wait_until(available, timeout_s=DNS_READY_TIMEOUT_S, what="CoreDNS (kube-system/coredns)",
+                             interval_s=0.3)  # fmt: skip
+        self.progress(f"cluster DNS: CoreDNS ready ({zones} replicas)")
 
     def _management_network(self) -> None:
         plan, bridge = self.plan, self.bridge
@@ -163,6 +186,7 @@ class RealNodes:
                 ["ip", "link", "set", host_end, "master", self.bridge, "up"],
                 ["ip", "-n", ns, "addr", "add", f"{node.management_address}/24", "dev", MANAGEMENT_DEVICE],
                 ["ip", "-n", ns, "link", "set", MANAGEMENT_DEVICE, "up"],
+                ["ip", "-n", ns, "route", "add", SERVICE_CIDR, "dev", node.link_device],
                 ["ip", "route", "add", f"{node.address}/32", "via", node.management_address],
                 ["ip", "route", "add", node.pod_subnet, "via", node.management_address],
             ]

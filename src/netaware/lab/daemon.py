@@ -160,6 +160,7 @@ class Lab:
                     RealNode(
                         name=node, index=i, zone=zones[node], region=regions[node], lab=config.prefix,
                         netns=self.network.namespace_of(node), address=self.network.address_of(node),
+                        link_device=self.network.device_of(node),
                         management_address=plan.address(i), pod_subnet=f"10.{config.subnet}.{i + 1}.0/24",
                         pod_gateway=self.network.plan.pod_gateway(i), directory=config.state_dir / "nodes" / node,
                     )

@@ -195,6 +195,10 @@ class EmulatedNetwork:
     def addresses(self) -> list[str]:
         return [self.plan.node_address(i) for i in range(len(self.nodes))]
 
+    def device_of(self, node: str) -> str:
+        """The node's TUN device (inside its namespace): its end of the shaped links."""
+        return f"{self.prefix}t{list(self.nodes).index(node)}"[:15]
+
     def namespace_of(self, node: str) -> str:
         return self.namespaces[list(self.nodes).index(node)]
 
@@ -204,7 +208,7 @@ class EmulatedNetwork:
     def start(self) -> None:
         try:
             for i, (namespace, address) in enumerate(zip(self.namespaces, self.addresses, strict=True)):
-                device = f"{self.prefix}t{i}"[:15]
+                device = self.device_of(self.nodes[i])
                 self._fds.append(open_tun(device))
                 gateway = self.plan.pod_gateway(i) if self.pod_networks else None
                 run_commands(

@@ -28,6 +28,9 @@ import yaml
 from netaware.images.catalog import PAUSE_IMAGE
 
 CNI_BIN_DIR = Path("/usr/lib/cni")
+SERVICE_CIDR = "10.96.0.0/16"
+"""The control plane's --service-cluster-ip-range: a node needs a route for it (into its link device) so that its
+own sockets reach ClusterIPs; kube-proxy rewrites the destination before the packet leaves."""
 CLUSTER_DOMAIN = "cluster.local"
 CLUSTER_DNS = "10.96.0.10"
 """The kube-dns Service's ClusterIP (within the control plane's service range 10.96.0.0/16)."""
@@ -75,6 +78,8 @@ class RealNode:
     """The node's network namespace (a name under /run/netns)."""
     address: str
     """InternalIP: the node's TUN address on the shaped links."""
+    link_device: str
+    """The node's TUN device (its end of the shaped links)."""
     management_address: str
     pod_subnet: str
     pod_gateway: str
