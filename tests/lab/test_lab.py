@@ -1,4 +1,6 @@
-"""The lab end to end: a real control plane, lab nodes as namespaces behind the TUN link emulator, pods as processes.
+"""The lab's fallback runtime end to end (`--runtime process`, for machines without containerd; the real nodes are
+tested in test_real_nodes.py): a real control plane, lab nodes as namespaces behind the TUN link emulator, pods as
+processes.
 
 Checks: the lab's nodes register as Ready Nodes with their zones; the NetworkTopology the lab wrote from real ICMP
 shows the profile's RTTs (within 10% or 1 ms); a Deployment + Service graph runs as real processes and a request
@@ -64,6 +66,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabConfig, c
             subnet=242,
             port=PORT_BASE + 990,
             bandwidth_seconds=1,
+            runtime="process",
         )
         up(config)
         try:

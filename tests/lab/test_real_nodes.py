@@ -1,0 +1,350 @@
+"""The lab as a real Kubernetes cluster: a real control plane and three lab nodes (one per zone of three-zones), each a
+real kubelet, containerd, runc, CNI bridge and kube-proxy in its network namespace, CoreDNS as the cluster DNS, and
+the images built here (`make images`).
+
+Checks: the nodes register themselves Ready with the control plane's kubelet version, containerd as their runtime,
+the profile's zone labels and the lab's node size as allocatable; a pod in zone-a reaches a Service by its DNS name
+whose only endpoint is in zone-b, through kube-proxy, at the shaped zone RTT, while the same request inside one node
+is sub-millisecond; `kubectl logs`, `exec` and `port-forward` work; the probe-agent DaemonSet and the aggregator
+Deployment run from their own manifests (hostNetwork, NET_RAW only, read-only root) and the aggregator publishes the
+shaped RTTs as NetworkTopology; after `kill -9` of every lab process, `lab down` leaves no process, mount, cgroup,
+nftables table, bridge, route or Node behind and restores the kernel settings. Needs root (fails loudly without it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from kubernetes import client
+
+from netaware.controlplane.running import running_cluster
+from netaware.controlplane.settings import ClusterSettings
+from netaware.images.building import ImageSettings
+from netaware.kube.applying import apply_manifests
+from netaware.kube.clients import api_client
+from netaware.kube.converters import GROUP, VERSION
+from netaware.lab.booting import cgroup_hierarchies, lab_mounts
+from netaware.lab.daemon import LabConfig
+from netaware.lab.nodefiles import KERNEL_SYSCTLS
+from netaware.lab.running import down, status, up
+
+pytestmark = [pytest.mark.netns, pytest.mark.cluster]
+
+REPO = Path(__file__).resolve().parents[2]
+PORT_BASE = 29000
+PREFIX = "nareal"
+SUBNET = 243
+# three-zones, one node per zone: one-way delays a-b 10 ms, a-c 20 ms, b-c 15 ms.
+EXPECTED_RTT_MS = {("zone-a", "zone-b"): 20.0, ("zone-a", "zone-c"): 40.0, ("zone-b", "zone-c"): 30.0}
+ORIGINAL_SYSCTLS: dict[str, str] = {}
+"""The kernel settings before the lab started (kubelets change them; `down` must put them back)."""
+
+
+def read_sysctl(name: str) -> str:
+    return Path("/proc/sys", *name.split(".")).read_text().strip()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabConfig, client.ApiClient, ClusterSettings]]:
+    if os.geteuid() != 0:
+        pytest.fail("the lab tier needs root (network namespaces, kubelets); run it as root", pytrace=False)
+    missing = [key for key in ("netaware", "probe", "pause", "coredns") if not ImageSettings().archive(key).exists()]
+    if missing:
+        pytest.fail(f"images not built ({', '.join(missing)}): run `make images` first", pytrace=False)
+    settings = ClusterSettings(state_dir=tmp_path_factory.mktemp("realcluster") / "state", port_base=PORT_BASE)
+    with running_cluster(settings) as cluster:
+        kubeconfig = Path(cluster["kubeconfig"])
+        config = LabConfig(
+            profile=REPO / "tc-scripts/profiles/three-zones.yaml",
+            state_dir=tmp_path_factory.mktemp("reallab"),
+            kubeconfig=kubeconfig,
+            nodes=3,
+            prefix=PREFIX,
+            subnet=SUBNET,
+            port=PORT_BASE + 990,
+            bandwidth_seconds=0,
+            runtime="kubelet",
+        )
+        ORIGINAL_SYSCTLS.update({name: read_sysctl(name) for name in KERNEL_SYSCTLS})
+        up(config)
+        try:
+            yield config, api_client(kubeconfig), settings
+        finally:
+            down(config.state_dir, kubeconfig, prefix=PREFIX)
+
+
+def kubectl(settings: ClusterSettings, *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(settings.bin_dir / "kubectl"), f"--kubeconfig={settings.state_dir / 'admin.kubeconfig'}", *args],
+        capture_output=True, text=True, timeout=timeout_s, check=False,
+    )  # fmt: skip
+
+
+def nodes_by_zone(api: client.ApiClient) -> dict[str, str]:
+    items = client.CoreV1Api(api).list_node(label_selector=f"netaware.io/lab={PREFIX}").items
+    return {n.metadata.labels["topology.kubernetes.io/zone"]: n.metadata.name for n in items}
+
+
+def wait_for(condition: Any, *, timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def test_nodes_are_real_kubelets_with_the_profiles_zones(
+    lab: tuple[LabConfig, client.ApiClient, ClusterSettings],
+) -> None:
+    config, api, _ = lab
+    server_version = client.VersionApi(api).get_code().git_version
+    lab_nodes = status(config.state_dir)["nodes"]
+    items = client.CoreV1Api(api).list_node(label_selector=f"netaware.io/lab={PREFIX}").items
+    assert sorted(n.metadata.name for n in items) == sorted(lab_nodes)
+    for node in items:
+        name = node.metadata.name
+        assert {c.type: c.status for c in node.status.conditions}["Ready"] == "True", name
+        assert node.status.node_info.kubelet_version == server_version
+        assert node.status.node_info.container_runtime_version.startswith("containerd://")
+        assert node.metadata.labels["topology.kubernetes.io/zone"] == lab_nodes[name]["zone"]
+        internal = [a.address for a in node.status.addresses if a.type == "InternalIP"]
+        assert internal == [lab_nodes[name]["address"]]  # the shaped link's address
+        assert node.status.allocatable["cpu"] == config.node_cpu
+
+
+WEB_AND_CLIENTS = """
+apiVersion: v1
+kind: Pod
+metadata: {name: web, labels: {app: web}}
+spec:
+  nodeName: NODE_B
+  containers:
+  - name: web
+    image: netaware/netaware:0.1.0
+    command: [netaware-workload, serve, --name, web, --port, "8080"]
+    readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client-a}
+spec:
+  nodeName: NODE_A
+  containers: [{name: client, image: netaware/netaware:0.1.0, command: [sleep, "3600"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client-b}
+spec:
+  nodeName: NODE_B
+  containers: [{name: client, image: netaware/netaware:0.1.0, command: [sleep, "3600"]}]
+"""
+
+# Runs inside a client pod: resolve the Service by its DNS name, then time requests on one kept-alive connection.
+RTT_SCRIPT = """
+import http.client, json, socket, statistics, time
+host = "web.default.svc.cluster.local"
+address = socket.gethostbyname(host)
+deadline = time.monotonic() + 20
+while True:  # kube-proxy follows the Service's endpoints a moment after the pod is Ready
+    try:
+        connection = http.client.HTTPConnection(host, 80, timeout=5)
+        connection.request("GET", "/healthz")
+        connection.getresponse().read()
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.2)
+samples = []
+for _ in range(40):
+    started = time.perf_counter()
+    connection.request("GET", "/healthz")
+    connection.getresponse().read()
+    samples.append((time.perf_counter() - started) * 1e3)
+print(json.dumps({"address": address, "medianMs": statistics.median(samples[5:])}))
+"""
+
+
+@pytest.fixture(scope="module")
+def web(lab: tuple[LabConfig, client.ApiClient, ClusterSettings]) -> dict[str, str]:
+    _, api, settings = lab
+    zones = nodes_by_zone(api)
+    manifest = WEB_AND_CLIENTS.replace("NODE_A", zones["zone-a"]).replace("NODE_B", zones["zone-b"])
+    applied = subprocess.run(
+        [str(settings.bin_dir / "kubectl"), f"--kubeconfig={settings.state_dir / 'admin.kubeconfig'}", "apply",
+         "-f", "-"], input=manifest, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert applied.returncode == 0, applied.stderr
+    waited = kubectl(settings, "wait", "--for=condition=Ready", "pod/web", "pod/client-a", "pod/client-b",
+                     "--timeout=90s", timeout_s=120)  # fmt: skip
+    assert waited.returncode == 0, waited.stderr
+    return zones
+
+
+def request_rtt(settings: ClusterSettings, pod: str) -> dict[str, Any]:
+    result = kubectl(settings, "exec", pod, "--", "python3", "-c", RTT_SCRIPT)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_a_pod_reaches_a_service_by_dns_across_zones_at_the_shaped_rtt(
+    lab: tuple[LabConfig, client.ApiClient, ClusterSettings], web: dict[str, str]
+) -> None:
+    _, api, settings = lab
+    cluster_ip = client.CoreV1Api(api).read_namespaced_service("web", "default").spec.cluster_ip
+    across = request_rtt(settings, "client-a")  # zone-a -> the only endpoint, in zone-b
+    inside = request_rtt(settings, "client-b")  # the same request inside the endpoint's node
+    assert across["address"] == inside["address"] == cluster_ip  # CoreDNS answered the ClusterIP; kube-proxy routed
+    assert inside["medianMs"] < 1.0, inside
+    network_ms = across["medianMs"] - inside["medianMs"]  # the server's own time, measured beside it, taken out
+    expected = EXPECTED_RTT_MS[("zone-a", "zone-b")]
+    assert network_ms == pytest.approx(expected, abs=max(1.0, 0.1 * expected)), across
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_logs_exec_and_port_forward_reach_lab_pods(
+    lab: tuple[LabConfig, client.ApiClient, ClusterSettings], web: dict[str, str]
+) -> None:
+    _, _, settings = lab
+    logs = kubectl(settings, "logs", "web")
+    assert logs.returncode == 0 and "Listening at" in logs.stdout, logs.stderr
+    executed = kubectl(settings, "exec", "client-a", "--", "id", "-u")
+    assert executed.returncode == 0 and executed.stdout.strip() == "65532", executed  # the image's non-root user
+    port = free_port()
+    forward = subprocess.Popen(
+        [str(settings.bin_dir / "kubectl"), f"--kubeconfig={settings.state_dir / 'admin.kubeconfig'}",
+         "port-forward", "pod/web", f"{port}:8080"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+
+        def answered() -> dict[str, Any] | None:
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()  # type: ignore[no-any-return]
+            except requests.RequestException:
+                return None
+
+        assert wait_for(answered, timeout_s=20, what="the port-forward")["service"] == "web"
+    finally:
+        forward.terminate()
+        forward.wait(timeout=10)
+
+
+def test_telemetry_runs_from_its_own_manifests_and_publishes_the_shaped_links(
+    lab: tuple[LabConfig, client.ApiClient, ClusterSettings],
+) -> None:
+    config, api, settings = lab
+    core = client.CoreV1Api(api)
+    token = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+             "metadata": {"name": "netaware-aggregator-token", "namespace": "kube-system"},
+             "stringData": {"token": secrets.token_hex(32)}}  # fmt: skip
+    apply_manifests(api, [token])
+    started = time.time()
+    for folder in ("aggregator", "probe-agent"):
+        applied = kubectl(settings, "apply", "-k", str(REPO / folder))
+        assert applied.returncode == 0, applied.stderr
+
+    def daemonset_ready() -> bool:
+        daemonset = client.AppsV1Api(api).read_namespaced_daemon_set("netaware-probe", "kube-system").status
+        return bool(daemonset.desired_number_scheduled == 3 and daemonset.number_ready == 3)
+
+    wait_for(daemonset_ready, timeout_s=90, what="one ready probe agent per node")
+    probe = core.list_namespaced_pod("kube-system", label_selector="app.kubernetes.io/name=netaware-probe").items[0]
+    assert probe.spec.host_network
+    capabilities = kubectl(settings, "-n", "kube-system", "exec", probe.metadata.name, "--", "grep", "CapEff",
+                           "/proc/self/status")  # fmt: skip
+    assert capabilities.stdout.split()[-1] == "0000000000002000", capabilities  # NET_RAW and nothing else
+    read_only = kubectl(settings, "-n", "kube-system", "exec", probe.metadata.name, "--", "touch", "/x")
+    assert read_only.returncode != 0 and "Read-only file system" in read_only.stderr
+
+    zones = {name: spec["zone"] for name, spec in status(config.state_dir)["nodes"].items()}
+    custom = client.CustomObjectsApi(api)
+
+    def published_by_the_aggregator() -> bool:
+        for origin in zones:
+            links = custom.get_cluster_custom_object(GROUP, VERSION, "networktopologies", origin)["spec"]["links"]
+            for link in links:
+                measured_at = link.get("measuredAt")
+                if link.get("source") != "measured" or not measured_at:
+                    return False
+                if datetime.datetime.fromisoformat(measured_at.replace("Z", "+00:00")).timestamp() < started:
+                    return False
+        return True
+
+    wait_for(published_by_the_aggregator, timeout_s=120, what="NetworkTopology measured by the probe agents")
+    for origin, zone in zones.items():
+        for link in custom.get_cluster_custom_object(GROUP, VERSION, "networktopologies", origin)["spec"]["links"]:
+            pair = (zone, zones[link["destination"]])
+            expected = EXPECTED_RTT_MS.get(pair) or EXPECTED_RTT_MS[(pair[1], pair[0])]
+            assert link["rttMs"] == pytest.approx(expected, abs=max(1.0, 0.1 * expected)), (origin, link)
+
+
+def lab_processes(state_dir: Path) -> list[str]:
+    """Processes whose command line names the lab's state folder, or that run in one of its cgroups."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cgroups = (entry / "cgroup").read_text()
+        except OSError:
+            continue
+        if str(state_dir) in cmdline or f"/{PREFIX}-" in cgroups:
+            found.append(f"{entry.name}: {cmdline[:120]}")
+    return found
+
+
+def test_down_after_kill_9_of_every_lab_process_leaves_nothing(
+    lab: tuple[LabConfig, client.ApiClient, ClusterSettings],
+) -> None:
+    config, api, _ = lab
+    state = status(config.state_dir)
+    running = lab_processes(config.state_dir)
+    names = " ".join(running)
+    for program in ("kubelet", "containerd --config", "kube-proxy", "containerd-shim", "coredns"):
+        assert program in names, f"{program} should run before the crash"
+    for line in running:  # a crash of everything at once: daemon, kubelets, containerds, shims, pods
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(line.split(":")[0]), signal.SIGKILL)
+    os.kill(state["pid"], signal.SIGKILL)
+    time.sleep(1)
+    down(config.state_dir, config.kubeconfig, prefix=PREFIX)
+    assert lab_processes(config.state_dir) == []
+    assert lab_mounts(config.state_dir) == []
+    assert [c for h in cgroup_hierarchies() for c in h.glob(f"{PREFIX}-*")] == []
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=False).stdout
+    assert PREFIX not in tables
+    assert subprocess.run(["ip", "link", "show", f"{PREFIX}m"], capture_output=True, check=False).returncode != 0
+    routes = subprocess.run(["ip", "route", "show"], capture_output=True, text=True, check=False).stdout
+    assert f"10.{SUBNET}." not in routes
+    assert not (config.state_dir / "kernel-sysctls.json").exists()
+    assert {name: read_sysctl(name) for name in KERNEL_SYSCTLS} == ORIGINAL_SYSCTLS
+    assert client.CoreV1Api(api).list_node(label_selector=f"netaware.io/lab={PREFIX}").items == []
+    assert not status(config.state_dir)["running"]
