@@ -55,12 +55,12 @@ bench: venv controlplane
 	COLUMNS=150 $(PY) benchmarks/bench_aggregator.py
 
 # The README's test command: every tier, then the benchmarks' figures.
-test: venv debian controlplane lint
-	$(VENV)/bin/pytest tests -q
+test: venv debian controlplane images lint
+	$(VENV)/bin/pytest tests -q -m ""
 	$(MAKE) --no-print-directory bench
 
-# The README's main command: control plane + lab + the standard experiment, then tear down (needs root).
-demo: venv debian controlplane
+# The README's main command: control plane + a lab of real nodes + the standard experiment, then tear down (root).
+demo: venv debian controlplane images
 	COLUMNS=140 $(VENV)/bin/netaware demo
 
 clean:

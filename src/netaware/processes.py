@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,13 @@ _children: dict[int, subprocess.Popen[bytes]] = {}
 
 class ProcessError(RuntimeError):
     """A process that exited early or did not become ready: the message has the tail of its log."""
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts connections on host:port (a port a service of ours is about to bind)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex((host, port)) == 0
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:

@@ -24,6 +24,8 @@ from werkzeug.serving import make_server
 
 from netaware.aggregator.app import create_app
 
+pytestmark = pytest.mark.browser
+
 PORT = 32700
 TOKEN = "page"
 NODES = ["node-a", "node-b", "node-c"]

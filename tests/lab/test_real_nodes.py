@@ -39,7 +39,7 @@ from netaware.kube.converters import GROUP, VERSION
 from netaware.lab.booting import cgroup_hierarchies, lab_mounts
 from netaware.lab.daemon import LabConfig
 from netaware.lab.nodefiles import KERNEL_SYSCTLS
-from netaware.lab.running import down, status, up
+from netaware.lab.running import LabError, down, status, up
 
 pytestmark = [pytest.mark.netns, pytest.mark.cluster]
 
@@ -348,3 +348,46 @@ def test_down_after_kill_9_of_every_lab_process_leaves_nothing(
     assert {name: read_sysctl(name) for name in KERNEL_SYSCTLS} == ORIGINAL_SYSCTLS
     assert client.CoreV1Api(api).list_node(label_selector=f"netaware.io/lab={PREFIX}").items == []
     assert not status(config.state_dir)["running"]
+
+
+@pytest.fixture
+def lab_config(tmp_path: Path) -> LabConfig:
+    kubeconfig = tmp_path / "admin.kubeconfig"
+    kubeconfig.write_text("{}")  # `up` refuses before it ever reads it
+    return LabConfig(
+        profile=REPO / "tc-scripts/profiles/three-zones.yaml", state_dir=tmp_path / "lab", kubeconfig=kubeconfig,
+        prefix="nabad", port=free_port(), runtime="kubelet",
+    )  # fmt: skip
+
+
+def nothing_made(config: LabConfig) -> None:
+    assert not (config.state_dir / "nodes").exists()
+    assert subprocess.run(["ip", "link", "show", "nabadm"], capture_output=True, check=False).returncode != 0
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    assert "nabad-" not in listing
+
+
+def test_more_nodes_than_the_machine_holds_is_one_line_naming_a_count(lab_config: LabConfig) -> None:
+    config = LabConfig(**{**lab_config.__dict__, "nodes": 200})
+    with pytest.raises(LabError, match=r"200 real nodes need about \d+ MiB .* use --nodes \d+ or fewer") as error:
+        up(config)
+    assert "\n" not in str(error.value)
+    nothing_made(config)
+
+
+def test_missing_images_name_make_images(
+    lab_config: LabConfig, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("NETAWARE_IMAGES_DIR", str(tmp_path / "no-images"))
+    with pytest.raises(LabError, match=r"image archive .* is missing \(run `make images`\)"):
+        up(lab_config)
+    nothing_made(lab_config)
+
+
+def test_a_port_in_use_is_named(lab_config: LabConfig) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", lab_config.port))
+        busy.listen()
+        with pytest.raises(LabError, match=f"port {lab_config.port} .* is in use"):
+            up(lab_config)
+    nothing_made(lab_config)

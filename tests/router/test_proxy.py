@@ -26,6 +26,8 @@ from netaware.router.loadgen import open_loop
 from netaware.router.proxy import Router
 from netaware.router.testbed import HOST, ReplicaSpec, Testbed, attempts_per_replica, running
 
+pytestmark = pytest.mark.processes
+
 PORTS = 32000  # below the ephemeral range (32768+), where outgoing connections could hold it
 
 

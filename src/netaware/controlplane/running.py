@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import warnings
@@ -33,13 +32,13 @@ from netaware.controlplane.components import (
 )
 from netaware.controlplane.pki import IDENTITIES, create_pki, write_kubeconfig
 from netaware.controlplane.settings import NETAWARE_SCHEDULER_NAME, REGION, ZONES, ClusterSettings
+from netaware.processes import log_tail, port_in_use
 
 BINARIES = (
     "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy", "kwok",
     "coredns",
 )  # fmt: skip
 SERVICE_ACCOUNT_TIMEOUT_S = 30.0
-LOG_TAIL_LINES = 20
 
 # Handles of the processes this Python process started, by pid: components outlive `up`, and when the same
 # process later runs `down` (tests, the lab) it reaps them through these instead of leaving zombies.
@@ -68,19 +67,6 @@ Progress = Callable[[str, str], None]
 
 def _no_progress(component: str, state: str) -> None:
     pass
-
-
-def port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.settimeout(0.2)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"
 
 
 def ensure_binaries(settings: ClusterSettings) -> None:

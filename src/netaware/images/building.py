@@ -37,12 +37,12 @@ from netaware.images.catalog import (
     rootfs_command,
 )
 from netaware.paths import REPO_ROOT, env_path
+from netaware.processes import log_tail
 
 REQUIRED_TOOLS = {"mmdebstrap": "mmdebstrap", "podman": "podman", "skopeo": "skopeo"}
 """Command -> the Debian package that has it (`make debian` installs them)."""
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 INPUTS_LABEL = "io.netaware.rootfs-inputs"
-LOG_TAIL_LINES = 25
 
 CONTAINERS_CONF = """\
 # Written by `netaware images build`; used through CONTAINERS_CONF for the project's builds only.
@@ -143,7 +143,7 @@ def _run(command: Sequence[str], *, log: Path, env: dict[str, str] | None = None
         sink.flush()
         result = subprocess.run(list(command), stdout=sink, stderr=subprocess.STDOUT, env=env, check=False)
     if result.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
+        tail = log_tail(log, 25)
         raise ImageBuildError(f"{command[0]} failed (exit {result.returncode}); log {log}:\n{tail}")
 
 

@@ -30,7 +30,7 @@ from kubernetes.client.exceptions import ApiException
 
 from netaware import processes
 from netaware.certificates import issue_client_certificate
-from netaware.images.building import archives
+from netaware.images.building import ImageBuildError, archives
 from netaware.kube.applying import apply_manifests, load_manifests
 from netaware.lab.emulating import run_commands
 from netaware.lab.nodefiles import (
@@ -55,6 +55,9 @@ NODE_READY_TIMEOUT_S = 120.0
 DNS_READY_TIMEOUT_S = 120.0
 COREDNS_MANIFEST = REPO_ROOT / "hack/lab/coredns.yaml"
 CONTAINERD_TIMEOUT_S = 20.0
+NODE_MEMORY_MIB = 400
+"""Memory one real node is given room for: idle it takes ~195 MiB (kubelet 83, kube-proxy 58, containerd 46), plus
+~14 MiB per pod shim and the pods themselves."""
 REQUIRED = {"containerd": "containerd", "runc": "runc", "ctr": "containerd", "nsenter": "util-linux", "nft": "nftables"}
 
 
@@ -73,6 +76,39 @@ def cgroup_hierarchies() -> list[Path]:
 
 def missing_tools() -> list[str]:
     return sorted({package for command, package in REQUIRED.items() if shutil.which(command) is None})
+
+
+def preflight(*, bin_dir: Path, nodes: int) -> None:
+    """What real nodes need, checked before anything is made: each failure is one line naming what to do."""
+    missing = missing_tools()
+    if missing:
+        raise NodeBootError(
+            f"missing Debian packages: {' '.join(missing)} (run `make debian`, or `lab up --runtime process`)"
+        )
+    for binary in ("kubelet", "kube-proxy"):
+        if not (bin_dir / binary).exists():
+            raise NodeBootError(f"{bin_dir / binary} is missing (run `make controlplane`)")
+    try:
+        archives()
+    except ImageBuildError as error:
+        raise NodeBootError(str(error)) from None
+    available_mib = _available_memory_mib()
+    needed_mib = nodes * NODE_MEMORY_MIB
+    if needed_mib > available_mib:
+        most = max(1, available_mib // NODE_MEMORY_MIB)
+        raise NodeBootError(
+            f"{nodes} real nodes need about {needed_mib} MiB (~{NODE_MEMORY_MIB} MiB each: kubelet, containerd, "
+            f"kube-proxy, a few pods) and this machine has {available_mib} MiB available: use --nodes {most} or fewer"
+        )
+    if not cgroup_hierarchies():
+        raise NodeBootError(f"no cgroup v1 hierarchies under {CGROUP_ROOT}; the lab's kubelets need them")
+
+
+def _available_memory_mib() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) // 1024
+    return 0
 
 
 def _run(command: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -122,13 +158,8 @@ class RealNodes:
     # -- start -------------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        missing = missing_tools()
-        if missing:
-            raise NodeBootError(f"missing Debian packages: {' '.join(missing)} (run `make debian`)")
-        for binary in ("kubelet", "kube-proxy"):
-            if not (self.bin_dir / binary).exists():
-                raise NodeBootError(f"{self.bin_dir / binary} is missing (run `make controlplane`)")
-        images = archives()  # fails with `make images` in its message before anything is made
+        preflight(bin_dir=self.bin_dir, nodes=len(self.nodes))
+        images = archives()
         if not self.saved_sysctls.exists():
             self.saved_sysctls.write_text(json.dumps({name: _sysctl(name) for name in KERNEL_SYSCTLS}))
         self._management_network()

@@ -21,10 +21,12 @@ from kubernetes.client.exceptions import ApiException
 
 from netaware.kube.clients import api_client
 from netaware.kube.converters import GROUP, VERSION
-from netaware.lab.booting import sweep
-from netaware.lab.daemon import LabConfig
+from netaware.lab.booting import NodeBootError, preflight, sweep
+from netaware.lab.daemon import LabConfig, load_profile
 from netaware.lab.emulating import remove_namespaces
 from netaware.lab.kubeobjects import LAB_LABEL
+from netaware.paths import controlplane_bin_dir
+from netaware.processes import log_tail, port_in_use
 
 UP_TIMEOUT_S = 300.0
 STOP_TIMEOUT_S = 30.0
@@ -73,9 +75,7 @@ def _running_pid(state_dir: Path) -> int | None:
 
 
 def _tail(path: Path) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(path.read_text().splitlines()[-LOG_TAIL_LINES:])
-    return ""
+    return log_tail(path, LOG_TAIL_LINES)
 
 
 def up(config: LabConfig, report: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
@@ -87,6 +87,14 @@ def up(config: LabConfig, report: Callable[[str], None] = lambda _: None) -> dic
         raise LabError(f"no link profile at {config.profile}")
     if _running_pid(config.state_dir) is not None:
         raise LabError(f"the lab is already up (pid {_running_pid(config.state_dir)}); `netaware lab down` first")
+    if port_in_use(config.port):
+        raise LabError(f"port {config.port} (the lab's status server) is in use; stop what listens there or set "
+                       "NETAWARE_PORT_BASE to another base")  # fmt: skip
+    if config.runtime == "kubelet":
+        try:
+            preflight(bin_dir=controlplane_bin_dir(), nodes=len(load_profile(config).nodes))
+        except NodeBootError as error:
+            raise LabError(str(error)) from None
     down(config.state_dir, config.kubeconfig, prefix=config.prefix)  # whatever a crashed run left
     config.state_dir.mkdir(parents=True, exist_ok=True)
     _config_file(config.state_dir).write_text(
