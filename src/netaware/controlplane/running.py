@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import signal
 import subprocess
 import time
 import warnings
@@ -23,6 +21,7 @@ from typing import Any
 import requests
 import yaml
 
+from netaware import processes
 from netaware.controlplane.components import (
     Component,
     StatePaths,
@@ -39,10 +38,6 @@ BINARIES = (
     "coredns",
 )  # fmt: skip
 SERVICE_ACCOUNT_TIMEOUT_S = 30.0
-
-# Handles of the processes this Python process started, by pid: components outlive `up`, and when the same
-# process later runs `down` (tests, the lab) it reaps them through these instead of leaving zombies.
-_children: dict[int, subprocess.Popen[bytes]] = {}
 
 
 class ClusterError(RuntimeError):
@@ -99,33 +94,15 @@ def _check(component: RunningComponent, token: str | None) -> bool:
     return response.status_code == 200
 
 
-def _alive(pid: int, binary: str) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return False
-    return bool(cmdline) and binary.encode() in cmdline[:3]
-
-
 def _start(component: Component, paths: StatePaths) -> tuple[subprocess.Popen[bytes], RunningComponent]:
-    log = paths.log(component.name)
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            list(component.argv),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # own process group: survives `up`, and `down` can signal the whole group
-        )
-    _children[process.pid] = process
-    binary = component.argv[0]
+    process = processes.spawn(component.argv, log=paths.log(component.name))
     return process, RunningComponent(
         name=component.name,
         pid=process.pid,
-        binary=binary,
+        binary=component.argv[0],
         endpoint=component.endpoint,
         health_url=component.health_url,
-        log=str(log),
+        log=str(paths.log(component.name)),
         health_needs_token=component.health_needs_token,
         argv=component.argv,
     )
@@ -293,32 +270,12 @@ def create_fake_nodes(kubeconfig: Path, count: int, *, start: int = 0) -> list[s
     return names
 
 
-def _stop_pid(pid: int, binary: str, *, grace_s: float = 10) -> None:
-    if not _alive(pid, binary):
-        child = _children.pop(pid, None)
-        if child is not None:
-            child.poll()  # reap an exited child
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while _alive(pid, binary) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _alive(pid, binary):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-    child = _children.pop(pid, None)
-    if child is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(timeout=grace_s)
-
-
 def down(settings: ClusterSettings, *, keep_logs: bool = False) -> list[str]:
     """Stop exactly the processes `up` recorded, newest first, and remove the state folder."""
     state = load_state(settings) or {"components": []}
     stopped = []
     for component in reversed(state["components"]):
-        _stop_pid(component["pid"], component["binary"])
+        processes.stop(component["pid"], component["binary"])
         stopped.append(component["name"])
     if settings.state_dir.exists():
         if keep_logs:
@@ -341,7 +298,7 @@ def restart_component(settings: ClusterSettings, name: str) -> dict[str, Any]:
     if not entries:
         raise ClusterError(f"unknown component {name!r}")
     entry = entries[0]
-    _stop_pid(entry["pid"], entry["binary"])
+    processes.stop(entry["pid"], entry["binary"])
     component = Component(
         name=name,
         argv=tuple(entry["argv"]),
@@ -367,7 +324,7 @@ def status(settings: ClusterSettings) -> dict[str, Any]:
     components = []
     for entry in state["components"]:
         running = RunningComponent(**{**entry, "argv": tuple(entry.get("argv", ()))})
-        alive = _alive(running.pid, running.binary)
+        alive = processes.alive(running.pid, running.binary)
         components.append(
             {
                 "name": running.name,

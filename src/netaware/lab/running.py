@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -19,6 +17,7 @@ import requests
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from netaware import processes
 from netaware.kube.clients import api_client
 from netaware.kube.converters import GROUP, VERSION
 from netaware.lab.booting import NodeBootError, preflight, sweep
@@ -33,9 +32,8 @@ STOP_TIMEOUT_S = 30.0
 LOG_TAIL_LINES = 15
 
 
-# The daemon outlives `up`; when the same Python process later runs `down` (tests, the demo) it reaps the daemon
-# through its handle instead of leaving a zombie (and Python warning about a Popen dropped while running).
-_children: dict[int, subprocess.Popen[bytes]] = {}
+DAEMON_MODULE = "netaware.lab"
+"""What the daemon's command line runs: a pid from the pid file counts only while it still runs this."""
 
 
 class LabError(RuntimeError):
@@ -54,24 +52,12 @@ def _pid_file(state_dir: Path) -> Path:
     return state_dir / "lab.pid"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (our own exited child, not yet reaped) is not alive.
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
-            return False
-    return True
-
-
 def _running_pid(state_dir: Path) -> int | None:
     try:
         pid = int(_pid_file(state_dir).read_text())
     except (OSError, ValueError):
         return None
-    return pid if _alive(pid) else None
+    return pid if processes.alive(pid, DAEMON_MODULE) else None
 
 
 def _tail(path: Path) -> str:
@@ -100,15 +86,11 @@ def up(config: LabConfig, report: Callable[[str], None] = lambda _: None) -> dic
     _config_file(config.state_dir).write_text(
         json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()})
     )
-    with _log_file(config.state_dir).open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "netaware.lab", "--config", str(_config_file(config.state_dir))],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # outlives `lab up`; Ctrl-C in this terminal does not reach it
-        )
-    _children[process.pid] = process
+    # A session of its own: it outlives `lab up`, and Ctrl-C in this terminal does not reach it.
+    process = processes.spawn(
+        [sys.executable, "-m", DAEMON_MODULE, "--config", str(_config_file(config.state_dir))],
+        log=_log_file(config.state_dir),
+    )
     _pid_file(config.state_dir).write_text(str(process.pid))
     deadline = time.monotonic() + UP_TIMEOUT_S
     phase = ""
@@ -146,18 +128,8 @@ def down(state_dir: Path, kubeconfig: Path | None, *, prefix: str | None = None)
     removed = []
     pid = _running_pid(state_dir)
     if pid is not None:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        processes.stop(pid, DAEMON_MODULE, grace_s=STOP_TIMEOUT_S, group=False)  # it cleans up on SIGTERM
         removed.append(f"daemon {pid}")
-    for child_pid, child in list(_children.items()):
-        if not _alive(child_pid) or child_pid == pid:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(timeout=5)
-                del _children[child_pid]
     subnet = int(saved.get("subnet") or LabConfig.subnet)
     removed += sweep(prefix=prefix, subnet=subnet, state_dir=state_dir)  # real nodes' processes, mounts, cgroups
     removed += [f"namespace {name}" for name in remove_namespaces(prefix)]

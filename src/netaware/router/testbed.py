@@ -16,6 +16,7 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from netaware import processes
 from netaware.router.replica import PROBE_PATH
 
 HOST = "127.0.0.1"
@@ -47,11 +48,8 @@ class Testbed:
     def start(self, name: str, argv: list[str]) -> None:
         """Start `argv` as `name`, its output in `<log_dir>/<name>.log`."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with (self.log_dir / f"{name}.log").open("wb") as log:  # the child keeps its own copy of the descriptor
-            # A session of its own, so a kill reaches gunicorn's worker too, not only its master.
-            self.processes[name] = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
+        # A session of its own, so a kill reaches gunicorn's worker too, not only its master.
+        self.processes[name] = processes.spawn(argv, log=self.log_dir / f"{name}.log", env=env)
 
     def start_replica(self, spec: ReplicaSpec, *, threads: int = 256) -> None:
         inside = ["ip", "netns", "exec", spec.netns] if spec.netns else []
@@ -80,16 +78,11 @@ class Testbed:
         process.wait()
 
     def stop(self) -> None:
-        for process in self.processes.values():
+        for process in self.processes.values():  # all asked at once, then each waited for
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
         for process in self.processes.values():
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            processes.stop(process.pid, grace_s=5)
         self.processes.clear()
 
     def exited(self, name: str) -> str | None:
