@@ -40,6 +40,7 @@ from netaware.lab.booting import cgroup_hierarchies, lab_mounts
 from netaware.lab.daemon import LabConfig
 from netaware.lab.nodefiles import KERNEL_SYSCTLS
 from netaware.lab.running import LabError, down, status, up
+from tests.cluster.conftest import wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.cluster]
 
@@ -96,16 +97,6 @@ def kubectl(settings: ClusterSettings, *args: str, timeout_s: float = 60) -> sub
 def nodes_by_zone(api: client.ApiClient) -> dict[str, str]:
     items = client.CoreV1Api(api).list_node(label_selector=f"netaware.io/lab={PREFIX}").items
     return {n.metadata.labels["topology.kubernetes.io/zone"]: n.metadata.name for n in items}
-
-
-def wait_for(condition: Any, *, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def test_nodes_are_real_kubelets_with_the_profiles_zones(

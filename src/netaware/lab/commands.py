@@ -31,6 +31,11 @@ PHASES = {
     "ready": "ready",
 }
 
+RUNTIME_NAMES = {
+    "kubelet": "real (kubelet, containerd, runc, CNI, kube-proxy; CoreDNS)",
+    "process": "the lab's own pod runner (--runtime process)",
+}
+
 StateDir = Annotated[Path | None, typer.Option(help="Lab state folder [env NETAWARE_LAB_STATE_DIR]")]
 Kubeconfig = Annotated[
     Path | None, typer.Option(help="Control plane kubeconfig [default: the local cluster's admin.kubeconfig]")
@@ -44,16 +49,24 @@ def print_status(result: dict[str, Any]) -> None:
     console_out = Console()
     console_out.print(
         f"lab [bold]{result.get('profile')}[/bold], pid {result.get('pid')}, phase {result.get('phase')}; "
-        f"links: {result.get('emulator')}"
+        f"nodes: {RUNTIME_NAMES.get(result.get('runtime', ''), result.get('runtime'))}; links: {result.get('emulator')}"
     )
     nodes = Table(title="lab nodes")
-    for column in ("node", "zone", "address", "namespace", "pods"):
+    for column in ("node", "zone", "address", "namespace", "pods", "kubelet/containerd/kube-proxy"):
         nodes.add_column(column)
+    node_processes = result.get("nodeProcesses", {})
     pods_by_node: dict[str, int] = {}
     for pod in result.get("pods", []):
         pods_by_node[pod["node"]] = pods_by_node.get(pod["node"], 0) + 1
     for name, node in result.get("nodes", {}).items():
-        nodes.add_row(name, node["zone"], node["address"], node["namespace"], str(pods_by_node.get(name, 0)))
+        running = node_processes.get(name, {})
+        states = "/".join(
+            "up" if running.get(k, {}).get("running") else "down" for k in ("kubelet", "containerd", "kube-proxy")
+        )
+        nodes.add_row(
+            name, node["zone"], node["address"], node["namespace"], str(pods_by_node.get(name, 0)),
+            states if running else "-",
+        )  # fmt: skip
     console_out.print(nodes)
     measured = [link for link in result.get("links", []) if link.get("rttMs") is not None]
     if measured:
