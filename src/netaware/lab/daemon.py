@@ -275,14 +275,32 @@ class Lab:
                 }
                 for node in self.network.nodes
             },
-            "pods": [
-                {"pod": p.key, "node": p.node, "ip": p.ip, "netns": p.netns, "ready": p.ready, "failure": p.failure}
-                for p in list(self.pods.running.values())
-            ],
+            "pods": self._pods(),
             "links": self._links(),
             "servicesFile": str(self.config.services_file),
             "config": {k: str(v) for k, v in asdict(self.config).items()},
         }
+
+    def _pods(self) -> list[dict[str, Any]]:
+        """The pods on the lab's nodes: as their kubelets report them (real nodes), or as the runner runs them."""
+        if self.real_nodes is None:
+            return [
+                {"pod": p.key, "node": p.node, "ip": p.ip, "netns": p.netns, "ready": p.ready, "failure": p.failure}
+                for p in list(self.pods.running.values())
+            ]
+        nodes = set(self.network.nodes)
+        found = []
+        pods: list[Any] = client.CoreV1Api(self.api).list_pod_for_all_namespaces(_request_timeout=5).items
+        for pod in pods:
+            if pod.spec.node_name not in nodes:
+                continue
+            conditions = {c.type: c.status for c in (pod.status.conditions or [])}
+            found.append({
+                "pod": f"{pod.metadata.namespace}/{pod.metadata.name}", "node": pod.spec.node_name,
+                "ip": pod.status.pod_ip, "netns": None, "ready": conditions.get("Ready") == "True",
+                "failure": None if pod.status.phase in ("Running", "Pending", "Succeeded") else pod.status.phase,
+            })  # fmt: skip
+        return found
 
     def _links(self) -> list[dict[str, Any]]:
         """Every directed link: bytes and drops carried so far, and the figures measured at start."""
