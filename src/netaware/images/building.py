@@ -169,7 +169,9 @@ def build_rootfs(settings: ImageSettings, env: dict[str, str], progress: Progres
     """The base root file system as the local image ROOTFS_IMAGE; returns False when the current one was kept."""
     tarball = settings.out_dir / "rootfs.tar"
     command = rootfs_command(output=tarball, sources=settings.apt_sources)
-    inputs = hashlib.sha256(json.dumps([command, settings.apt_sources.read_text()]).encode()).hexdigest()[:16]
+    # What the root file system is made from: the command (less where its tarball goes) and the apt sources.
+    recipe = [part for part in command if part != str(tarball)]
+    inputs = hashlib.sha256(json.dumps([recipe, settings.apt_sources.read_text()]).encode()).hexdigest()[:16]
     if image_id(ROOTFS_IMAGE, env):
         labels = _inspect(ROOTFS_IMAGE, env).get("Labels") or {}
         if isinstance(labels, dict) and labels.get(INPUTS_LABEL) == inputs:
