@@ -31,6 +31,7 @@ from kubernetes.client.exceptions import ApiException
 from netaware import processes
 from netaware.certificates import issue_client_certificate
 from netaware.images.building import ImageBuildError, archives
+from netaware.images.catalog import ImageSpec
 from netaware.kube.applying import apply_manifests, load_manifests
 from netaware.lab.emulating import run_commands
 from netaware.lab.nodefiles import (
@@ -78,8 +79,9 @@ def missing_tools() -> list[str]:
     return sorted({package for command, package in REQUIRED.items() if shutil.which(command) is None})
 
 
-def preflight(*, bin_dir: Path, nodes: int) -> None:
-    """What real nodes need, checked before anything is made: each failure is one line naming what to do."""
+def preflight(*, bin_dir: Path, nodes: int) -> list[tuple[ImageSpec, Path]]:
+    """What real nodes need, checked before anything is made: each failure is one line naming what to do. Returns
+    the image archives the nodes import."""
     missing = missing_tools()
     if missing:
         raise NodeBootError(
@@ -89,7 +91,7 @@ def preflight(*, bin_dir: Path, nodes: int) -> None:
         if not (bin_dir / binary).exists():
             raise NodeBootError(f"{bin_dir / binary} is missing (run `make controlplane`)")
     try:
-        archives()
+        images = archives()
     except ImageBuildError as error:
         raise NodeBootError(str(error)) from None
     available_mib = _available_memory_mib()
@@ -102,6 +104,7 @@ def preflight(*, bin_dir: Path, nodes: int) -> None:
         )
     if not cgroup_hierarchies():
         raise NodeBootError(f"no cgroup v1 hierarchies under {CGROUP_ROOT}; the lab's kubelets need them")
+    return images
 
 
 def _available_memory_mib() -> int:
@@ -158,8 +161,7 @@ class RealNodes:
     # -- start -------------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        preflight(bin_dir=self.bin_dir, nodes=len(self.nodes))
-        images = archives()
+        images = preflight(bin_dir=self.bin_dir, nodes=len(self.nodes))
         if not self.saved_sysctls.exists():
             self.saved_sysctls.write_text(json.dumps({name: _sysctl(name) for name in KERNEL_SYSCTLS}))
         self._management_network()
@@ -276,7 +278,7 @@ class RealNodes:
         self._processes[f"{node.name}/{key}"] = process
         return process
 
-    def _boot(self, node: RealNode, images: list[tuple[Any, Path]]) -> None:
+    def _boot(self, node: RealNode, images: list[tuple[ImageSpec, Path]]) -> None:
         started = time.monotonic()
         containerd = self._spawn("containerd", node, containerd_command(node))
         processes.wait_until(

@@ -161,7 +161,7 @@ class Lab:
                         name=node, index=i, zone=zones[node], region=regions[node], lab=config.prefix,
                         netns=self.network.namespace_of(node), address=self.network.address_of(node),
                         link_device=self.network.device_of(node),
-                        management_address=plan.address(i), pod_subnet=f"10.{config.subnet}.{i + 1}.0/24",
+                        management_address=plan.address(i), pod_subnet=self.network.plan.pod_subnet(i),
                         pod_gateway=self.network.plan.pod_gateway(i), directory=config.state_dir / "nodes" / node,
                     )
                     for i, node in enumerate(self.network.nodes)

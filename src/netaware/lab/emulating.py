@@ -73,6 +73,9 @@ class AddressPlan:
     def node_address(self, node_index: int) -> str:
         return f"10.{self.subnet}.0.{node_index + 1}"
 
+    def pod_subnet(self, node_index: int) -> str:
+        return f"10.{self.subnet}.{node_index + 1}.0/24"
+
     def pod_gateway(self, node_index: int) -> str:
         return f"10.{self.subnet}.{node_index + 1}.1"
 
