@@ -15,7 +15,7 @@ DEBIAN_PACKAGES := iproute2 iperf3 openssl chromium mmdebstrap podman skopeo con
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,plots]'
 	touch $@
 
 venv: $(VENV)/.installed

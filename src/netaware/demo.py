@@ -28,6 +28,7 @@ from netaware.lab.running import LabError
 from netaware.lab.running import down as lab_down
 from netaware.lab.running import up as lab_up
 from netaware.paths import REPO_ROOT, profile_path
+from netaware.plotting import exit_unless_plots
 
 DEMO_PORT_BASE = 17000
 console = Console(stderr=True)
@@ -41,6 +42,7 @@ def demo(
     keep: Annotated[bool, typer.Option(help="Leave the cluster and lab running afterwards")] = False,
 ) -> None:
     """Control plane + lab + the standard experiment (Online Boutique on three-zones), then tear down."""
+    exit_unless_plots(console)
     started = time.monotonic()
     experiment = EXPERIMENTS["online-boutique"]
     if requests:

@@ -4,10 +4,17 @@ are computed from the figures (met and not met), the plots are real PNG files.""
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
 
+import pytest
+from typer.testing import CliRunner
+
+from netaware.cli import app
 from netaware.experiments.reporting import table_rows, targets, write_report
 from netaware.experiments.running import ExperimentResult, PolicyResult
+from netaware.plotting import INSTALL_HINT, PlotsUnavailableError
 
 
 def result(netaware_p50: float) -> ExperimentResult:
@@ -58,3 +65,17 @@ def test_report_files(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "results.json").read_text())["policies"][0]["cross_zone_bytes"] == 102400
     summary = (tmp_path / "summary.md").read_text()
     assert "| default | 300.0 |" in summary and "| netaware p50 <= 0.5 x default p50 | 0.35 x | yes |" in summary
+
+
+def test_without_the_plots_extra_a_report_command_stops_first_saying_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as in the images: not installed
+    with pytest.raises(PlotsUnavailableError, match=re.escape(INSTALL_HINT)):
+        write_report(result(110.0), tmp_path)
+    outcome = CliRunner().invoke(app, ["simulate", "report", "--out", str(tmp_path / "simulation")])
+    assert outcome.exit_code == 2
+    assert INSTALL_HINT in " ".join(outcome.output.split())
+    assert not (tmp_path / "simulation").exists()  # stopped before any work

@@ -15,6 +15,7 @@ from rich.table import Table
 from netaware.experiments.reporting import print_comparison, write_report
 from netaware.experiments.running import EXPERIMENTS, POLICIES, ExperimentError, ExperimentRunner
 from netaware.paths import REPO_ROOT, cluster_kubeconfig, lab_state_dir
+from netaware.plotting import exit_unless_plots
 
 experiment_app = typer.Typer(
     help="Deploy a workload graph on the lab under each placement policy, drive load, measure, plot.",
@@ -58,6 +59,7 @@ def experiment_run(
             f"[red]error:[/red] unknown policies {unknown}; known: {', '.join(POLICIES)}, netaware-<strategy>"
         )
         raise typer.Exit(code=2)
+    exit_unless_plots(console)
     experiment = EXPERIMENTS[name]
     if rate is not None or requests is not None:
         experiment = replace(

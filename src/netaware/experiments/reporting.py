@@ -10,15 +10,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display on a lab machine
-import matplotlib.pyplot as plt
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from netaware.experiments.running import ExperimentResult
+from netaware.plotting import pyplot
 
 COLUMNS = ("policy", "p50 ms", "p95 ms", "p99 ms", "req/s", "errors", "network ms/req", "cross-zone KB/req", "zones")
 
@@ -120,6 +117,7 @@ def markdown(result: ExperimentResult, rows: list[dict[str, str]]) -> str:
 
 
 def plot(result: ExperimentResult, out_dir: Path) -> list[Path]:
+    plt = pyplot()
     written = []
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for policy in result.policies:
@@ -181,5 +179,5 @@ def plot(result: ExperimentResult, out_dir: Path) -> list[Path]:
 def _save(figure: Any, path: Path) -> Path:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
+    pyplot().close(figure)
     return path

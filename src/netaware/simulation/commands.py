@@ -14,6 +14,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from netaware.paths import REPO_ROOT
+from netaware.plotting import exit_unless_plots
 from netaware.simulation.apps import NAMED, apps_for
 from netaware.simulation.clusters import CLUSTERS
 from netaware.simulation.report import build_report, instance_rows
@@ -73,6 +74,7 @@ def simulate_report(
     sizes: Annotated[str, typer.Option(help="Comma-separated cluster sizes of the scale tier")] = "50,200,1000",
 ) -> None:
     """Every policy on small instances (with the optimum) and on growing clusters; CSV, Markdown, plots."""
+    exit_unless_plots(console)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("simulating", total=None)
         build_report(

@@ -18,12 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
 from netaware.core.placement import network_cost, optimal_placement
+from netaware.plotting import pyplot
 from netaware.simulation.apps import SimApp, apps_for
 from netaware.simulation.clusters import CLUSTERS, SimCluster, with_capacity
 from netaware.simulation.metrics import evaluate
@@ -241,6 +237,7 @@ def summary(rows: Sequence[Row]) -> str:
 
 
 def plot(rows: Sequence[Row], out_dir: Path) -> None:
+    plt = pyplot()
     small = [r for r in rows if r.tier == "small"]
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for axis, (field, reference, title) in zip(
