@@ -10,10 +10,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-
 from netaware.core.telemetry import LinkAggregator
+from netaware.kube import api as kube
+from netaware.kube.api import ApiException
 from netaware.kube.applying import write_networktopologies
 from netaware.kube.converters import GROUP, VERSION, networktopology_resources, topology_from_resources
 from netaware.kube.watching import list_raw
@@ -21,9 +20,9 @@ from netaware.kube.watching import list_raw
 log = logging.getLogger("netaware.aggregator")
 
 
-def recover(api: client.ApiClient, aggregator: LinkAggregator) -> int:
+def recover(api: kube.ApiClient, aggregator: LinkAggregator) -> int:
     """Seed `aggregator` with the measured links of the published NetworkTopologies; returns how many."""
-    custom = client.CustomObjectsApi(api)
+    custom = kube.CustomObjectsApi(api)
     listed = list_raw(lambda **kw: custom.list_cluster_custom_object(GROUP, VERSION, "networktopologies", **kw))
     topology = topology_from_resources(listed.get("items") or [])
     for (origin, destination), metrics in topology.links.items():
@@ -36,7 +35,7 @@ class Publisher:
 
     def __init__(
         self,
-        api: client.ApiClient,
+        api: kube.ApiClient,
         aggregator: LinkAggregator,
         lock: threading.Lock,
         *,

@@ -218,14 +218,13 @@ def _apply_crds_and_rbac(settings: ClusterSettings, paths: StatePaths) -> None:
 def _wait_default_service_account(paths: StatePaths) -> None:
     """ServiceAccount admission refuses pods of a namespace until its `default` account exists; the controller
     manager creates it within moments of starting."""
-    from kubernetes import client
-
+    from netaware.kube import api as kube
     from netaware.kube.clients import api_client
 
-    core = client.CoreV1Api(api_client(paths.admin_kubeconfig))
+    core = kube.CoreV1Api(api_client(paths.admin_kubeconfig))
     deadline = time.monotonic() + SERVICE_ACCOUNT_TIMEOUT_S
     while time.monotonic() < deadline:
-        with contextlib.suppress(client.ApiException):
+        with contextlib.suppress(kube.ApiException):
             core.read_namespaced_service_account("default", "default", _request_timeout=5)
             return
         time.sleep(0.2)
@@ -256,15 +255,14 @@ def fake_node_manifest(index: int) -> dict[str, Any]:
 
 
 def create_fake_nodes(kubeconfig: Path, count: int, *, start: int = 0) -> list[str]:
-    from kubernetes import client
-
+    from netaware.kube import api as kube
     from netaware.kube.clients import api_client
 
-    core = client.CoreV1Api(api_client(kubeconfig))
+    core = kube.CoreV1Api(api_client(kubeconfig))
     names = []
     for index in range(start, start + count):
         manifest = fake_node_manifest(index)
-        with contextlib.suppress(client.ApiException):  # already there: keep it
+        with kube.existing_ok():  # already there: keep it (any other refusal is an error to see)
             core.create_node(manifest)  # type: ignore[arg-type]  # the client accepts plain dicts
         names.append(manifest["metadata"]["name"])
     return names

@@ -28,11 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-
 from netaware.core.placement import PlacementProblem, network_cost, optimal_placement, random_placement
 from netaware.core.quantities import cpu_millicores
+from netaware.kube import api as kube
+from netaware.kube.api import ApiException
 from netaware.kube.applying import apply_manifests
 from netaware.kube.clients import api_client
 from netaware.lab.running import status as lab_status
@@ -116,11 +115,11 @@ class ExperimentRunner:
     lab_state_dir: Path
     seed: int = 0
     progress: Callable[[str], None] = lambda _: None
-    api: client.ApiClient = field(init=False)
+    api: kube.ApiClient = field(init=False)
 
     def __post_init__(self) -> None:
         self.api = api_client(self.kubeconfig)
-        self.core = client.CoreV1Api(self.api)
+        self.core = kube.CoreV1Api(self.api)
 
     def lab(self) -> dict[str, Any]:
         state = lab_status(self.lab_state_dir)
@@ -283,7 +282,7 @@ class ExperimentRunner:
     def wait_endpoints(self, namespace: str, graph: ServiceGraph, lab: Mapping[str, Any]) -> None:
         """Every Service of the graph has a ready endpoint in its EndpointSlices (what kube-proxy routes to), and,
         on the process runtime, in the lab's own Service table too."""
-        discovery = client.DiscoveryV1Api(self.api)
+        discovery = kube.DiscoveryV1Api(self.api)
         wanted = {s.name for s in graph.services}
         table_file = Path(lab["servicesFile"]) if lab.get("runtime") == "process" else None
         deadline = time.monotonic() + 60

@@ -9,9 +9,8 @@ import threading
 import time
 from typing import Any
 
-from kubernetes import client
-
 from netaware.core.release import DEPENDENCY_ORDER_GATE, MemberPod, pods_to_release
+from netaware.kube import api as kube
 from netaware.kube.converters import GROUP, VERSION, appgroup_status
 from netaware.kube.stores import ClusterStore
 
@@ -22,9 +21,9 @@ POLL_INTERVAL_S = 0.2
 
 
 class AppGroupController:
-    def __init__(self, *, api: client.ApiClient, store: ClusterStore) -> None:
-        self._core = client.CoreV1Api(api)
-        self._custom = client.CustomObjectsApi(api)
+    def __init__(self, *, api: kube.ApiClient, store: ClusterStore) -> None:
+        self._core = kube.CoreV1Api(api)
+        self._custom = kube.CustomObjectsApi(api)
         self._store = store
         self._written_status: dict[str, dict[str, Any]] = {}
         self._seen_version = -1
@@ -58,7 +57,7 @@ class AppGroupController:
                     )
                     released.append(key)
                     log.info("released", extra={"event": "released", "pod": key, "appgroup": group.name})
-                except client.ApiException as error:
+                except kube.ApiException as error:
                     log.warning("releasing %s failed: %s", key, error.reason)
             self._write_status(group)
         return released
@@ -73,7 +72,7 @@ class AppGroupController:
                 GROUP, VERSION, group.namespace, "appgroups", group.name, {"status": status}
             )
             self._written_status[key] = status
-        except client.ApiException as error:
+        except kube.ApiException as error:
             log.warning("writing status of AppGroup %s failed: %s", key, error.reason)
 
     def run(self, stop: threading.Event) -> None:

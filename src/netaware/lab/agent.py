@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
+from netaware.kube import api as kube
+from netaware.kube.api import ApiException
 from netaware.kube.watching import list_raw
 from netaware.lab.emulating import EmulatedNetwork, remove_namespace
 from netaware.lab.kubeobjects import (
@@ -62,7 +62,7 @@ STOP_GRACE_S = 3.0
 
 @dataclass
 class NodeHeartbeat:
-    api: client.ApiClient
+    api: kube.ApiClient
     network: EmulatedNetwork
     zones: Mapping[str, str]
     regions: Mapping[str, str]
@@ -70,7 +70,7 @@ class NodeHeartbeat:
     capacity: NodeCapacity = field(default_factory=NodeCapacity)
 
     def register(self) -> None:
-        core = client.CoreV1Api(self.api)
+        core = kube.CoreV1Api(self.api)
         for node in self.network.nodes:
             manifest: Any = node_manifest(name=node, zone=self.zones[node], region=self.regions[node], lab=self.lab)
             try:
@@ -82,8 +82,8 @@ class NodeHeartbeat:
         self.beat()
 
     def beat(self) -> None:
-        core = client.CoreV1Api(self.api)
-        coordination = client.CoordinationV1Api(self.api)
+        core = kube.CoreV1Api(self.api)
+        coordination = kube.CoordinationV1Api(self.api)
         now = time.time()
         for node in self.network.nodes:
             status = node_status(address=self.network.address_of(node), name=node, capacity=self.capacity, now_s=now)
@@ -100,7 +100,7 @@ class NodeHeartbeat:
                 coordination.create_namespaced_lease(LEASE_NAMESPACE, lease)
 
     def deregister(self) -> None:
-        core = client.CoreV1Api(self.api)
+        core = kube.CoreV1Api(self.api)
         for node in self.network.nodes:
             with contextlib.suppress(ApiException):
                 core.delete_node(node)
@@ -130,8 +130,8 @@ class RunningPod:
 
 
 class PodRunner:
-    def __init__(self, api: client.ApiClient, network: EmulatedNetwork, log_dir: Path, extra_env: Mapping[str, str]):
-        self.core = client.CoreV1Api(api)
+    def __init__(self, api: kube.ApiClient, network: EmulatedNetwork, log_dir: Path, extra_env: Mapping[str, str]):
+        self.core = kube.CoreV1Api(api)
         self.network = network
         self.log_dir = log_dir
         self.extra_env = dict(extra_env)
@@ -278,8 +278,8 @@ class PodRunner:
                 metadata["name"],
                 metadata["namespace"],
                 grace_period_seconds=0,
-                body=client.V1DeleteOptions(
-                    grace_period_seconds=0, preconditions=client.V1Preconditions(uid=metadata["uid"])
+                body=kube.V1DeleteOptions(
+                    grace_period_seconds=0, preconditions=kube.V1Preconditions(uid=metadata["uid"])
                 ),
             )
 
@@ -312,9 +312,9 @@ def service_table(services: list[Mapping[str, Any]], slices: list[Mapping[str, A
 
 
 class ServiceTable:
-    def __init__(self, api: client.ApiClient, path: Path):
-        self.core = client.CoreV1Api(api)
-        self.discovery = client.DiscoveryV1Api(api)
+    def __init__(self, api: kube.ApiClient, path: Path):
+        self.core = kube.CoreV1Api(api)
+        self.discovery = kube.DiscoveryV1Api(api)
         self.path = path
         self.table: dict[str, list[str]] = {}
 

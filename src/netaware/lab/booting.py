@@ -25,13 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, utils
-from kubernetes.client.exceptions import ApiException
-
 from netaware import processes
 from netaware.certificates import issue_client_certificate
 from netaware.images.building import ImageBuildError, archives
 from netaware.images.catalog import ImageSpec
+from netaware.kube import api as kube
+from netaware.kube.api import ApiException
 from netaware.kube.applying import apply_manifests, load_manifests
 from netaware.lab.emulating import run_commands
 from netaware.lab.nodefiles import (
@@ -133,7 +132,7 @@ def _set_sysctl(name: str, value: str) -> None:
 class RealNodes:
     """The lab's nodes as real Kubernetes nodes. `nodes` come from the lab's emulated network (one per namespace)."""
 
-    api: client.ApiClient
+    api: kube.ApiClient
     nodes: list[RealNode]
     prefix: str
     subnet: int
@@ -181,7 +180,7 @@ class RealNodes:
             if document["kind"] == "Deployment":
                 document["spec"]["replicas"] = zones
         apply_manifests(self.api, documents)
-        apps = client.AppsV1Api(self.api)
+        apps = kube.AppsV1Api(self.api)
 
         def available() -> bool:
             status = apps.read_namespaced_deployment_status("coredns", "kube-system").status
@@ -298,7 +297,7 @@ class RealNodes:
         self.progress(f"{node.name}: kubelet started ({imported - started:.0f} s for containerd and images)")
 
     def _wait_ready(self) -> None:
-        core = client.CoreV1Api(self.api)
+        core = kube.CoreV1Api(self.api)
         names = {node.name for node in self.nodes}
 
         def all_ready() -> bool:
@@ -334,7 +333,7 @@ class RealNodes:
             if name.endswith(("/kubelet", "/kube-proxy")):
                 processes.stop(process.pid, grace_s=5)
         with contextlib.suppress(ApiException):
-            client.DiscoveryV1Api(self.api).delete_namespaced_endpoint_slice("kubernetes", "default")
+            kube.DiscoveryV1Api(self.api).delete_namespaced_endpoint_slice("kubernetes", "default")
         sweep(prefix=self.prefix, subnet=self.subnet, state_dir=self.state_dir)
         for process in self._processes.values():
             processes.reap(process.pid)
@@ -425,4 +424,4 @@ def sweep(*, prefix: str, subnet: int, state_dir: Path) -> list[str]:
 
 
 def parse_memory(quantity: str) -> int:
-    return int(utils.parse_quantity(quantity))
+    return kube.quantity_bytes(quantity)

@@ -24,8 +24,6 @@ from urllib.parse import urlsplit
 
 import yaml
 from flask import Flask, Response, jsonify
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -34,6 +32,8 @@ from werkzeug.serving import make_server
 from netaware.core.profiles import LinkProfile, parse_profile
 from netaware.core.quantities import cpu_millicores
 from netaware.core.topology import Topology
+from netaware.kube import api as kube
+from netaware.kube.api import ApiException
 from netaware.kube.applying import write_networktopologies
 from netaware.kube.clients import api_client
 from netaware.kube.converters import GROUP, VERSION, networktopology_resources
@@ -246,7 +246,7 @@ class Lab:
         else:
             with contextlib.suppress(Exception):
                 self.pods.stop_all()
-        custom = client.CustomObjectsApi(self.api)
+        custom = kube.CustomObjectsApi(self.api)
         for node in self.network.nodes:
             with contextlib.suppress(ApiException):
                 custom.delete_cluster_custom_object(GROUP, VERSION, "networktopologies", node)
@@ -290,7 +290,7 @@ class Lab:
             ]
         nodes = set(self.network.nodes)
         found = []
-        pods: list[Any] = client.CoreV1Api(self.api).list_pod_for_all_namespaces(_request_timeout=5).items
+        pods: list[Any] = kube.CoreV1Api(self.api).list_pod_for_all_namespaces(_request_timeout=5).items
         for pod in pods:
             if pod.spec.node_name not in nodes:
                 continue

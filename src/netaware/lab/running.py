@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from netaware import processes
+from netaware.kube import api as kube
+from netaware.kube.api import ApiException
 from netaware.kube.clients import api_client
 from netaware.kube.converters import GROUP, VERSION
 from netaware.lab.booting import NodeBootError, preflight, sweep
@@ -145,8 +145,8 @@ def _delete_lab_nodes(kubeconfig: Path, prefix: str) -> list[str]:
     removed = []
     try:
         api = api_client(kubeconfig)
-        core = client.CoreV1Api(api)
-        custom = client.CustomObjectsApi(api)
+        core = kube.CoreV1Api(api)
+        custom = kube.CustomObjectsApi(api)
         for node in core.list_node(label_selector=f"{LAB_LABEL}={prefix}", _request_timeout=5).items:
             name = str(node.metadata.name) if node.metadata else ""
             with contextlib.suppress(ApiException):

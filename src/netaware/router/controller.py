@@ -34,13 +34,13 @@ from typing import Any
 
 import requests
 from flask import Flask, Response, jsonify
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from werkzeug.serving import make_server
 
 from netaware.core.endpoints import EndpointProbe, EndpointSelector, SelectionPolicy, latency_percentiles
 from netaware.core.quantities import duration_seconds
+from netaware.kube import api as kube
+from netaware.kube.api import ApiException
 from netaware.kube.applying import apply_manifests
 from netaware.kube.clients import api_client
 from netaware.kube.converters import GROUP, VERSION
@@ -135,7 +135,7 @@ class ControllerMetrics:
 class AviatorController:
     def __init__(
         self,
-        api: client.ApiClient,
+        api: kube.ApiClient,
         *,
         namespace: str | None = None,
         probe_timeout_s: float = 1.0,
@@ -143,9 +143,9 @@ class AviatorController:
     ) -> None:
         self.api = api
         self.namespace = namespace
-        self.custom = client.CustomObjectsApi(api)
-        self.core = client.CoreV1Api(api)
-        self.discovery = client.DiscoveryV1Api(api)
+        self.custom = kube.CustomObjectsApi(api)
+        self.core = kube.CoreV1Api(api)
+        self.discovery = kube.DiscoveryV1Api(api)
         self.probe_timeout_s = probe_timeout_s
         self.registry = registry or CollectorRegistry()
         self.metrics = ControllerMetrics(self.registry)
