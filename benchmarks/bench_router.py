@@ -35,19 +35,16 @@ from rich.table import Table
 
 from netaware.core.balancing import POLICIES
 from netaware.router.loadgen import open_loop
-from netaware.router.testbed import HOST, ReplicaSpec, Testbed, attempts_per_replica, drain, running
+from netaware.router.testbed import ReplicaSpec, Testbed, attempts_per_replica, drain, running
 
 console = Console()
-PORT_BASE = 31000
 LOAD_STEPS = (0.5, 0.7, 0.9, 1.1, 1.3, 1.5)
 SLOWED = 2
 REPLICAS = 8
 
 
 def replica_specs(work_ms: float) -> list[ReplicaSpec]:
-    return [
-        ReplicaSpec(port=PORT_BASE + i, work_ms=work_ms * (2 if i < SLOWED else 1), capacity=1) for i in range(REPLICAS)
-    ]
+    return [ReplicaSpec(port=0, work_ms=work_ms * (2 if i < SLOWED else 1), capacity=1) for i in range(REPLICAS)]
 
 
 def capacity_per_s(specs: list[ReplicaSpec]) -> float:
@@ -56,15 +53,11 @@ def capacity_per_s(specs: list[ReplicaSpec]) -> float:
 
 def policies_under_load(testbed: Testbed, work_ms: float, step_s: float) -> list[dict[str, Any]]:
     specs = replica_specs(work_ms)
-    for spec in specs:
-        testbed.start_replica(spec)
-    addresses = [spec.address for spec in specs]
-    slowed = {spec.address for spec in specs[:SLOWED]}
-    routers = {}
-    for index, policy in enumerate(POLICIES):
-        port, admin = PORT_BASE + 100 + index, PORT_BASE + 200 + index
-        testbed.start_router(port, admin, addresses, policy, "--seed", str(index))
-        routers[policy] = (port, f"{HOST}:{admin}")
+    addresses = [testbed.start_replica(spec) for spec in specs]
+    slowed = set(addresses[:SLOWED])
+    routers = {
+        policy: testbed.start_router(addresses, policy, "--seed", str(index)) for index, policy in enumerate(POLICIES)
+    }
     capacity = capacity_per_s(specs)
     console.print(
         f"[bold]policies[/]: {REPLICAS} replicas ({SLOWED} slowed to {2 * work_ms:.0f} ms, the rest "
@@ -77,12 +70,13 @@ def policies_under_load(testbed: Testbed, work_ms: float, step_s: float) -> list
         for step_index, load in enumerate(LOAD_STEPS):
             rotation = step_index % len(POLICIES)
             for policy in POLICIES[rotation:] + POLICIES[:rotation]:
-                port, admin = routers[policy]
-                before = attempts_per_replica(admin)
+                router = routers[policy]
+                before = attempts_per_replica(router.admin)
                 report = uvloop.run(
-                    open_loop(f"http://{HOST}:{port}/", rate_per_s=load * capacity, duration_s=step_s, seed=step_index)
-                )
-                after = attempts_per_replica(admin)
+                    open_loop(f"http://{router.listen}/", rate_per_s=load * capacity, duration_s=step_s,
+                              seed=step_index)
+                )  # fmt: skip
+                after = attempts_per_replica(router.admin)
                 sent = {r: after.get(r, 0.0) - before.get(r, 0.0) for r in addresses}
                 total = sum(sent.values()) or 1.0
                 rows.append(
@@ -145,10 +139,9 @@ def plot_policies(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def proxy_overhead(testbed: Testbed, rate: float, duration_s: float, rounds: int) -> dict[str, float]:
-    backend = ReplicaSpec(port=PORT_BASE + 50, work_ms=0.0, capacity=0)
-    testbed.start_replica(backend, threads=64)
-    testbed.start_router(PORT_BASE + 150, PORT_BASE + 250, [backend.address], "prequal")
-    targets = {"direct": f"http://{backend.address}/", "via router": f"http://{HOST}:{PORT_BASE + 150}/"}
+    backend = testbed.start_replica(ReplicaSpec(port=0, work_ms=0.0, capacity=0), threads=64)
+    router = testbed.start_router([backend], "prequal")
+    targets = {"direct": f"http://{backend}/", "via router": f"http://{router.listen}/"}
     latencies: dict[str, list[float]] = {name: [] for name in targets}
     for round_index in range(rounds):
         for name, url in targets.items():

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,13 +19,12 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
-from werkzeug.serving import make_server
 
 from netaware.aggregator.app import create_app
+from tests.conftest import serving
 
 pytestmark = pytest.mark.browser
 
-PORT = 32700
 TOKEN = "page"
 NODES = ["node-a", "node-b", "node-c"]
 NOW = time.time()
@@ -52,10 +50,8 @@ def url() -> Iterator[str]:
         answer = client.post("/v1/reports", json={"node": node, "measuredAt": at, "peers": peers},
                              headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
         assert answer.status_code == 202, answer.get_json()
-    server = make_server("127.0.0.1", PORT, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{PORT}/"
-    server.shutdown()
+    with serving(app) as url:
+        yield f"{url}/"
 
 
 def headless(*args: str) -> subprocess.CompletedProcess[str]:

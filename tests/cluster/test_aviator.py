@@ -28,7 +28,7 @@ from kubernetes.client import ApiException
 
 from netaware.kube.converters import GROUP, VERSION
 from netaware.lab.emulating import remove_namespace, run_commands
-from netaware.router.testbed import HOST, ReplicaSpec, Testbed, running, wait_until_answering
+from netaware.router.testbed import HOST, ReplicaSpec, Testbed, logged_fields, running, wait_until_answering
 
 from .conftest import Cluster, kubectl, wait_for
 
@@ -36,8 +36,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.netns]
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "default"
-PORTS = 32400  # below the ephemeral range (32768+), where outgoing connections could hold it
-METRICS_PORT = PORTS + 90
+PORTS = 32400  # inside the test's own network namespace, where nothing else listens
 NETNS = "naav-replicas"
 REPLICA_HOST = "10.250.0.2"
 FAST = [ReplicaSpec(port=PORTS + i, work_ms=2.0, capacity=4, host=REPLICA_HOST, netns=NETNS) for i in range(2)]
@@ -74,14 +73,16 @@ def replicas(replica_network: None, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="module")
-def controller(cluster: Cluster, replicas: Testbed) -> Iterator[None]:
+def controller(cluster: Cluster, replicas: Testbed) -> str:
+    """The controller's status address (/healthz, /metrics), on a port the kernel picked."""
     replicas.start(  # stopped with the replicas
         "controller",
         [sys.executable, "-m", "netaware.router.commands", "controller", "--kubeconfig", cluster.status["kubeconfig"],
-         "--namespace", NAMESPACE, "--metrics", f"{HOST}:{METRICS_PORT}"],
+         "--namespace", NAMESPACE, "--metrics", f"{HOST}:0"],
     )  # fmt: skip
-    wait_until_answering(f"http://{HOST}:{METRICS_PORT}/healthz", replicas, "controller")
-    yield
+    address = replicas.logged("controller", logged_fields("aviator controller running", "metrics"))["metrics"]
+    wait_until_answering(f"http://{address}/healthz", replicas, "controller")
+    return address
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +126,7 @@ def selected(cluster: Cluster) -> list[str]:
     return sorted((read_policy(cluster, "web-fast").get("status") or {}).get("selectedEndpoints", []))
 
 
-def test_topn_policy_keeps_the_fast_endpoints(cluster: Cluster, controller: None, target: None) -> None:
+def test_topn_policy_keeps_the_fast_endpoints(cluster: Cluster, controller: str, target: None) -> None:
     cluster.custom.create_namespaced_custom_object(
         GROUP, VERSION, NAMESPACE, "aviatorpolicies",
         policy("web-fast", {"algorithm": "TopN", "topN": 2}, circuitBreaker={"minRequests": 1, "errorRatio": 0.5,
@@ -155,20 +156,20 @@ def test_topn_policy_keeps_the_fast_endpoints(cluster: Cluster, controller: None
     assert row.split()[:5] == ["web-fast", "web", "TopN", "2", "3"]
 
 
-def test_a_dead_endpoint_is_dropped_and_replaced(cluster: Cluster, replicas: Testbed) -> None:
+def test_a_dead_endpoint_is_dropped_and_replaced(cluster: Cluster, replicas: Testbed, controller: str) -> None:
     dead = FAST[0]
-    replicas.kill(f"replica-{dead.port}")
+    replicas.kill_replica(dead.address)
     survivors = sorted([FAST[1].address, SLOW.address])
     wait_for(lambda: selected(cluster) == survivors, timeout_s=30, what="the dead endpoint to be replaced")
     status = read_policy(cluster, "web-fast")["status"]
     assert slice_addresses(cluster) == set(survivors)
     assert "probes failed" in status["message"]
-    metrics = requests.get(f"http://{HOST}:{METRICS_PORT}/metrics", timeout=5).text
+    metrics = requests.get(f"http://{controller}/metrics", timeout=5).text
     assert 'netaware_aviator_probes_total{outcome="error"}' in metrics
     assert 'netaware_aviator_selection_changes_total{namespace="default",policy="web-fast"}' in metrics
 
 
-def test_a_policy_that_cannot_be_evaluated_says_why(cluster: Cluster, controller: None) -> None:
+def test_a_policy_that_cannot_be_evaluated_says_why(cluster: Cluster, controller: str) -> None:
     cluster.custom.create_namespaced_custom_object(
         GROUP, VERSION, NAMESPACE, "aviatorpolicies", policy("web-broken", {"algorithm": "Percentage"})
     )
@@ -179,7 +180,7 @@ def test_a_policy_that_cannot_be_evaluated_says_why(cluster: Cluster, controller
     cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "aviatorpolicies", "web-broken")
 
 
-def test_deleting_the_policy_removes_what_it_owned(cluster: Cluster, controller: None) -> None:
+def test_deleting_the_policy_removes_what_it_owned(cluster: Cluster, controller: str) -> None:
     assert slice_addresses(cluster)
     cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "aviatorpolicies", "web-fast")
 

@@ -22,7 +22,7 @@ from kubernetes.client import ApiException
 
 from netaware.aggregator.app import create_app
 from netaware.kube.converters import GROUP, VERSION
-from netaware.router.testbed import running, wait_until_answering
+from netaware.router.testbed import gunicorn_listening, running, wait_until_answering
 
 from .conftest import Cluster, kubectl, wait_for
 
@@ -31,7 +31,6 @@ pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "cluster-token"
 NODES = ["probe-a", "probe-b"]
-PORT = 32680  # below the ephemeral range
 
 
 def aggregator(cluster: Cluster) -> Any:
@@ -102,28 +101,29 @@ def test_the_aggregator_process_takes_nodes_and_zones_from_the_cluster(cluster: 
     with running(tmp_path / "logs") as processes:
         processes.start(
             "aggregator",
-            [sys.executable, "-m", "netaware.aggregator", "--host", "127.0.0.1", "--port", str(PORT), "--kubeconfig",
+            [sys.executable, "-m", "netaware.aggregator", "--host", "127.0.0.1", "--port", "0", "--kubeconfig",
              cluster.status["kubeconfig"], "--token-file", str(token), "--journal", str(tmp_path / "journal.jsonl")],
         )  # fmt: skip
-        wait_until_answering(f"http://127.0.0.1:{PORT}/healthz", processes, "aggregator")
+        url = f"http://{processes.logged('aggregator', gunicorn_listening)['address']}"  # the port the kernel picked
+        wait_until_answering(f"{url}/healthz", processes, "aggregator")
         nodes = cluster.core.list_node().items
         names = sorted(n.metadata.name for n in nodes)
-        assert sorted(requests.get(f"http://127.0.0.1:{PORT}/v1/topology", timeout=5).json()["nodes"]) == names
+        assert sorted(requests.get(f"{url}/v1/topology", timeout=5).json()["nodes"]) == names
         by_zone: dict[str, list[str]] = {}
         for node in nodes:
             by_zone.setdefault(node.metadata.labels["topology.kubernetes.io/zone"], []).append(node.metadata.name)
         (a1, a2), (b1, b2) = (sorted(members)[:2] for _, members in sorted(by_zone.items())[:2])
         peer = {"peer": b1, "sent": 10, "received": 10, "rttMs": 30.0}
         answer = requests.post(
-            f"http://127.0.0.1:{PORT}/v1/reports", json={"node": a1, "measuredAt": time.time(), "peers": [peer]},
+            f"{url}/v1/reports", json={"node": a1, "measuredAt": time.time(), "peers": [peer]},
             headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5,
         )  # fmt: skip
         assert answer.status_code == 202, answer.text
-        links = requests.get(f"http://127.0.0.1:{PORT}/v1/topology", timeout=5).json()["links"]
+        links = requests.get(f"{url}/v1/topology", timeout=5).json()["links"]
         unmeasured = next(k for k in links if (k["origin"], k["destination"]) == (a2, b2))
         assert (unmeasured["source"], unmeasured["rttMs"]) == ("estimated", 30.0)  # the two zones' measured mean
         unknown = requests.post(
-            f"http://127.0.0.1:{PORT}/v1/reports", json={"node": "not-a-node", "measuredAt": 1, "peers": []},
+            f"{url}/v1/reports", json={"node": "not-a-node", "measuredAt": 1, "peers": []},
             headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5,
         )  # fmt: skip
         assert unknown.status_code == 422

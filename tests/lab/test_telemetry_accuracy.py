@@ -18,17 +18,16 @@ from typing import Any
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from netaware.aggregator.app import ReportJournal, create_app
 from netaware.core.links import LinkShape
 from netaware.core.topology import LEVEL_SHIFT_ROUNDS
 from netaware.lab.emulating import EmulatedNetwork
 from netaware.probe.agent import AgentSettings, ProbeAgent
+from tests.conftest import serving
 
 pytestmark = pytest.mark.netns
 
-PORT = 32600  # below the ephemeral range
 TOKEN = "lab-token"
 NODES = ["a", "b", "c"]
 SHAPES = {
@@ -61,10 +60,8 @@ def aggregator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         token=TOKEN, nodes=lambda: NODES, journal=ReportJournal(tmp_path_factory.mktemp("agg") / "journal.jsonl"),
         ttl_s=TTL_S, bandwidth_slot_s=5.0, bandwidth_test_s=3,
     )  # fmt: skip
-    server = make_server("127.0.0.1", PORT, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{PORT}"
-    server.shutdown()
+    with serving(app) as url:
+        yield url
 
 
 def agent_for(node: str, network: EmulatedNetwork, url: str, probes: int = 200) -> ProbeAgent:
@@ -148,10 +145,7 @@ def test_a_raised_delay_shows_within_the_level_shift_rounds(tmp_path_factory: py
     """The aggregator holds back one odd round (outlier) but follows LEVEL_SHIFT_ROUNDS rounds on the new level:
     with the agents' 10-s rounds and 5-s publishing, a changed link shows within 35 s."""
     app = create_app(token=TOKEN, nodes=lambda: ["a", "b"], ttl_s=600)
-    server = make_server("127.0.0.1", PORT + 1, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{PORT + 1}"
-    try:
+    with serving(app) as url:
 
         def rtt_after_round(network: EmulatedNetwork) -> float:
             agent = agent_for("a", network, url, probes=20)
@@ -169,5 +163,3 @@ def test_a_raised_delay_shows_within_the_level_shift_rounds(tmp_path_factory: py
             seen = [rtt_after_round(network) for _ in range(LEVEL_SHIFT_ROUNDS)]
         assert seen[0] < 20.0, seen  # one round at the new level is held back as an outlier...
         assert abs(seen[-1] - 50.0) <= 5.0, seen  # ...and LEVEL_SHIFT_ROUNDS rounds in a row move the estimate
-    finally:
-        server.shutdown()

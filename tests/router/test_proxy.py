@@ -25,10 +25,9 @@ from netaware.core.balancing import make_balancer
 from netaware.router.loadgen import open_loop
 from netaware.router.proxy import Router
 from netaware.router.testbed import HOST, ReplicaSpec, Testbed, attempts_per_replica, running
+from tests.conftest import unused_port
 
 pytestmark = pytest.mark.processes
-
-PORTS = 32000  # below the ephemeral range (32768+), where outgoing connections could hold it
 
 
 class Echo(BaseHTTPRequestHandler):
@@ -62,17 +61,17 @@ def testbed(tmp_path: Path) -> Iterator[Testbed]:
 
 @pytest.fixture
 def echo() -> Iterator[str]:
-    server = ThreadingHTTPServer((HOST, PORTS + 90), Echo)
+    server = ThreadingHTTPServer((HOST, 0), Echo)  # the kernel picks the port
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"{HOST}:{PORTS + 90}"
+    yield f"{HOST}:{server.server_port}"
     server.shutdown()
     server.server_close()
 
 
 def test_requests_are_forwarded_faithfully(testbed: Testbed, echo: str) -> None:
-    testbed.start_router(PORTS, PORTS + 1, [echo], "prequal")
+    router = testbed.start_router([echo], "prequal")
     answer = requests.post(
-        f"http://{HOST}:{PORTS}/orders/7?expand=items&x=1",
+        f"http://{router.listen}/orders/7?expand=items&x=1",
         data="hello",
         headers={"X-Trace": "abc", "Connection": "keep-alive, X-Secret", "Keep-Alive": "timeout=5", "X-Secret": "hop"},
         timeout=5,
@@ -89,7 +88,7 @@ def test_requests_are_forwarded_faithfully(testbed: Testbed, echo: str) -> None:
 
 
 def test_the_router_as_a_client_library(echo: str) -> None:
-    dead = f"{HOST}:{PORTS + 99}"
+    dead = f"{HOST}:{unused_port()}"
 
     async def use() -> tuple[list[int], list[str], int, int]:
         router = Router([echo, dead], make_balancer("round-robin"))
@@ -112,9 +111,9 @@ def test_the_router_as_a_client_library(echo: str) -> None:
 
 
 def test_admin_port_answers_health_metrics_and_state(testbed: Testbed, echo: str) -> None:
-    testbed.start_router(PORTS, PORTS + 1, [echo], "least-request")
-    requests.get(f"http://{HOST}:{PORTS}/", timeout=5).raise_for_status()
-    admin = f"http://{HOST}:{PORTS + 1}"
+    router = testbed.start_router([echo], "least-request")
+    requests.get(f"http://{router.listen}/", timeout=5).raise_for_status()
+    admin = f"http://{router.admin}"
     assert requests.get(f"{admin}/healthz", timeout=5).json() == {"status": "ok", "policy": "least-request"}
     assert 'netaware_router_requests_total{code="200"} 1.0' in requests.get(f"{admin}/metrics", timeout=5).text
     assert requests.get(f"{admin}/v1/state", timeout=5).json()["replicas"] == [echo]
@@ -122,19 +121,17 @@ def test_admin_port_answers_health_metrics_and_state(testbed: Testbed, echo: str
 
 @pytest.mark.parametrize("policy", ["prequal", "round-robin"])
 def test_a_replica_killed_mid_run_loses_no_idempotent_request(testbed: Testbed, policy: str) -> None:
-    specs = [ReplicaSpec(port=PORTS + 10 + i, work_ms=10.0, capacity=4) for i in range(4)]
-    for spec in specs:
-        testbed.start_replica(spec, threads=32)
-    testbed.start_router(PORTS, PORTS + 1, [s.address for s in specs], policy, "--seed", "1")
-    victim = specs[0]
-    killer = threading.Timer(2.0, testbed.kill, args=[f"replica-{victim.port}"])
+    replicas = [testbed.start_replica(ReplicaSpec(port=0, work_ms=10.0, capacity=4), threads=32) for _ in range(4)]
+    router = testbed.start_router(replicas, policy, "--seed", "1")
+    victim = replicas[0]
+    killer = threading.Timer(2.0, testbed.kill_replica, args=[victim])
     killer.start()
-    report = uvloop.run(open_loop(f"http://{HOST}:{PORTS}/", rate_per_s=100, duration_s=5, seed=3))
+    report = uvloop.run(open_loop(f"http://{router.listen}/", rate_per_s=100, duration_s=5, seed=3))
     killer.join()
     assert report.errors == 0, report.error_samples
     assert report.requests > 400
-    metrics = requests.get(f"http://{HOST}:{PORTS + 1}/metrics", timeout=5).text
-    failed_on_victim = f'netaware_router_attempts_total{{outcome="error",replica="{victim.address}"}}'
+    metrics = requests.get(f"http://{router.admin}/metrics", timeout=5).text
+    failed_on_victim = f'netaware_router_attempts_total{{outcome="error",replica="{victim}"}}'
     if policy == "round-robin":  # round-robin keeps sending the dead replica its turn: every one was retried
         assert failed_on_victim in metrics
         retries = next(line for line in metrics.splitlines() if line.startswith("netaware_router_retries_total"))
@@ -142,24 +139,23 @@ def test_a_replica_killed_mid_run_loses_no_idempotent_request(testbed: Testbed, 
 
 
 def test_a_post_to_a_dead_replica_is_not_retried(testbed: Testbed) -> None:
-    dead = f"{HOST}:{PORTS + 99}"  # nothing listens here
-    testbed.start_router(PORTS, PORTS + 1, [dead], "round-robin")
-    answer = requests.post(f"http://{HOST}:{PORTS}/", data="x", timeout=5)
+    dead = f"{HOST}:{unused_port()}"  # nothing listens here
+    router = testbed.start_router([dead], "round-robin")
+    answer = requests.post(f"http://{router.listen}/", data="x", timeout=5)
     assert answer.status_code == 502
     assert answer.json()["tried"] == [dead]
     assert dead in answer.json()["error"]
 
 
 def test_a_replica_failing_fast_gets_a_small_share(testbed: Testbed) -> None:
-    specs = [ReplicaSpec(port=PORTS + 20 + i, work_ms=10.0, capacity=4, fail_ratio=1.0 if i == 0 else 0.0)
-             for i in range(4)]  # fmt: skip
-    for spec in specs:
-        testbed.start_replica(spec, threads=32)
-    testbed.start_router(PORTS, PORTS + 1, [s.address for s in specs], "prequal", "--seed", "2")
-    report = uvloop.run(open_loop(f"http://{HOST}:{PORTS}/", rate_per_s=100, duration_s=5, seed=4))
-    attempts = attempts_per_replica(f"{HOST}:{PORTS + 1}")
-    share = attempts.get(specs[0].address, 0.0) / sum(attempts.values())
+    replicas = [testbed.start_replica(ReplicaSpec(port=0, work_ms=10.0, capacity=4, fail_ratio=1.0 if i == 0 else 0.0),
+                                      threads=32) for i in range(4)]  # fmt: skip
+    router = testbed.start_router(replicas, "prequal", "--seed", "2")
+    report = uvloop.run(open_loop(f"http://{router.listen}/", rate_per_s=100, duration_s=5, seed=4))
+    attempts = attempts_per_replica(router.admin)
+    failing = replicas[0]
+    share = attempts.get(failing, 0.0) / sum(attempts.values())
     # Uniform spreading would send it 25%; fail-fast with the lowest latency estimate would attract more.
     assert share < 0.05, attempts
-    assert attempts.get(specs[0].address, 0.0) >= 1  # it was tried, found failing, and then avoided
+    assert attempts.get(failing, 0.0) >= 1  # it was tried, found failing, and then avoided
     assert report.errors == 0, report.error_samples  # its 503s were retried elsewhere

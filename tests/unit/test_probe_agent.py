@@ -9,20 +9,17 @@ retried forever.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import icmplib
 import pytest
 import requests
 from flask import Flask
-from werkzeug.serving import make_server
 
 from netaware.aggregator.app import create_app
 from netaware.probe.agent import AgentSettings, ProbeAgent
+from tests.conftest import serving, unused_port
 
-PORT = 32650
-URL = f"http://127.0.0.1:{PORT}"
 TOKEN = "t0ken"
 PEERS = {"b": "10.0.0.2", "c": "10.0.0.3"}
 
@@ -35,8 +32,8 @@ def canned(addresses: list[str], count: int, interval_s: float) -> list[icmplib.
     return hosts
 
 
-def agent(buffer_size: int = 10) -> ProbeAgent:
-    settings = AgentSettings(node="a", peers=PEERS, aggregator_url=URL, token=TOKEN, probes=4, buffer_size=buffer_size)
+def agent(url: str, buffer_size: int = 10) -> ProbeAgent:
+    settings = AgentSettings(node="a", peers=PEERS, aggregator_url=url, token=TOKEN, probes=4, buffer_size=buffer_size)
     return ProbeAgent(settings, pinger=canned, clock=lambda: 1_000_000.0)
 
 
@@ -45,43 +42,35 @@ def aggregator_app() -> Flask:
 
 
 @pytest.fixture
-def aggregator() -> Iterator[None]:
-    server = make_server("127.0.0.1", PORT, aggregator_app(), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield
-    server.shutdown()
-    server.server_close()
+def aggregator() -> Iterator[str]:
+    with serving(aggregator_app()) as url:
+        yield url
 
 
 def test_a_round_reports_medians_and_counts() -> None:
-    report = agent().measure()
+    report = agent(f"http://127.0.0.1:{unused_port()}").measure()
     b, c = report["peers"]
     assert (b["peer"], b["sent"], b["received"], b["rttMs"]) == ("b", 4, 4, 5.5)  # median, not the 50 ms outlier
     assert (c["peer"], c["sent"], c["received"]) == ("c", 4, 0) and "rttMs" not in c
 
 
 def test_reports_wait_while_the_aggregator_is_down_and_arrive_in_order() -> None:
-    probe = agent(buffer_size=3)
+    port = unused_port()
+    probe = agent(f"http://127.0.0.1:{port}", buffer_size=3)
     for _ in range(5):
         probe.enqueue(probe.measure())
     assert probe.deliver(now_s=0.0) == 0  # nothing listens yet
     assert (len(probe.pending), probe.dropped) == (3, 2)
-    server = make_server("127.0.0.1", PORT, aggregator_app(), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(aggregator_app(), port=port) as url:
         assert probe.deliver(now_s=0.1) == 0  # still backing off (0.5 s after the failure)
         assert probe.deliver(now_s=1.0) == 3
         assert not probe.pending
-        links = requests.get(f"{URL}/v1/topology", timeout=5).json()["links"]
+        links = requests.get(f"{url}/v1/topology", timeout=5).json()["links"]
         assert any(link["origin"] == "a" and link["destination"] == "b" for link in links)
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
-def test_a_refused_report_is_dropped_not_retried(aggregator: None) -> None:
-    probe = agent()
+def test_a_refused_report_is_dropped_not_retried(aggregator: str) -> None:
+    probe = agent(aggregator)
     probe.enqueue({"node": "a", "measuredAt": 1, "peers": [{"peer": "zz", "sent": 1, "received": 1, "rttMs": 1}]})
     probe.enqueue(probe.measure())
     assert probe.deliver(now_s=0.0) == 1  # the refused one is gone, the good one delivered

@@ -420,7 +420,8 @@ def run_controller(arguments: argparse.Namespace) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     log.info(
-        "aviator controller running", extra={"namespace": arguments.namespace or "(all)", "metrics": f"{host}:{port}"}
+        "aviator controller running",
+        extra={"namespace": arguments.namespace or "(all)", "metrics": f"{host}:{server.server_port}"},  # port 0 works
     )
     controller.run(stop)
     server.shutdown()

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -259,6 +260,11 @@ def admin_app(router: Router) -> web.Application:
     return app
 
 
+def _address(listener: socket.socket) -> str:
+    host, port = listener.getsockname()[:2]
+    return f"{host}:{port}"
+
+
 async def serve(router: Router, *, host: str, port: int, admin_host: str, admin_port: int) -> None:
     """Serve the proxy and its admin port until cancelled."""
     proxy_runner = web.AppRunner(proxy_app(router), access_log=None)
@@ -266,11 +272,14 @@ async def serve(router: Router, *, host: str, port: int, admin_host: str, admin_
     await proxy_runner.setup()
     await admin_runner.setup()
     try:
-        await web.TCPSite(proxy_runner, host, port, backlog=1024, reuse_address=True).start()
-        await web.TCPSite(admin_runner, admin_host, admin_port, reuse_address=True).start()
+        # Sockets of our own, so that port 0 works: the kernel picks a free port and the log says which.
+        proxy_socket = socket.create_server((host, port), backlog=1024)
+        admin_socket = socket.create_server((admin_host, admin_port))
+        await web.SockSite(proxy_runner, proxy_socket).start()
+        await web.SockSite(admin_runner, admin_socket).start()
         log.info(
             "router serving",
-            extra={"listen": f"{host}:{port}", "admin": f"{admin_host}:{admin_port}", "policy": router.balancer.name,
+            extra={"listen": _address(proxy_socket), "admin": _address(admin_socket), "policy": router.balancer.name,
                    "replicas": router.replicas},
         )  # fmt: skip
         with contextlib.suppress(asyncio.CancelledError):

@@ -4,12 +4,14 @@ its own capacity) and routers (`netaware-router proxy`), started, waited for, dr
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,11 +22,42 @@ from netaware import processes
 from netaware.router.replica import PROBE_PATH
 
 HOST = "127.0.0.1"
+GUNICORN_LISTENING = re.compile(r"Listening at: http://(?P<address>[^ ]+)")
+
+
+def gunicorn_listening(line: str) -> dict[str, str] | None:
+    """gunicorn's own start line ("Listening at: http://127.0.0.1:40123 (pid)"): the address it bound."""
+    found = GUNICORN_LISTENING.search(line)
+    return found.groupdict() if found else None
+
+
+def logged_fields(message: str, *keys: str) -> Callable[[str], dict[str, str] | None]:
+    """An extractor for `Testbed.logged`: `keys` of the structured log line whose message is `message` (the line a
+    service writes once it listens, with the addresses it bound)."""
+
+    def extract(line: str) -> dict[str, str] | None:
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if isinstance(entry, dict) and entry.get("message") == message:
+                return {key: str(entry[key]) for key in keys}
+        return None
+
+    extract.__name__ = repr(message)
+    return extract
+
+
+@dataclass(frozen=True)
+class RouterAddresses:
+    listen: str
+    """Where the proxy takes requests."""
+    admin: str
+    """/healthz, /metrics, /v1/state."""
 
 
 @dataclass(frozen=True)
 class ReplicaSpec:
     port: int
+    """0: the kernel picks a free port (`start_replica` returns the address it got)."""
     work_ms: float
     capacity: int = 1
     fail_ratio: float = 0.0
@@ -44,6 +77,8 @@ class Testbed:
     __test__ = False  # not a pytest test class, whatever its name says
     log_dir: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    replicas: dict[str, str] = field(default_factory=dict)
+    """A started replica's address -> its process name."""
 
     def start(self, name: str, argv: list[str]) -> None:
         """Start `argv` as `name`, its output in `<log_dir>/<name>.log`."""
@@ -51,24 +86,55 @@ class Testbed:
         # A session of its own, so a kill reaches gunicorn's worker too, not only its master.
         self.processes[name] = processes.spawn(argv, log=self.log_dir / f"{name}.log", env=env)
 
-    def start_replica(self, spec: ReplicaSpec, *, threads: int = 256) -> None:
+    def start_replica(self, spec: ReplicaSpec, *, threads: int = 256) -> str:
+        """Start a replica and wait until it answers; returns its address (the port the kernel picked for port 0)."""
+        name = f"replica-{spec.port or len(self.processes)}"
         inside = ["ip", "netns", "exec", spec.netns] if spec.netns else []
         self.start(
-            f"replica-{spec.port}",
-            [*inside, sys.executable, "-m", "netaware.workloads.commands", "serve", "--name", f"replica-{spec.port}",
+            name,
+            [*inside, sys.executable, "-m", "netaware.workloads.commands", "serve", "--name", name,
              "--host", spec.host, "--port", str(spec.port), "--work-ms", str(spec.work_ms), "--capacity",
              str(spec.capacity), "--fail-ratio", str(spec.fail_ratio), "--threads", str(threads),
              "--payload-bytes", "256"],
         )  # fmt: skip
-        wait_until_answering(f"http://{spec.address}/healthz", self, f"replica-{spec.port}")
+        address = spec.address if spec.port else self.logged(name, gunicorn_listening)["address"]
+        wait_until_answering(f"http://{address}/healthz", self, name)
+        self.replicas[address] = name
+        return address
 
-    def start_router(self, port: int, admin_port: int, replicas: Sequence[str], policy: str, *extra: str) -> None:
+    def start_router(
+        self, replicas: Sequence[str], policy: str, *extra: str, port: int = 0, admin_port: int = 0
+    ) -> RouterAddresses:
+        """Start a router over `replicas` and wait until it answers; port 0 (the default) lets the kernel pick."""
+        name = f"router-{policy}-{port or len(self.processes)}"
         argv = [sys.executable, "-m", "netaware.router.commands", "proxy", "--listen", f"{HOST}:{port}",
                 "--admin", f"{HOST}:{admin_port}", "--policy", policy, *extra]  # fmt: skip
         for replica in replicas:
             argv += ["--replica", replica]
-        self.start(f"router-{policy}-{port}", argv)
-        wait_until_answering(f"http://{HOST}:{admin_port}/healthz", self, f"router-{policy}-{port}")
+        self.start(name, argv)
+        serving = self.logged(name, logged_fields("router serving", "listen", "admin"))
+        addresses = RouterAddresses(listen=serving["listen"], admin=serving["admin"])
+        wait_until_answering(f"http://{addresses.admin}/healthz", self, name)
+        return addresses
+
+    def logged(
+        self, name: str, extract: Callable[[str], dict[str, str] | None], timeout_s: float = 30.0
+    ) -> dict[str, str]:
+        """What `extract` finds in the first line of a process's log it recognises, waiting for that line."""
+        log = self.log_dir / f"{name}.log"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(FileNotFoundError):
+                for line in log.read_text(errors="replace").splitlines():
+                    if (found := extract(line)) is not None:
+                        return found
+            if (reason := self.exited(name)) is not None:
+                raise RuntimeError(reason)
+            time.sleep(0.05)
+        raise TimeoutError(f"{name} logged no {extract.__name__} line within {timeout_s:.0f} s")
+
+    def kill_replica(self, address: str) -> None:
+        self.kill(self.replicas.pop(address))
 
     def kill(self, name: str) -> None:
         """SIGKILL a process and everything it started (a replica's gunicorn worker): a crash, not a shutdown."""
