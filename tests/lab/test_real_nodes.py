@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -322,20 +323,41 @@ def lab_processes(state_dir: Path) -> list[str]:
     return found
 
 
-def test_down_after_kill_9_of_every_lab_process_leaves_nothing(
-    lab: tuple[LabConfig, client.ApiClient, ClusterSettings],
-) -> None:
-    config, api, _ = lab
+def crash_everything(config: LabConfig) -> None:
+    """`kill -9` of every lab process at once: daemon, kubelets, containerds, shims, pods."""
     state = status(config.state_dir)
     running = lab_processes(config.state_dir)
     names = " ".join(running)
     for program in ("kubelet", "containerd --config", "kube-proxy", "containerd-shim", "coredns"):
         assert program in names, f"{program} should run before the crash"
-    for line in running:  # a crash of everything at once: daemon, kubelets, containerds, shims, pods
+    for line in running:
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(line.split(":")[0]), signal.SIGKILL)
-    os.kill(state["pid"], signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(state["pid"], signal.SIGKILL)
     time.sleep(1)
+
+
+def test_up_over_the_state_folder_of_a_crashed_lab_comes_up_clean(
+    lab: tuple[LabConfig, client.ApiClient, ClusterSettings],
+) -> None:
+    config, api, _ = lab
+    crash_everything(config)
+    up(config)  # no `down` first: the stale pid file, mounts, cgroups and bridge are the crash's
+    items = client.CoreV1Api(api).list_node(label_selector=f"netaware.io/lab={PREFIX}").items
+    assert len(items) == config.nodes
+    assert all({c.type: c.status for c in n.status.conditions}["Ready"] == "True" for n in items)
+    kubelets = [
+        line for line in lab_processes(config.state_dir) if line.split(": ", 1)[1].split()[0].endswith("kubelet")
+    ]
+    assert len(kubelets) == config.nodes, kubelets  # one per node: nothing of the crashed run still runs
+
+
+def test_down_after_kill_9_of_every_lab_process_leaves_nothing(
+    lab: tuple[LabConfig, client.ApiClient, ClusterSettings],
+) -> None:
+    config, api, _ = lab
+    crash_everything(config)
     down(config.state_dir, config.kubeconfig, prefix=PREFIX)
     assert lab_processes(config.state_dir) == []
     assert lab_mounts(config.state_dir) == []
@@ -343,6 +365,8 @@ def test_down_after_kill_9_of_every_lab_process_leaves_nothing(
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=False).stdout
     assert PREFIX not in tables
     assert subprocess.run(["ip", "link", "show", f"{PREFIX}m"], capture_output=True, check=False).returncode != 0
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=False).stdout
+    assert f" {PREFIX}m" not in links  # nor a node's management veth (its namespace may outlive the crash a while)
     routes = subprocess.run(["ip", "route", "show"], capture_output=True, text=True, check=False).stdout
     assert f"10.{SUBNET}." not in routes
     assert not (config.state_dir / "kernel-sysctls.json").exists()
@@ -382,6 +406,17 @@ def test_missing_images_name_make_images(
     monkeypatch.setenv("NETAWARE_IMAGES_DIR", str(tmp_path / "no-images"))
     with pytest.raises(LabError, match=r"image archive .* is missing \(run `make images`\)"):
         up(lab_config)
+    nothing_made(lab_config)
+
+
+def test_a_missing_debian_package_names_make_debian(lab_config: LabConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_which = shutil.which
+    monkeypatch.setattr(
+        shutil, "which", lambda command, *a, **k: None if command == "containerd" else real_which(command)
+    )
+    with pytest.raises(LabError, match=r"^missing Debian packages: containerd \(run `make debian`") as error:
+        up(lab_config)
+    assert "\n" not in str(error.value)
     nothing_made(lab_config)
 
 

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -59,6 +60,11 @@ NODE_MEMORY_MIB = 400
 """Memory one real node is given room for: idle it takes ~195 MiB (kubelet 83, kube-proxy 58, containerd 46), plus
 ~14 MiB per pod shim and the pods themselves."""
 REQUIRED = {"containerd": "containerd", "runc": "runc", "ctr": "containerd", "nsenter": "util-linux", "nft": "nftables"}
+
+
+def management_veth(prefix: str, index: int) -> str:
+    """The root namespace's end of node `index`'s management veth (on the bridge `<prefix>m`)."""
+    return f"{prefix}m{index}"[:15]
 
 
 class NodeBootError(RuntimeError):
@@ -210,7 +216,7 @@ class RealNodes:
 
     def _prepare(self, node: RealNode) -> None:
         """The node's management veth and routes, cgroup parent, mount namespace and files."""
-        host_end = f"{self.prefix}m{node.index}"[:15]
+        host_end = management_veth(self.prefix, node.index)
         ns = node.netns
         run_commands(
             [
@@ -398,6 +404,15 @@ def sweep(*, prefix: str, subnet: int, state_dir: Path) -> list[str]:
     if _run(["ip", "link", "show", f"{prefix}m"[:15]], check=False).returncode == 0:
         _run(["ip", "link", "del", f"{prefix}m"[:15]], check=False)
         removed.append(f"bridge {prefix}m")
+    # The nodes' veths too, by name: deleting a node's namespace frees the pair only once the kernel lets the
+    # namespace go, which after a crash waits minutes for its orphaned TCP sockets to time out (a `lab up` right
+    # after such a `down` met "narealm0: File exists"). Deleting the root end frees the name now.
+    links = json.loads(_run(["ip", "-j", "link", "show"], check=False).stdout or "[]")
+    for link in links:
+        name = str(link.get("ifname", ""))
+        if re.fullmatch(rf"{re.escape(prefix)}m\d+", name):
+            _run(["ip", "link", "del", name], check=False)
+            removed.append(f"veth {name}")
     if _run(["nft", "list", "table", "ip", prefix], check=False).returncode == 0:
         _run(["nft", "delete", "table", "ip", prefix], check=False)
         removed.append(f"nftables table ip {prefix}")
