@@ -2,7 +2,8 @@
 
 Checks: a ping across a link shaped to 10 ms each way shows a median RTT of 20 ms (within 10% or 1 ms); loss over 1,000
 probes is within 2 points of the configured ratio; iperf3 over a 20 Mbit/s link measures the rate within 15%;
-after stop() no namespace is left. Needs root: without it the tier fails loudly instead of skipping silently.
+after stop() no namespace is left; a link where no probe is answered is left unmeasured (the worst cost), never
+given an RTT of 0. Needs root: without it the tier fails loudly instead of skipping silently.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from netaware.core.costs import build_link_costs
 from netaware.core.links import LinkShape
 from netaware.lab.emulating import EmulatedNetwork, emulated_link
+from netaware.lab.measuring import measure_topology
 
 pytestmark = pytest.mark.netns
 
@@ -101,3 +104,15 @@ def test_a_three_zone_profile_shapes_each_pair_of_a_multi_node_lab() -> None:
                 result,
             )
     assert "natest4" not in namespaces()
+
+
+def test_a_link_where_no_probe_is_answered_is_left_unmeasured_never_priced_as_free() -> None:
+    cut = LinkShape(delay_ms=1, loss_ratio=1.0)  # every echo request a -> b is lost, so neither direction answers
+    with EmulatedNetwork("natest5", ["a", "b", "c"], {("a", "b"): cut}, subnet=215) as network:
+        topology = measure_topology(network, probes=5, interval_s=0.01, bandwidth_seconds=0)
+    assert topology.link("a", "b") is None and topology.link("b", "a") is None
+    assert topology.link("a", "c") is not None and topology.link("c", "b") is not None
+    costs = build_link_costs(topology.dense())
+    index = {node: i for i, node in enumerate(topology.dense().nodes)}
+    assert costs.cost[index["a"], index["b"]] == pytest.approx(costs.worst_link_cost)
+    assert costs.cost[index["a"], index["c"]] < costs.worst_link_cost

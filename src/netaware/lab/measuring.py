@@ -21,7 +21,11 @@ from netaware.lab.emulating import EmulatedNetwork
 from netaware.netns import run_in
 
 
-def ping_pair(network: EmulatedNetwork, origin: str, destination: str, *, count: int, interval_s: float) -> LinkMetrics:
+def ping_pair(
+    network: EmulatedNetwork, origin: str, destination: str, *, count: int, interval_s: float
+) -> LinkMetrics | None:
+    """The link's figures, or None when no probe was answered: a dead link has no RTT, and an RTT of 0 would make it
+    look like the best link there is. Left out, the pair is unmeasured, which the cost function prices as the worst."""
     address = network.address_of(destination)
 
     def probe() -> icmplib.Host:
@@ -29,9 +33,11 @@ def ping_pair(network: EmulatedNetwork, origin: str, destination: str, *, count:
 
     host = run_in(network.namespace_of(origin), probe, timeout_s=count * (interval_s + 1.0) + 10)
     rtts = list(host.rtts)
+    if not rtts:
+        return None
     return LinkMetrics(
         # The median, robust to a probe delayed by a busy moment of the 2-core machine (what the agents report).
-        rtt_ms=statistics.median(rtts) if rtts else 0.0,
+        rtt_ms=statistics.median(rtts),
         loss_ratio=host.packet_loss,
         jitter_ms=host.jitter,
         samples=host.packets_sent,
@@ -56,14 +62,16 @@ def measure_topology(
     `bandwidth_seconds` 0 skips it, leaving bandwidth unmeasured, which the cost function prices as the worst)."""
     pairs = [(o, d) for o in network.nodes for d in network.nodes if o != d]
     with ThreadPoolExecutor(max_workers=min(32, len(pairs) or 1)) as pool:
-        pinged = dict(
-            zip(
-                pairs,
-                pool.map(lambda pair: ping_pair(network, *pair, count=probes, interval_s=interval_s), pairs),
-                strict=True,
-            )
+        answered = zip(
+            pairs,
+            pool.map(lambda pair: ping_pair(network, *pair, count=probes, interval_s=interval_s), pairs),
+            strict=True,
         )
-    progress(f"ICMP: {len(pairs)} links x {probes} probes")
+        pinged = {pair: metrics for pair, metrics in answered if metrics is not None}
+    dead = len(pairs) - len(pinged)
+    progress(
+        f"ICMP: {len(pairs)} links x {probes} probes" + (f", {dead} answered nothing (left unmeasured)" if dead else "")
+    )
     if bandwidth_seconds <= 0:
         return Topology.from_links(pinged, network.nodes)
     servers = [
@@ -77,7 +85,7 @@ def measure_topology(
     links = {}
     try:
         time.sleep(0.3)  # the servers bind
-        for index, pair in enumerate(pairs, 1):
+        for index, pair in enumerate(pinged, 1):
             rate = iperf_pair(network, *pair, seconds=bandwidth_seconds)
             metrics = pinged[pair]
             links[pair] = LinkMetrics(
@@ -88,7 +96,7 @@ def measure_topology(
                 samples=metrics.samples,
                 measured_at_s=metrics.measured_at_s,
             )
-            progress(f"iperf3 {index}/{len(pairs)}: {pair[0]} -> {pair[1]} {rate or 0:.0f} Mbit/s")
+            progress(f"iperf3 {index}/{len(pinged)}: {pair[0]} -> {pair[1]} {rate or 0:.0f} Mbit/s")
     finally:
         for server in servers:
             server.terminate()
