@@ -57,6 +57,8 @@ def test_reports_are_published_and_recovered(cluster: Cluster) -> None:
         resource = wait_for(lambda: published(cluster, "probe-a"), timeout_s=15, what="NetworkTopology probe-a")
         link = resource["spec"]["links"][0]
         assert (link["destination"], link["rttMs"], link["source"]) == ("probe-b", 7.5, "measured")
+        writers = {(entry["manager"], entry.get("subresource", "")) for entry in resource["metadata"]["managedFields"]}
+        assert writers == {("netaware-aggregator", ""), ("netaware-aggregator", "status")}  # who wrote the figures
         reverse = wait_for(lambda: published(cluster, "probe-b"), timeout_s=15, what="NetworkTopology probe-b")
         assert reverse["spec"]["links"][0]["source"] == "estimated"
         writes = publisher.writes

@@ -18,6 +18,8 @@ from netaware.kube.converters import GROUP, VERSION, networktopology_resources, 
 from netaware.kube.watching import list_raw
 
 log = logging.getLogger("netaware.aggregator")
+FIELD_MANAGER = "netaware-aggregator"
+"""Who the NetworkTopologies' managed fields name as their writer."""
 
 
 def recover(api: kube.ApiClient, aggregator: LinkAggregator) -> int:
@@ -66,7 +68,7 @@ class Publisher:
             if self.written.get(resource["metadata"]["name"]) != fingerprint:
                 changed.append((resource, fingerprint))
         if changed:
-            write_networktopologies(self.api, [resource for resource, _ in changed])
+            write_networktopologies(self.api, [resource for resource, _ in changed], field_manager=FIELD_MANAGER)
             for resource, fingerprint in changed:
                 self.written[resource["metadata"]["name"]] = fingerprint
             self.writes += len(changed)

@@ -34,8 +34,10 @@ def _dynamic_client(api: client.ApiClient) -> dynamic.DynamicClient:
     return _dynamic_clients[api]
 
 
-def apply_manifests(api: client.ApiClient, documents: Iterable[dict[str, Any]]) -> list[str]:
-    """Server-side apply each document (idempotent); returns `kind/name` of each."""
+def apply_manifests(
+    api: client.ApiClient, documents: Iterable[dict[str, Any]], *, field_manager: str = FIELD_MANAGER
+) -> list[str]:
+    """Server-side apply each document (idempotent) as `field_manager`; returns `kind/name` of each."""
     dyn = _dynamic_client(api)
     applied = []
     for document in documents:
@@ -45,7 +47,7 @@ def apply_manifests(api: client.ApiClient, documents: Iterable[dict[str, Any]]) 
             body=document,
             name=metadata["name"],
             namespace=metadata.get("namespace") if resource.namespaced else None,
-            field_manager=FIELD_MANAGER,
+            field_manager=field_manager,
             force_conflicts=True,
         )
         applied.append(f"{document['kind']}/{metadata['name']}")
@@ -68,16 +70,26 @@ def wait_for_crds_established(api: client.ApiClient, names: Iterable[str], *, ti
             time.sleep(0.2)
 
 
-def write_networktopologies(api: client.ApiClient, resources: Iterable[dict[str, Any]]) -> list[str]:
-    """Server-side apply NetworkTopology resources (spec), then patch their status: conflict-safe, idempotent."""
+def write_networktopologies(
+    api: client.ApiClient, resources: Iterable[dict[str, Any]], *, field_manager: str = FIELD_MANAGER
+) -> list[str]:
+    """Server-side apply NetworkTopology resources (spec), then patch their status: conflict-safe, idempotent. Both
+    carry `field_manager`, so `kubectl get -o yaml --show-managed-fields` tells who wrote the figures."""
     from netaware.kube.converters import GROUP, VERSION
 
     documents = list(resources)
-    written = apply_manifests(api, [{k: v for k, v in r.items() if k != "status"} for r in documents])
+    written = apply_manifests(
+        api, [{k: v for k, v in r.items() if k != "status"} for r in documents], field_manager=field_manager
+    )
     custom = client.CustomObjectsApi(api)
     for resource in documents:
         if "status" in resource:
             custom.patch_cluster_custom_object_status(
-                GROUP, VERSION, "networktopologies", resource["metadata"]["name"], {"status": resource["status"]}
+                GROUP,
+                VERSION,
+                "networktopologies",
+                resource["metadata"]["name"],
+                {"status": resource["status"]},
+                field_manager=field_manager,
             )
     return written
