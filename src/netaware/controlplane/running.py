@@ -35,7 +35,7 @@ from netaware.processes import log_tail, port_in_use
 
 BINARIES = (
     "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy", "kwok",
-    "coredns",
+    "coredns", "helm",
 )  # fmt: skip
 SERVICE_ACCOUNT_TIMEOUT_S = 30.0
 

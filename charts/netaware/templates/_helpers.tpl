@@ -1,0 +1,26 @@
+{{/* The image of the shared netaware image or the probe's, at the chart's tag unless one is set. */}}
+{{- define "netaware.image" -}}
+{{ .repository }}:{{ .tag }}
+{{- end }}
+
+{{- define "netaware.tag" -}}
+{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{/* Labels every templated object carries (the static manifests under files/ keep their own). */}}
+{{- define "netaware.labels" -}}
+app.kubernetes.io/name: {{ .name }}
+app.kubernetes.io/part-of: netaware
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ .root.Chart.Name }}-{{ .root.Chart.Version }}
+{{- end }}
+
+{{/* The hardening every non-root container gets. */}}
+{{- define "netaware.restricted" -}}
+runAsNonRoot: true
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities: {drop: [ALL]}
+seccompProfile: {type: RuntimeDefault}
+{{- end }}

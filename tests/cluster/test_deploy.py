@@ -1,0 +1,80 @@
+"""`kubectl apply -k deploy/`: all of netaware in one install, on a real control plane.
+
+Checks: deploy/ renders every component (CRDs, probe-agent DaemonSet, aggregator, second scheduler with its extender,
+AviatorPolicy controller) with the token Secret generated from a git-ignored file and both of its users pointing at
+the generated name; no token is committed; without the token file the render fails naming that file; applied with
+server-side apply, every object is there, and `kubectl delete -k` leaves none of them behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.cluster.conftest import Cluster, kubectl, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+FOLDERS = ("deploy", "crds", "aggregator", "probe-agent", "scheduler-extender", "router")
+WORKLOADS = {("Deployment", "netaware-aggregator"), ("Deployment", "netaware-scheduler"),
+             ("Deployment", "netaware-aviator"), ("DaemonSet", "netaware-probe")}  # fmt: skip
+
+
+@pytest.fixture
+def manifests(tmp_path: Path) -> Path:
+    """A copy of the manifests with a token file, as a user makes it (the repository's own stays untouched)."""
+    for folder in FOLDERS:
+        shutil.copytree(REPO / folder, tmp_path / folder, ignore=shutil.ignore_patterns("token.env"))
+    (tmp_path / "deploy" / "token.env").write_text("token=0123456789abcdef\n")
+    return tmp_path / "deploy"
+
+
+def render(cluster: Cluster, folder: Path) -> subprocess.CompletedProcess[str]:
+    return kubectl(cluster, "kustomize", str(folder))
+
+
+def test_deploy_renders_every_component_with_a_generated_token(cluster: Cluster, manifests: Path) -> None:
+    rendered = render(cluster, manifests)
+    assert rendered.returncode == 0, rendered.stderr
+    documents: list[dict[str, Any]] = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in documents}
+    assert kinds >= WORKLOADS
+    assert {name for kind, name in kinds if kind == "CustomResourceDefinition"} == {
+        "appgroups.netaware.io", "aviatorpolicies.netaware.io", "networktopologies.netaware.io"}  # fmt: skip
+    (secret,) = [d for d in documents if d["kind"] == "Secret"]
+    name = secret["metadata"]["name"]
+    assert name.startswith("netaware-aggregator-token-")  # named by a hash of its content
+    users = [d for d in documents if d["kind"] in ("Deployment", "DaemonSet") and name in yaml.safe_dump(d)]
+    assert {d["metadata"]["name"] for d in users} == {"netaware-aggregator", "netaware-probe"}
+    assert all(d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "netaware" for d in documents)
+    tracked = subprocess.run(["git", "ls-files", "deploy"], cwd=REPO, capture_output=True, text=True, check=True)
+    assert "token.env" not in tracked.stdout  # generated, never committed
+
+
+def test_without_the_token_file_the_render_names_it(cluster: Cluster, manifests: Path) -> None:
+    (manifests / "token.env").unlink()
+    rendered = render(cluster, manifests)
+    assert rendered.returncode != 0
+    assert "token.env" in rendered.stderr
+
+
+def test_apply_then_delete_leaves_nothing(cluster: Cluster, manifests: Path) -> None:
+    applied = kubectl(cluster, "apply", "--server-side", "-k", str(manifests))
+    assert applied.returncode == 0, applied.stderr
+    listed = kubectl(cluster, "get", "deployments,daemonsets,secrets,services", "-n", "kube-system",
+                     "-l", "app.kubernetes.io/part-of=netaware", "-o", "name")  # fmt: skip
+    for kind, name in WORKLOADS:
+        assert f"{kind.lower()}.apps/{name}" in listed.stdout, listed.stdout
+    deleted = kubectl(cluster, "delete", "-k", str(manifests), "--wait=true")
+    assert deleted.returncode == 0, deleted.stderr
+
+    def nothing_left() -> bool:
+        left = kubectl(cluster, "get", "all,secrets,configmaps,serviceaccounts,clusterroles,clusterrolebindings,"
+                       "rolebindings,crds", "-A", "-l", "app.kubernetes.io/part-of=netaware", "-o", "name")  # fmt: skip
+        return left.returncode == 0 and left.stdout.strip() == ""
+
+    wait_for(nothing_left, timeout_s=60, what="nothing of netaware left")
