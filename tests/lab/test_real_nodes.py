@@ -17,7 +17,6 @@ import contextlib
 import datetime
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -34,7 +33,6 @@ from kubernetes import client
 from netaware.controlplane.running import running_cluster
 from netaware.controlplane.settings import ClusterSettings
 from netaware.images.building import ImageSettings
-from netaware.kube.applying import apply_manifests
 from netaware.kube.clients import api_client
 from netaware.kube.converters import GROUP, VERSION
 from netaware.lab.booting import cgroup_hierarchies, lab_mounts
@@ -258,25 +256,13 @@ def test_logs_exec_and_port_forward_reach_lab_pods(
         forward.wait(timeout=10)
 
 
-def test_telemetry_runs_from_its_own_manifests_and_publishes_the_shaped_links(
+def test_the_lab_runs_telemetry_from_its_own_manifests_and_it_keeps_publishing_the_shaped_links(
     lab: tuple[LabConfig, client.ApiClient, ClusterSettings],
 ) -> None:
     config, api, settings = lab
     core = client.CoreV1Api(api)
-    token = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-             "metadata": {"name": "netaware-aggregator-token", "namespace": "kube-system"},
-             "stringData": {"token": secrets.token_hex(32)}}  # fmt: skip
-    apply_manifests(api, [token])
-    started = time.time()
-    for folder in ("aggregator", "probe-agent"):
-        applied = kubectl(settings, "apply", "-k", str(REPO / folder))
-        assert applied.returncode == 0, applied.stderr
-
-    def daemonset_ready() -> bool:
-        daemonset = client.AppsV1Api(api).read_namespaced_daemon_set("netaware-probe", "kube-system").status
-        return bool(daemonset.desired_number_scheduled == 3 and daemonset.number_ready == 3)
-
-    wait_for(daemonset_ready, timeout_s=90, what="one ready probe agent per node")
+    daemonset = client.AppsV1Api(api).read_namespaced_daemon_set("netaware-probe", "kube-system").status
+    assert daemonset.desired_number_scheduled == daemonset.number_ready == 3  # one ready agent per node
     probe = core.list_namespaced_pod("kube-system", label_selector="app.kubernetes.io/name=netaware-probe").items[0]
     assert probe.spec.host_network
     capabilities = kubectl(settings, "-n", "kube-system", "exec", probe.metadata.name, "--", "grep", "CapEff",
@@ -284,22 +270,25 @@ def test_telemetry_runs_from_its_own_manifests_and_publishes_the_shaped_links(
     assert capabilities.stdout.split()[-1] == "0000000000002000", capabilities  # NET_RAW and nothing else
     read_only = kubectl(settings, "-n", "kube-system", "exec", probe.metadata.name, "--", "touch", "/x")
     assert read_only.returncode != 0 and "Read-only file system" in read_only.stderr
+    (token,) = [s for s in core.list_namespaced_secret("kube-system").items
+                if s.metadata.name.startswith("netaware-aggregator-token-")]  # fmt: skip  # generated, hash-named
+    assert token.metadata.labels["app.kubernetes.io/part-of"] == "netaware"
 
     zones = {name: spec["zone"] for name, spec in status(config.state_dir)["nodes"].items()}
     custom = client.CustomObjectsApi(api)
 
-    def published_by_the_aggregator() -> bool:
+    def newest_measurement() -> float:
+        times = []
         for origin in zones:
-            links = custom.get_cluster_custom_object(GROUP, VERSION, "networktopologies", origin)["spec"]["links"]
-            for link in links:
-                measured_at = link.get("measuredAt")
-                if link.get("source") != "measured" or not measured_at:
-                    return False
-                if datetime.datetime.fromisoformat(measured_at.replace("Z", "+00:00")).timestamp() < started:
-                    return False
-        return True
+            resource = custom.get_cluster_custom_object(GROUP, VERSION, "networktopologies", origin)
+            assert {m["manager"] for m in resource["metadata"]["managedFields"]} == {"netaware-aggregator"}
+            times += [datetime.datetime.fromisoformat(link["measuredAt"].replace("Z", "+00:00")).timestamp()
+                      for link in resource["spec"]["links"] if link["source"] == "measured"]  # fmt: skip
+        assert len(times) == len(zones) * (len(zones) - 1)  # every directed link measured, none estimated
+        return min(times)
 
-    wait_for(published_by_the_aggregator, timeout_s=120, what="NetworkTopology measured by the probe agents")
+    first = newest_measurement()
+    wait_for(lambda: newest_measurement() > first, timeout_s=60, what="every link measured again (a later round)")
     for origin, zone in zones.items():
         for link in custom.get_cluster_custom_object(GROUP, VERSION, "networktopologies", origin)["spec"]["links"]:
             pair = (zone, zones[link["destination"]])
@@ -372,6 +361,9 @@ def test_down_after_kill_9_of_every_lab_process_leaves_nothing(
     assert not (config.state_dir / "kernel-sysctls.json").exists()
     assert {name: read_sysctl(name) for name in KERNEL_SYSCTLS} == ORIGINAL_SYSCTLS
     assert client.CoreV1Api(api).list_node(label_selector=f"netaware.io/lab={PREFIX}").items == []
+    apps = client.AppsV1Api(api)
+    assert [d.metadata.name for d in apps.list_namespaced_daemon_set("kube-system").items] == []  # the probe agents
+    assert "netaware-aggregator" not in [d.metadata.name for d in apps.list_namespaced_deployment("kube-system").items]
     assert not status(config.state_dir)["running"]
 
 

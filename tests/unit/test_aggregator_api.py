@@ -21,6 +21,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, settings
 from schemathesis.config import PositiveDataAcceptanceConfig
 
+from netaware.aggregator.__main__ import main as aggregator_main
 from netaware.aggregator.app import MAX_REPORT_BYTES, ReportJournal, create_app
 
 TOKEN = "s3cret-token"
@@ -125,3 +126,22 @@ def test_bandwidth_plan_gives_each_known_node_its_role(client: FlaskClient) -> N
     assert client_role["peer"] in NODES and client_role["seconds"] >= 1
     unknown = client.get("/v1/bandwidth-plan?node=zz")
     assert unknown.status_code == 422 and "not a known node" in unknown.get_json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "reason"),
+    [
+        (["--bandwidth-slot", "-1"], "-1 is negative"),
+        (["--bandwidth-slot", "fast"], "'fast' is not a number"),
+        (["--bandwidth-seconds", "0"], "--bandwidth-seconds must be 1 or more"),
+        (["--bandwidth-slot", "2", "--bandwidth-seconds", "3"], "must be longer than --bandwidth-seconds"),
+    ],
+)
+def test_the_command_line_refuses_a_bandwidth_budget_that_cannot_work(
+    arguments: list[str], reason: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NETAWARE_AGGREGATOR_TOKEN", "t")
+    with pytest.raises(SystemExit) as exited:
+        aggregator_main(["--journal", "/nonexistent/journal.jsonl", "--nodes", "a", *arguments])
+    assert exited.value.code == 2
+    assert reason in capsys.readouterr().err

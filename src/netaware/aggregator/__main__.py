@@ -30,6 +30,16 @@ class CachedCall(Generic[T]):
         return self.value
 
 
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="netaware-aggregator",
@@ -50,6 +60,14 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--ttl", type=float, default=60.0, help="seconds after which a link is no longer fresh")
     root.add_argument("--threads", type=int, default=8)
     root.add_argument(
+        "--bandwidth-slot", type=_non_negative, default=5.0, metavar="SECONDS",
+        help="length of one bandwidth-test slot (one test per node at most); 0 turns bandwidth tests off",
+    )  # fmt: skip
+    root.add_argument(
+        "--bandwidth-seconds", type=int, default=2, metavar="SECONDS",
+        help="length of one iperf3 test (1 or more), shorter than its slot",
+    )  # fmt: skip
+    root.add_argument(
         "--publish", action="store_true",
         help="write NetworkTopology resources (and recover from them at start) with the in-cluster account",
     )  # fmt: skip
@@ -65,6 +83,11 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     if not token:
         parser().error("no token: give --token-file or set NETAWARE_AGGREGATOR_TOKEN")
+    if arguments.bandwidth_seconds < 1:
+        parser().error(f"--bandwidth-seconds must be 1 or more, not {arguments.bandwidth_seconds}")
+    if arguments.bandwidth_slot and arguments.bandwidth_slot <= arguments.bandwidth_seconds:
+        parser().error(f"--bandwidth-slot ({arguments.bandwidth_slot:g} s) must be longer than --bandwidth-seconds "
+                       f"({arguments.bandwidth_seconds} s): a test must end within its slot")  # fmt: skip
     static_nodes = [n.strip() for n in (arguments.nodes or "").split(",") if n.strip()]
     if not static_nodes and not (arguments.publish or arguments.kubeconfig):
         parser().error("give --nodes, or --publish / --kubeconfig to take the nodes from the cluster")
@@ -85,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
             zones = CachedCall(lambda: node_zones(api), ttl_s=30.0)  # zone means estimate unmeasured pairs
         return create_app(
             token=token, nodes=nodes, zones=zones, journal=ReportJournal(arguments.journal), ttl_s=arguments.ttl,
-            api=api,
+            api=api, bandwidth_slot_s=arguments.bandwidth_slot, bandwidth_test_s=arguments.bandwidth_seconds,
         )  # fmt: skip
 
     WsgiServer(load, host=arguments.host, port=arguments.port, threads=arguments.threads).run()

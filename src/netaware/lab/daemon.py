@@ -36,7 +36,9 @@ from netaware.kube import api as kube
 from netaware.kube.api import ApiException
 from netaware.kube.applying import write_networktopologies
 from netaware.kube.clients import api_client
-from netaware.kube.converters import GROUP, VERSION, networktopology_resources
+from netaware.kube.converters import GROUP, VERSION, networktopology_resources, topology_from_resources
+from netaware.kube.watching import list_raw
+from netaware.lab import installing
 from netaware.lab.agent import SERVICES_FILE_ENV, NodeHeartbeat, PodRunner, ServiceTable
 from netaware.lab.booting import RealNodes, parse_memory
 from netaware.lab.emulating import EmulatedNetwork
@@ -192,6 +194,9 @@ class Lab:
         )
         self.services = ServiceTable(self.api, config.services_file)
         self.topology: Topology | None = None
+        self.telemetry_overlay = installing.write_overlay(
+            config.state_dir / "telemetry", bandwidth_seconds=config.bandwidth_seconds
+        )
         self.emulator = emulator_choice()
         self.phase = "starting"
         self.stopping = threading.Event()
@@ -209,8 +214,18 @@ class Lab:
             self._loop("heartbeat", HEARTBEAT_S, self.heartbeat.beat)
             self._loop("pods", RECONCILE_S, self.pods.reconcile)
             self._loop("services", RECONCILE_S, self.services.reconcile)
-        self.phase = "measuring"
-        self.measure()
+        if self.real_nodes is not None:
+            # Telemetry as users run it: the probe-agent DaemonSet and the aggregator, publishing continuously.
+            self.phase = "telemetry"
+            started = time.time()
+            installing.install(
+                self.telemetry_overlay, bin_dir=controlplane_bin_dir(), kubeconfig=self.config.kubeconfig
+            )
+            installing.wait_published(self.api, self.network.nodes, since_s=started)
+            log.info("telemetry publishing", extra={"seconds": round(time.time() - started, 1)})
+        else:
+            self.phase = "measuring"  # the process runtime runs no DaemonSet: the lab measures once itself
+            self.measure()
         self.phase = "ready"
         self._write_status_file()
         log.info("lab ready", extra={"status": str(self.config.status_file)})
@@ -241,6 +256,10 @@ class Lab:
         self.stopping.set()
         self.phase = "stopping"
         if self.real_nodes is not None:
+            with contextlib.suppress(Exception):  # before the nodes go, while the API can still say so
+                installing.uninstall(
+                    self.telemetry_overlay, bin_dir=controlplane_bin_dir(), kubeconfig=self.config.kubeconfig
+                )
             with contextlib.suppress(Exception):
                 self.real_nodes.stop()
         else:
@@ -303,9 +322,19 @@ class Lab:
         return found
 
     def _links(self) -> list[dict[str, Any]]:
-        """Every directed link: bytes and drops carried so far, and the figures measured at start."""
+        """Every directed link: bytes and drops carried so far, and its figures: as the aggregator last published
+        them (real nodes), or as the lab measured them at start (process runtime)."""
         carried, dropped = self.network.link_bytes, self.network.link_drops  # one snapshot each, not one per pair
-        links = self.topology.links if self.topology else {}
+        topology = self.topology
+        if self.real_nodes is not None:
+            with contextlib.suppress(Exception):  # the API away: the figures are unknown, not stale ones shown
+                topology = None
+                custom = kube.CustomObjectsApi(self.api)
+                listed = list_raw(
+                    lambda **kw: custom.list_cluster_custom_object(GROUP, VERSION, "networktopologies", **kw)
+                )
+                topology = topology_from_resources(listed.get("items") or [])
+        links = topology.links if topology else {}
         result = []
         for pair, sent in carried.items():
             measured = links.get(pair)

@@ -20,6 +20,7 @@ from netaware.kube import api as kube
 from netaware.kube.api import ApiException
 from netaware.kube.clients import api_client
 from netaware.kube.converters import GROUP, VERSION
+from netaware.lab import installing
 from netaware.lab.booting import NodeBootError, preflight, sweep
 from netaware.lab.daemon import LabConfig, load_profile
 from netaware.lab.emulating import remove_namespaces
@@ -135,6 +136,11 @@ def down(state_dir: Path, kubeconfig: Path | None, *, prefix: str | None = None)
     removed += [f"namespace {name}" for name in remove_namespaces(prefix)]
     kubeconfig = kubeconfig or (Path(saved["kubeconfig"]) if saved.get("kubeconfig") else None)
     if kubeconfig is not None and kubeconfig.exists():
+        overlay = state_dir / "telemetry"
+        if (overlay / "kustomization.yaml").exists():  # what a crashed daemon installed: the DaemonSet and Deployment
+            with contextlib.suppress(Exception):
+                installing.uninstall(overlay, bin_dir=controlplane_bin_dir(), kubeconfig=kubeconfig)
+                removed.append("telemetry (probe agents, aggregator)")
         removed += _delete_lab_nodes(kubeconfig, prefix)
     for path in (_pid_file(state_dir), state_dir / "lab.json", state_dir / "services.json"):
         path.unlink(missing_ok=True)

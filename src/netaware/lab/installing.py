@@ -1,0 +1,146 @@
+"""The real-node lab installs netaware's telemetry the way a user does: a kustomize overlay of its own over the
+project's `aggregator/` and `probe-agent/` kustomizations (the same manifests, the same images), with the agents'
+token generated into the lab's state folder (never the repository), applied server-side by kubectl. The probe-agent
+DaemonSet then measures every node's shaped links, and the aggregator publishes them as NetworkTopology, round after
+round, for as long as the lab runs: the lab no longer measures once itself.
+
+The overlay changes one thing, the bandwidth budget: the relay carries every test, and an iperf3 flow takes a core of
+this machine, so the lab tests each pair rarely (or never, with `bandwidth_seconds` 0).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import secrets
+import subprocess
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, cast
+
+import yaml
+
+from netaware.kube import api as kube
+from netaware.kube.converters import GROUP, VERSION
+from netaware.paths import REPO_ROOT
+
+COMPONENTS = ("aggregator", "probe-agent")
+BANDWIDTH_SLOT_S = 30
+"""One bandwidth test per node at most every 30 s: a few percent of the time, away from the experiments' traffic."""
+PUBLISHED_TIMEOUT_S = 180.0
+
+
+class TelemetryError(RuntimeError):
+    """The telemetry did not install or did not publish in time: the message says which, and where to look."""
+
+
+def aggregator_command(*, bandwidth_seconds: float) -> list[str]:
+    """The aggregator's command of `aggregator/deployment.yaml` with the lab's bandwidth budget."""
+    seconds = max(1, round(bandwidth_seconds))
+    slot = BANDWIDTH_SLOT_S if bandwidth_seconds > 0 else 0
+    return ["netaware-aggregator", "--publish", "--journal", "/var/lib/netaware/journal.jsonl", "--ttl", "60",
+            "--bandwidth-slot", str(slot), "--bandwidth-seconds", str(seconds)]  # fmt: skip
+
+
+def write_overlay(folder: Path, *, bandwidth_seconds: float, repo: Path = REPO_ROOT) -> Path:
+    """The lab's kustomization (and its token file, made once) in `folder`; returns `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    token = folder / "token.env"
+    if not token.exists():
+        token.write_text(f"token={secrets.token_hex(32)}\n")
+        token.chmod(0o600)
+    overlay = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        # Relative: kustomize refuses an absolute root.
+        "resources": [os.path.relpath(repo / component, folder) for component in COMPONENTS],
+        "secretGenerator": [{
+            "name": "netaware-aggregator-token", "namespace": "kube-system", "envs": ["token.env"],
+            "options": {"labels": {"app.kubernetes.io/name": "netaware-aggregator",
+                                   "app.kubernetes.io/part-of": "netaware"}},
+        }],
+        "patches": [{
+            "target": {"kind": "Deployment", "name": "netaware-aggregator"},
+            "patch": json.dumps([{"op": "replace", "path": "/spec/template/spec/containers/0/command",
+                                  "value": aggregator_command(bandwidth_seconds=bandwidth_seconds)}]),
+        }],
+    }  # fmt: skip
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))
+    return folder
+
+
+def kubectl(bin_dir: Path, kubeconfig: Path, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(bin_dir / "kubectl"), f"--kubeconfig={kubeconfig}", *args],
+        capture_output=True, text=True, timeout=timeout_s, check=False,
+    )  # fmt: skip
+
+
+def install(overlay: Path, *, bin_dir: Path, kubeconfig: Path) -> None:
+    applied = kubectl(bin_dir, kubeconfig, "apply", "--server-side", "--force-conflicts", "-k", str(overlay))
+    if applied.returncode != 0:
+        raise TelemetryError(f"kubectl apply -k {overlay} failed: {applied.stderr.strip()}")
+
+
+def uninstall(overlay: Path, *, bin_dir: Path, kubeconfig: Path) -> None:
+    """Remove what `install` applied; a control plane that is already gone leaves nothing to remove."""
+    if (overlay / "kustomization.yaml").exists():
+        kubectl(bin_dir, kubeconfig, "delete", "--ignore-not-found", "--wait=false", "-k", str(overlay), timeout_s=60)
+
+
+def _measured_since(link: dict[str, object], since_s: float) -> bool:
+    measured_at = link.get("measuredAt")
+    if link.get("source") != "measured" or not isinstance(measured_at, str):
+        return False
+    return datetime.datetime.fromisoformat(measured_at.replace("Z", "+00:00")).timestamp() >= since_s
+
+
+def wait_published(
+    api: kube.ApiClient, nodes: Iterable[str], *, since_s: float, timeout_s: float = PUBLISHED_TIMEOUT_S
+) -> None:
+    """Until the aggregator has published every directed link among `nodes` as measured after `since_s`."""
+    names = list(nodes)
+    custom = kube.CustomObjectsApi(api)
+    deadline = time.monotonic() + timeout_s
+    missing: list[str] = names
+    while time.monotonic() < deadline:
+        missing = []
+        for origin in names:
+            links: list[dict[str, object]] = []
+            with contextlib.suppress(kube.ApiException):  # not published yet
+                resource = cast(
+                    dict[str, Any], custom.get_cluster_custom_object(GROUP, VERSION, "networktopologies", origin)
+                )
+                links = resource["spec"]["links"]
+            fresh = {link["destination"] for link in links if _measured_since(link, since_s)}
+            missing += [f"{origin}->{d}" for d in names if d != origin and d not in fresh]
+        if not missing:
+            return
+        time.sleep(2)
+    raise TelemetryError(
+        f"the aggregator had not published {len(missing)} link(s) as measured after {timeout_s:.0f} s "
+        f"(first: {', '.join(missing[:3])}); pods: {pod_states(api) or 'none'}; see "
+        "`kubectl -n kube-system logs deploy/netaware-aggregator` and the netaware-probe pods"
+    )
+
+
+def pod_states(api: kube.ApiClient) -> str:
+    """One line on each telemetry pod: where it runs, its phase, and why a container waits or restarts."""
+    states = []
+    with contextlib.suppress(Exception):
+        pods = kube.CoreV1Api(api).list_namespaced_pod(
+            "kube-system", label_selector="app.kubernetes.io/part-of=netaware", _request_timeout=5
+        )
+        for pod in pods.items:
+            reasons = []
+            for container in pod.status.container_statuses or []:
+                waiting = container.state.waiting if container.state else None
+                if waiting is not None:
+                    reasons.append(f"{container.name} {waiting.reason}: {waiting.message or ''}".strip())
+                if container.restart_count:
+                    reasons.append(f"{container.name} restarted {container.restart_count}x")
+            states.append(f"{pod.metadata.name} on {pod.spec.node_name} {pod.status.phase} {'; '.join(reasons)}")
+    return ", ".join(states)
