@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from netaware.lab.installing import pod_states
 from tests.cluster.conftest import Cluster, kubectl, wait_for
 from tests.cluster.test_deploy import FOLDERS, WORKLOADS
 
@@ -143,6 +144,9 @@ def test_install_upgrade_uninstall(cluster: Cluster) -> None:
         secret = cluster.core.read_namespaced_secret("netaware-aggregator-token", "kube-system")
         return base64.b64decode(secret.data["token"]).decode()
 
+    # What the lab says about telemetry pods that do not publish: each pod, its node and phase.
+    wait_for(lambda: "netaware-aggregator-" in pod_states(cluster.api), timeout_s=30, what="the aggregator's pod")
+    assert all(" on " in line for line in pod_states(cluster.api).split(", "))
     first = token()
     assert len(first) == 64
     upgraded = helm(

@@ -25,6 +25,7 @@ import yaml
 
 from netaware.kube import api as kube
 from netaware.kube.converters import GROUP, VERSION
+from netaware.kube.watching import list_raw
 from netaware.paths import REPO_ROOT
 
 COMPONENTS = ("aggregator", "probe-agent")
@@ -131,16 +132,18 @@ def pod_states(api: kube.ApiClient) -> str:
     """One line on each telemetry pod: where it runs, its phase, and why a container waits or restarts."""
     states = []
     with contextlib.suppress(Exception):
-        pods = kube.CoreV1Api(api).list_namespaced_pod(
-            "kube-system", label_selector="app.kubernetes.io/part-of=netaware", _request_timeout=5
-        )
-        for pod in pods.items:
+        core = kube.CoreV1Api(api)
+        listed = list_raw(lambda **kw: core.list_namespaced_pod(
+            "kube-system", label_selector="app.kubernetes.io/part-of=netaware", _request_timeout=5, **kw))  # fmt: skip
+        for pod in listed.get("items") or []:
+            status = pod.get("status") or {}
             reasons = []
-            for container in pod.status.container_statuses or []:
-                waiting = container.state.waiting if container.state else None
-                if waiting is not None:
-                    reasons.append(f"{container.name} {waiting.reason}: {waiting.message or ''}".strip())
-                if container.restart_count:
-                    reasons.append(f"{container.name} restarted {container.restart_count}x")
-            states.append(f"{pod.metadata.name} on {pod.spec.node_name} {pod.status.phase} {'; '.join(reasons)}")
+            for container in status.get("containerStatuses") or []:
+                waiting = (container.get("state") or {}).get("waiting")
+                if waiting:
+                    reasons.append(f"{container['name']} {waiting.get('reason')}: {waiting.get('message', '')}".strip())
+                if container.get("restartCount"):
+                    reasons.append(f"{container['name']} restarted {container['restartCount']}x")
+            where = (pod.get("spec") or {}).get("nodeName")
+            states.append(f"{pod['metadata']['name']} on {where} {status.get('phase')} {'; '.join(reasons)}".strip())
     return ", ".join(states)
