@@ -104,6 +104,13 @@ def lab_up(
         float, typer.Option(min=0, help="iperf3 run per link when measuring (0: RTT and loss only)")
     ] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of the emulated loss and jitter")] = 0,
+    telemetry: Annotated[
+        bool,
+        typer.Option(
+            help="Real nodes: run the probe agents and the aggregator (publishing continuously); "
+            "--no-telemetry measures the links once at start"
+        ),
+    ] = True,
     runtime: Annotated[
         str,
         typer.Option(
@@ -125,6 +132,7 @@ def lab_up(
         seed=seed,
         node_cpu=node_cpu,
         bandwidth_seconds=bandwidth_seconds,
+        telemetry=telemetry,
         runtime=runtime,
     )
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:

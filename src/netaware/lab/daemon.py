@@ -69,6 +69,9 @@ class LabConfig:
     node_memory: str = "4Gi"
     probes: int = 20
     bandwidth_seconds: float = 1.0
+    telemetry: bool = True
+    """Real nodes: run the probe-agent DaemonSet and the aggregator, publishing continuously; False: the lab measures
+    its links once at start (what the process runtime always does)."""
     runtime: str = "kubelet"
     """kubelet: real nodes (kubelet, containerd, runc, CNI, kube-proxy per node); process: the lab's own pod runner,
     for machines without containerd (the pods' commands as processes, Services through the lab's table)."""
@@ -214,7 +217,7 @@ class Lab:
             self._loop("heartbeat", HEARTBEAT_S, self.heartbeat.beat)
             self._loop("pods", RECONCILE_S, self.pods.reconcile)
             self._loop("services", RECONCILE_S, self.services.reconcile)
-        if self.real_nodes is not None:
+        if self.real_nodes is not None and self.config.telemetry:
             # Telemetry as users run it: the probe-agent DaemonSet and the aggregator, publishing continuously.
             self.phase = "telemetry"
             started = time.time()
@@ -224,7 +227,7 @@ class Lab:
             installing.wait_published(self.api, self.network.nodes, since_s=started)
             log.info("telemetry publishing", extra={"seconds": round(time.time() - started, 1)})
         else:
-            self.phase = "measuring"  # the process runtime runs no DaemonSet: the lab measures once itself
+            self.phase = "measuring"  # no DaemonSet (process runtime, or telemetry off): the lab measures once itself
             self.measure()
         self.phase = "ready"
         self._write_status_file()
