@@ -11,7 +11,6 @@ this machine, so the lab tests each pair rarely (or never, with `bandwidth_secon
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import os
 import secrets
@@ -24,7 +23,7 @@ from typing import Any, cast
 import yaml
 
 from netaware.kube import api as kube
-from netaware.kube.converters import GROUP, VERSION
+from netaware.kube.converters import GROUP, VERSION, parse_timestamp
 from netaware.kube.watching import list_raw
 from netaware.paths import REPO_ROOT
 
@@ -38,12 +37,17 @@ class TelemetryError(RuntimeError):
     """The telemetry did not install or did not publish in time: the message says which, and where to look."""
 
 
-def aggregator_command(*, bandwidth_seconds: float) -> list[str]:
-    """The aggregator's command of `aggregator/deployment.yaml` with the lab's bandwidth budget."""
-    seconds = max(1, round(bandwidth_seconds))
-    slot = BANDWIDTH_SLOT_S if bandwidth_seconds > 0 else 0
-    return ["netaware-aggregator", "--publish", "--journal", "/var/lib/netaware/journal.jsonl", "--ttl", "60",
-            "--bandwidth-slot", str(slot), "--bandwidth-seconds", str(seconds)]  # fmt: skip
+def aggregator_command(*, bandwidth_seconds: float, repo: Path = REPO_ROOT) -> list[str]:
+    """The aggregator's command as `aggregator/deployment.yaml` writes it, with the lab's bandwidth budget."""
+    deployment = yaml.safe_load((repo / "aggregator" / "deployment.yaml").read_text())
+    command = [str(word) for word in deployment["spec"]["template"]["spec"]["containers"][0]["command"]]
+    budget = {
+        "--bandwidth-slot": str(BANDWIDTH_SLOT_S if bandwidth_seconds > 0 else 0),
+        "--bandwidth-seconds": str(max(1, round(bandwidth_seconds))),
+    }
+    for flag, value in budget.items():
+        command[command.index(flag) + 1] = value
+    return command
 
 
 def write_overlay(folder: Path, *, bandwidth_seconds: float, repo: Path = REPO_ROOT) -> Path:
@@ -66,7 +70,7 @@ def write_overlay(folder: Path, *, bandwidth_seconds: float, repo: Path = REPO_R
         "patches": [{
             "target": {"kind": "Deployment", "name": "netaware-aggregator"},
             "patch": json.dumps([{"op": "replace", "path": "/spec/template/spec/containers/0/command",
-                                  "value": aggregator_command(bandwidth_seconds=bandwidth_seconds)}]),
+                                  "value": aggregator_command(bandwidth_seconds=bandwidth_seconds, repo=repo)}]),
         }],
     }  # fmt: skip
     (folder / "kustomization.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))
@@ -96,7 +100,7 @@ def _measured_since(link: dict[str, object], since_s: float) -> bool:
     measured_at = link.get("measuredAt")
     if link.get("source") != "measured" or not isinstance(measured_at, str):
         return False
-    return datetime.datetime.fromisoformat(measured_at.replace("Z", "+00:00")).timestamp() >= since_s
+    return parse_timestamp(measured_at, "measuredAt") >= since_s
 
 
 def wait_published(
