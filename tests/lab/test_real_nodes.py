@@ -7,8 +7,9 @@ the profile's zone labels and the lab's node size as allocatable; a pod in zone-
 whose only endpoint is in zone-b, through kube-proxy, at the shaped zone RTT, while the same request inside one node
 is sub-millisecond; `kubectl logs`, `exec` and `port-forward` work; the probe-agent DaemonSet and the aggregator
 Deployment run from their own manifests (hostNetwork, NET_RAW only, read-only root) and the aggregator publishes the
-shaped RTTs as NetworkTopology; after `kill -9` of every lab process, `lab down` leaves no process, mount, cgroup,
-nftables table, bridge, route or Node behind and restores the kernel settings. Needs root (fails loudly without it).
+shaped RTTs as NetworkTopology, and the agents' iperf3 tests the shaped rates; after `kill -9` of every lab process,
+`lab down` leaves no process, mount, cgroup, nftables table, bridge, route or Node behind and restores the kernel
+settings. Needs root (fails loudly without it).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from netaware.kube.clients import api_client
 from netaware.kube.converters import GROUP, VERSION
 from netaware.lab.booting import cgroup_hierarchies, lab_mounts
 from netaware.lab.daemon import LabConfig
+from netaware.lab.installing import aggregator_command
 from netaware.lab.nodefiles import KERNEL_SYSCTLS
 from netaware.lab.running import LabError, down, status, up
 from tests.cluster.conftest import wait_for
@@ -49,6 +51,7 @@ PREFIX = "nareal"
 SUBNET = 243
 # three-zones, one node per zone: one-way delays a-b 10 ms, a-c 20 ms, b-c 15 ms.
 EXPECTED_RTT_MS = {("zone-a", "zone-b"): 20.0, ("zone-a", "zone-c"): 40.0, ("zone-b", "zone-c"): 30.0}
+SHAPED_MBPS = {("zone-a", "zone-b"): 200.0, ("zone-a", "zone-c"): 100.0, ("zone-b", "zone-c"): 200.0}
 ORIGINAL_SYSCTLS: dict[str, str] = {}
 """The kernel settings before the lab started (kubelets change them; `down` must put them back)."""
 
@@ -294,6 +297,36 @@ def test_the_lab_runs_telemetry_from_its_own_manifests_and_it_keeps_publishing_t
             pair = (zone, zones[link["destination"]])
             expected = EXPECTED_RTT_MS.get(pair) or EXPECTED_RTT_MS[(pair[1], pair[0])]
             assert link["rttMs"] == pytest.approx(expected, abs=max(1.0, 0.1 * expected)), (origin, link)
+
+
+def test_the_agents_measure_bandwidth_through_their_read_only_pods_at_the_shaped_rate(
+    lab: tuple[LabConfig, client.ApiClient, ClusterSettings],
+) -> None:
+    """iperf3 needs a writable /tmp for its stream buffers, which a read-only root denies unless the manifest mounts one
+    (the agents once ran here for weeks measuring no bandwidth at all). The lab starts with bandwidth off; a short slot
+    tests every directed pair of the three nodes (one at a time) within half a minute."""
+    config, api, settings = lab
+    command = aggregator_command(bandwidth_seconds=1, slot_s=4)
+    patch = json.dumps([{"op": "replace", "path": "/spec/template/spec/containers/0/command", "value": command}])
+    patched = kubectl(settings, "-n", "kube-system", "patch", "deployment", "netaware-aggregator", "--type", "json",
+                      "-p", patch)  # fmt: skip
+    assert patched.returncode == 0, patched.stderr
+    zones = {name: spec["zone"] for name, spec in status(config.state_dir)["nodes"].items()}
+    custom = client.CustomObjectsApi(api)
+
+    def bandwidths() -> dict[tuple[str, str], float]:
+        found = {}
+        for origin in zones:
+            for link in custom.get_cluster_custom_object(GROUP, VERSION, "networktopologies", origin)["spec"]["links"]:
+                if "bandwidthMbps" in link:
+                    found[(zones[origin], zones[link["destination"]])] = link["bandwidthMbps"]
+        return found
+
+    wait_for(lambda: len(bandwidths()) == len(zones) * (len(zones) - 1), timeout_s=120,
+             what="every directed link's bandwidth published")  # fmt: skip
+    for pair, mbps in bandwidths().items():
+        shaped = SHAPED_MBPS.get(pair) or SHAPED_MBPS[(pair[1], pair[0])]
+        assert mbps == pytest.approx(shaped, rel=0.15), (pair, mbps)
 
 
 def lab_processes(state_dir: Path) -> list[str]:

@@ -135,6 +135,7 @@ def test_bandwidth_plan_gives_each_known_node_its_role(client: FlaskClient) -> N
         (["--bandwidth-slot", "fast"], "'fast' is not a number"),
         (["--bandwidth-seconds", "0"], "--bandwidth-seconds must be 1 or more"),
         (["--bandwidth-slot", "2", "--bandwidth-seconds", "3"], "must be longer than --bandwidth-seconds"),
+        (["--bandwidth-slot", "3", "--bandwidth-seconds", "2"], "plus the 1 s iperf3 omits"),
     ],
 )
 def test_the_command_line_refuses_a_bandwidth_budget_that_cannot_work(

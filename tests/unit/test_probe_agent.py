@@ -4,11 +4,13 @@ loopback; the pinger is replaced by canned icmplib results (the real ICMP path i
 Checks: a round reports median RTT, jitter and counts per peer, and a peer that answered nothing has no RTT;
 while the aggregator is down, reports wait in the buffer (oldest dropped beyond its size, and counted) and are
 delivered in order once it is back, after the backoff; a report the aggregator refuses (4xx) is dropped, not
-retried forever.
+retried forever; iperf3 measures on loopback, and a test that fails logs iperf3's own reason.
 """
 
 from __future__ import annotations
 
+import socket
+import subprocess
 from collections.abc import Iterator
 
 import icmplib
@@ -17,7 +19,9 @@ import requests
 from flask import Flask
 
 from netaware.aggregator.app import create_app
+from netaware.iperf import measure_mbps
 from netaware.probe.agent import AgentSettings, ProbeAgent
+from netaware.processes import wait_until
 from tests.conftest import serving, unused_port
 
 TOKEN = "t0ken"
@@ -76,3 +80,24 @@ def test_a_refused_report_is_dropped_not_retried(aggregator: str) -> None:
     assert probe.deliver(now_s=0.0) == 1  # the refused one is gone, the good one delivered
     assert not probe.pending
     assert probe.registry.get_sample_value("netaware_probe_reports_total", {"outcome": "refused"}) == 1.0
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_iperf3_measures_on_loopback_and_a_failed_test_logs_iperf3s_reason(caplog: pytest.LogCaptureFixture) -> None:
+    port = unused_port()
+    with caplog.at_level("WARNING", logger="netaware.iperf"):
+        assert measure_mbps("127.0.0.1", seconds=1, port=port) is None  # nothing listens there
+    (record,) = caplog.records
+    assert record.getMessage() == "iperf3 failed" and "refused" in record.__dict__["reason"], record.__dict__
+    server = subprocess.Popen(["iperf3", "-s", "-p", str(port)], stdout=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: port_open(port), timeout_s=10, what="the iperf3 server listening")
+        mbps = measure_mbps("127.0.0.1", seconds=1, port=port)
+        assert mbps is not None and mbps > 100  # loopback carries gigabits
+    finally:
+        server.kill()
+        server.wait()

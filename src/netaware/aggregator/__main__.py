@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from netaware.iperf import OMIT_S
 from netaware.logs import configure_logging
 from netaware.serving import WsgiServer
 
@@ -85,9 +86,10 @@ def main(argv: list[str] | None = None) -> None:
         parser().error("no token: give --token-file or set NETAWARE_AGGREGATOR_TOKEN")
     if arguments.bandwidth_seconds < 1:
         parser().error(f"--bandwidth-seconds must be 1 or more, not {arguments.bandwidth_seconds}")
-    if arguments.bandwidth_slot and arguments.bandwidth_slot <= arguments.bandwidth_seconds:
+    if arguments.bandwidth_slot and arguments.bandwidth_slot <= arguments.bandwidth_seconds + OMIT_S:
         parser().error(f"--bandwidth-slot ({arguments.bandwidth_slot:g} s) must be longer than --bandwidth-seconds "
-                       f"({arguments.bandwidth_seconds} s): a test must end within its slot")  # fmt: skip
+                       f"({arguments.bandwidth_seconds} s) plus the {OMIT_S} s iperf3 omits: a test must end within "
+                       "its slot")  # fmt: skip
     static_nodes = [n.strip() for n in (arguments.nodes or "").split(",") if n.strip()]
     if not static_nodes and not (arguments.publish or arguments.kubeconfig):
         parser().error("give --nodes, or --publish / --kubeconfig to take the nodes from the cluster")

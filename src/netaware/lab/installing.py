@@ -37,12 +37,14 @@ class TelemetryError(RuntimeError):
     """The telemetry did not install or did not publish in time: the message says which, and where to look."""
 
 
-def aggregator_command(*, bandwidth_seconds: float, repo: Path = REPO_ROOT) -> list[str]:
+def aggregator_command(
+    *, bandwidth_seconds: float, slot_s: float = BANDWIDTH_SLOT_S, repo: Path = REPO_ROOT
+) -> list[str]:
     """The aggregator's command as `aggregator/deployment.yaml` writes it, with the lab's bandwidth budget."""
     deployment = yaml.safe_load((repo / "aggregator" / "deployment.yaml").read_text())
     command = [str(word) for word in deployment["spec"]["template"]["spec"]["containers"][0]["command"]]
     budget = {
-        "--bandwidth-slot": str(BANDWIDTH_SLOT_S if bandwidth_seconds > 0 else 0),
+        "--bandwidth-slot": f"{slot_s:g}" if bandwidth_seconds > 0 else "0",
         "--bandwidth-seconds": str(max(1, round(bandwidth_seconds))),
     }
     for flag, value in budget.items():
@@ -55,8 +57,9 @@ def write_overlay(folder: Path, *, bandwidth_seconds: float, repo: Path = REPO_R
     folder.mkdir(parents=True, exist_ok=True)
     token = folder / "token.env"
     if not token.exists():
-        token.write_text(f"token={secrets.token_hex(32)}\n")
-        token.chmod(0o600)
+        # Created 0600, never readable by others even for a moment.
+        with os.fdopen(os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(f"token={secrets.token_hex(32)}\n")
     overlay = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",

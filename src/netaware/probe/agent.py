@@ -32,7 +32,7 @@ import requests
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from netaware.core.peers import select_peers
-from netaware.iperf import measure_mbps, server_command
+from netaware.iperf import OMIT_S, measure_mbps, server_command
 
 log = logging.getLogger("netaware.probe")
 
@@ -160,7 +160,7 @@ class ProbeAgent:
         if plan.get("role") != "client" or plan["slotStart"] == self.tested_slot or peer not in self.peers:
             return None
         self.tested_slot = plan["slotStart"]
-        seconds = min(float(plan["seconds"]), max(1.0, plan["slotEnd"] - self.clock() - 1.0))
+        seconds = min(float(plan["seconds"]), max(1.0, plan["slotEnd"] - self.clock() - 1.0 - OMIT_S))
         mbps = measure_mbps(self.peers[peer], seconds=seconds, netns=self.settings.netns)
         if mbps is not None:
             self.bandwidth_mbps[peer] = mbps
