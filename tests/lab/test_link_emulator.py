@@ -3,7 +3,8 @@
 Checks: a ping across a link shaped to 10 ms each way shows a median RTT of 20 ms (within 10% or 1 ms); loss over 1,000
 probes is within 2 points of the configured ratio; iperf3 over a 20 Mbit/s link measures the rate within 15%;
 after stop() no namespace is left; a link where no probe is answered is left unmeasured (the worst cost), never
-given an RTT of 0. Needs root: without it the tier fails loudly instead of skipping silently.
+given an RTT of 0; a live reshape changes a running link's RTT at once and leaves the others. Needs root: without it
+the tier fails loudly instead of skipping silently.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from netaware.lab.emulating import EmulatedNetwork, emulated_link
 from netaware.lab.measuring import measure_topology
 
 pytestmark = pytest.mark.netns
+PAIRS_OF_THREE = [(x, y) for x in "abc" for y in "abc" if x != y]
 
 
 @pytest.fixture(autouse=True)
@@ -116,3 +118,19 @@ def test_a_link_where_no_probe_is_answered_is_left_unmeasured_never_priced_as_fr
     index = {node: i for i, node in enumerate(topology.dense().nodes)}
     assert costs.cost[index["a"], index["b"]] == pytest.approx(costs.worst_link_cost)
     assert costs.cost[index["a"], index["c"]] < costs.worst_link_cost
+
+
+def test_a_live_reshape_changes_the_running_link_at_once_and_only_that_link() -> None:
+    shape = LinkShape(delay_ms=5)
+    with EmulatedNetwork("natest6", ["a", "b", "c"], {p: shape for p in PAIRS_OF_THREE}, subnet=216) as network:
+        source = network.namespace_of("a")
+        before = ping(source, network.address_of("b"), count=10, interval_s=0.05)
+        network.reshape({("a", "b"): LinkShape(delay_ms=25), ("b", "a"): LinkShape(delay_ms=25)})
+        after = ping(source, network.address_of("b"), count=10, interval_s=0.05)
+        untouched = ping(source, network.address_of("c"), count=10, interval_s=0.05)
+        assert network.shape_of("a", "b") == LinkShape(delay_ms=25)
+        with pytest.raises(ValueError, match="not links of this network"):
+            network.reshape({("a", "x"): shape})
+    assert before["median"] == pytest.approx(10.0, abs=1.0), before
+    assert after["median"] == pytest.approx(50.0, abs=max(1.0, 0.1 * 50)), after
+    assert untouched["median"] == pytest.approx(10.0, abs=1.0), untouched

@@ -7,7 +7,8 @@ the profile's zone labels and the lab's node size as allocatable; a pod in zone-
 whose only endpoint is in zone-b, through kube-proxy, at the shaped zone RTT, while the same request inside one node
 is sub-millisecond; `kubectl logs`, `exec` and `port-forward` work; the probe-agent DaemonSet and the aggregator
 Deployment run from their own manifests (hostNetwork, NET_RAW only, read-only root) and the aggregator publishes the
-shaped RTTs as NetworkTopology, and the agents' iperf3 tests the shaped rates; after `kill -9` of every lab process,
+shaped RTTs as NetworkTopology, and the agents' iperf3 tests the shaped rates; a live `lab shape` shows in `lab status`
+and in the published RTT within two probe rounds; after `kill -9` of every lab process,
 `lab down` leaves no process, mount, cgroup, nftables table, bridge, route or Node behind and restores the kernel
 settings. Needs root (fails loudly without it).
 """
@@ -40,7 +41,7 @@ from netaware.lab.booting import cgroup_hierarchies, lab_mounts
 from netaware.lab.daemon import LabConfig
 from netaware.lab.installing import aggregator_command
 from netaware.lab.nodefiles import KERNEL_SYSCTLS
-from netaware.lab.running import LabError, down, status, up
+from netaware.lab.running import LabError, down, shape, status, up
 from tests.cluster.conftest import wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.cluster]
@@ -297,6 +298,42 @@ def test_the_lab_runs_telemetry_from_its_own_manifests_and_it_keeps_publishing_t
             pair = (zone, zones[link["destination"]])
             expected = EXPECTED_RTT_MS.get(pair) or EXPECTED_RTT_MS[(pair[1], pair[0])]
             assert link["rttMs"] == pytest.approx(expected, abs=max(1.0, 0.1 * expected)), (origin, link)
+
+
+
+def test_a_live_link_change_shows_in_lab_status_and_is_published_within_two_probe_rounds(
+    lab: tuple[LabConfig, client.ApiClient, ClusterSettings],
+) -> None:
+    """`netaware lab shape` changes a running link: the relay carries the new delay at once, `lab status` shows the
+    shape in force, and the aggregator publishes it within two probe rounds plus one publishing period (10 + 10 + 5 s,
+    the level-shift rule holding back one odd round), then the link changes back just as fast."""
+    config, api, _ = lab
+    by_zone = nodes_by_zone(api)
+    a, b = by_zone["zone-a"], by_zone["zone-b"]
+    custom = client.CustomObjectsApi(api)
+
+    def published_rtt() -> float:
+        links = custom.get_cluster_custom_object(GROUP, VERSION, "networktopologies", a)["spec"]["links"]
+        return float(next(link["rttMs"] for link in links if link["destination"] == b))
+
+    def change_to(one_way_ms: float) -> float:
+        """Seconds from the change until the published RTT shows it (within 10%)."""
+        started = time.monotonic()
+        changed = shape(config.state_dir, {"fromZone": "zone-a", "toZone": "zone-b", "delayMs": one_way_ms})
+        assert {(c["origin"], c["destination"]) for c in changed} == {(a, b), (b, a)}
+        shapes = {(link["origin"], link["destination"]): link["shape"] for link in status(config.state_dir)["links"]}
+        assert shapes[(a, b)]["delayMs"] == shapes[(b, a)]["delayMs"] == one_way_ms
+        wait_for(lambda: published_rtt() == pytest.approx(2 * one_way_ms, rel=0.1), timeout_s=45,
+                 what=f"the published {a} -> {b} RTT near {2 * one_way_ms} ms")  # fmt: skip
+        return time.monotonic() - started
+
+    try:
+        slower = change_to(30.0)
+    finally:
+        faster = change_to(10.0)  # the profile's own, for the tests after this one
+    assert slower <= 2 * 10 + 5 + 3 and faster <= 2 * 10 + 5 + 3, (slower, faster)  # 3 s: a report's trip and retry
+    with pytest.raises(LabError, match="unknown zone 'zone-x'"):
+        shape(config.state_dir, {"fromZone": "zone-a", "toZone": "zone-x", "delayMs": 1})
 
 
 def test_the_agents_measure_bandwidth_through_their_read_only_pods_at_the_shaped_rate(

@@ -147,3 +147,12 @@ def test_router_help_and_bad_arguments() -> None:
     assert bad.returncode == 2 and "expected host:port" in bad.stderr
     settings = router("proxy", "--replica", "a:1", "--hot-quantile", "2")
     assert settings.returncode == 2 and "hot_quantile" in settings.stderr and "Traceback" not in settings.stderr
+
+
+def test_lab_shape_on_a_lab_that_is_not_running_says_how_to_start_one(tmp_path: Path) -> None:
+    result = netaware("lab", "shape", "--from-zone", "zone-a", "--to-zone", "zone-b", "--delay-ms", "30",
+                      "--state-dir", str(tmp_path))  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "the lab is not running" in result.stderr and "netaware lab up" in result.stderr, result.stderr
+    refused = netaware("lab", "shape", "--from-zone", "zone-a", "--to-zone", "zone-b", "--loss", "2")
+    assert refused.returncode == 2 and "--loss" in refused.stderr, refused.stderr

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from netaware.core.telemetry import LinkAggregator, ReportError, parse_report
+from netaware.core.topology import LEVEL_SHIFT_ROUNDS
 
 NODES = ["a", "b", "c", "d"]
 
@@ -71,7 +72,7 @@ def test_rtt_is_smoothed_and_an_outlier_is_held_back() -> None:
     ingest(aggregator, 1010.0, rttMs=500.0)  # one wild round
     measured = aggregator.measured(("a", "b"), now_s=1011.0)
     assert measured is not None and measured.rtt_ms == pytest.approx(10.0)
-    for second in range(11, 14):  # a real level shift: three rounds in a row
+    for second in range(11, 11 + LEVEL_SHIFT_ROUNDS):  # a real level shift: that many rounds in a row
         ingest(aggregator, 1000.0 + second, rttMs=40.0)
     assert aggregator.measured(("a", "b"), now_s=1014.0).rtt_ms == pytest.approx(40.0, rel=0.05)  # type: ignore[union-attr]
 

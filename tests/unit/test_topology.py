@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from netaware.core.topology import (
+    LEVEL_SHIFT_ROUNDS,
     LinkMetrics,
     SmoothedValue,
     Topology,
@@ -52,13 +53,21 @@ def test_dense_view_keeps_unknowns_as_nan() -> None:
     assert dense.loss_ratio[i, j] == pytest.approx(0.1)
 
 
-def test_ewma_follows_rfc6298() -> None:
+def test_ewma_follows_rfc6298_gains_from_a_narrower_first_deviation() -> None:
     first = smooth(None, 10.0)
-    assert (first.mean, first.deviation) == (10.0, 5.0)
+    assert (first.mean, first.deviation) == (10.0, 1.25)  # R/8, not RFC 6298's R/2
     second = smooth(first, 12.0)
-    # deviation first: 0.75*5 + 0.25*|10-12| = 4.25; then mean: 0.875*10 + 0.125*12 = 10.25
-    assert second.deviation == pytest.approx(4.25)
+    # deviation first: 0.75*1.25 + 0.25*|10-12| = 1.4375; then mean: 0.875*10 + 0.125*12 = 10.25
+    assert second.deviation == pytest.approx(1.4375)
     assert second.mean == pytest.approx(10.25)
+
+
+def test_a_link_changed_in_its_first_rounds_and_changed_back_follows_each_change_within_the_shift_rounds() -> None:
+    state = smooth(smooth(smooth(None, 20.0), 20.4), 20.2)  # a young link
+    for level in (60.0, 20.0):
+        for _ in range(LEVEL_SHIFT_ROUNDS):
+            state = smooth(state, level)
+        assert state.mean == level
 
 
 def test_a_single_outlier_is_held_back_and_a_level_shift_is_followed() -> None:
@@ -67,9 +76,15 @@ def test_a_single_outlier_is_held_back_and_a_level_shift_is_followed() -> None:
     assert spike.mean == 10.0  # one spike does not move the estimate
     assert smooth(spike, 10.2).outlier_run == 0
     shifted = state
-    for _ in range(3):  # the link really became slower
+    for _ in range(LEVEL_SHIFT_ROUNDS - 1):
         shifted = smooth(shifted, 40.0)
+    assert shifted.mean == 10.0  # not yet: it could still be a busy moment
+    shifted = smooth(shifted, 40.0)  # LEVEL_SHIFT_ROUNDS in a row: the link really became slower
     assert shifted.mean == 40.0
+    assert shifted.deviation == pytest.approx(2.0)  # the same 5% of the mean as before the change
+    for _ in range(LEVEL_SHIFT_ROUNDS):  # ...and a change back is followed just as fast
+        shifted = smooth(shifted, 10.0)
+    assert shifted.mean == 10.0
 
 
 def test_smoothing_gain_from_period_and_time_constant() -> None:

@@ -100,3 +100,71 @@ def parse_profile(document: Any) -> LinkProfile:
         zone_pairs=zone_pairs,
         node_pairs=node_pairs,
     )
+
+
+SHAPE_FIELDS = {"delayMs": "delay_ms", "jitterMs": "jitter_ms", "lossRatio": "loss_ratio", "rateMbps": "rate_mbps"}
+
+
+def shape_document(shape: LinkShape) -> dict[str, float | None]:
+    """A shape in the profile's words (the inverse of a zonePairs entry's fields)."""
+    return {key: getattr(shape, name) for key, name in SHAPE_FIELDS.items()}
+
+
+def shape_change(
+    request: Any, nodes: Mapping[str, str], current: Mapping[tuple[str, str], LinkShape]
+) -> dict[tuple[str, str], LinkShape]:
+    """The new shape of every directed node link a live change names (`netaware lab shape`), in the profile's words:
+    `fromZone`/`toZone` (every node pair between the two zones; one zone twice: the links inside it) or
+    `fromNode`/`toNode`, and any of delayMs (one-way, as in profiles), jitterMs, lossRatio, rateMbps (null: unlimited);
+    fields not given keep their value. Both directions change, as a profile's zonePairs entry does, unless `oneWay`."""
+    if not isinstance(request, Mapping):
+        raise ProfileError("a link change is a mapping: fromZone/toZone or fromNode/toNode, and delayMs, jitterMs, "
+                           "lossRatio or rateMbps")  # fmt: skip
+    unknown = set(request) - {"fromZone", "toZone", "fromNode", "toNode", "oneWay", *SHAPE_FIELDS}
+    if unknown:
+        raise ProfileError(f"unknown keys {sorted(unknown)}")
+    given = {SHAPE_FIELDS[key]: request[key] for key in SHAPE_FIELDS if key in request}
+    if not given:
+        raise ProfileError(f"nothing to change: give at least one of {', '.join(SHAPE_FIELDS)}")
+    for key, value in request.items():
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if key in SHAPE_FIELDS and not number and not (key == "rateMbps" and value is None):
+            raise ProfileError(f"{key} must be a number, not {value!r}")
+    one_way = request.get("oneWay", False)
+    if not isinstance(one_way, bool):
+        raise ProfileError(f"oneWay must be true or false, not {one_way!r}")
+    zones = set(nodes.values())
+    if {"fromZone", "toZone"} <= set(request) and not {"fromNode", "toNode"} & set(request):
+        origin, destination = str(request["fromZone"]), str(request["toZone"])
+        for zone in (origin, destination):
+            if zone not in zones:
+                raise ProfileError(f"unknown zone {zone!r}; the lab's zones: {', '.join(sorted(zones))}")
+        pairs = [(o, d) for o in nodes for d in nodes if o != d and (nodes[o], nodes[d]) == (origin, destination)]
+        if not pairs:
+            raise ProfileError(f"zone {origin} has one node: no link inside it to change")
+    elif {"fromNode", "toNode"} <= set(request) and not {"fromZone", "toZone"} & set(request):
+        origin, destination = str(request["fromNode"]), str(request["toNode"])
+        for node in (origin, destination):
+            if node not in nodes:
+                raise ProfileError(f"unknown node {node!r}; the lab's nodes: {', '.join(nodes)}")
+        if origin == destination:
+            raise ProfileError(f"{origin} to itself is no link")
+        pairs = [(origin, destination)]
+    else:
+        raise ProfileError("name the links by fromZone and toZone, or by fromNode and toNode (one pair, not both)")
+    if not one_way:
+        pairs += [(d, o) for o, d in pairs if (d, o) not in pairs]
+    changed = {}
+    for pair in pairs:
+        old = current.get(pair, LinkShape())
+        values = {name: getattr(old, name) for name in SHAPE_FIELDS.values()} | given
+        try:
+            changed[pair] = LinkShape(
+                delay_ms=float(values["delay_ms"]),
+                jitter_ms=float(values["jitter_ms"]),
+                loss_ratio=float(values["loss_ratio"]),
+                rate_mbps=None if values["rate_mbps"] is None else float(values["rate_mbps"]),
+            )
+        except (TypeError, ValueError) as error:
+            raise ProfileError(str(error)) from None
+    return changed

@@ -175,8 +175,14 @@ DEFAULT_BETA = 1 / 4
 # A sample further than this many RTTVARs from SRTT counts as an outlier (or the start of a level shift).
 OUTLIER_DEVIATIONS = 4.0
 # After this many consecutive outliers on the same side, the link really changed: jump to the new level instead
-# of lagging behind it for several time constants (experiments change links stepwise).
-LEVEL_SHIFT_ROUNDS = 3
+# of lagging behind it for several time constants (experiments change links stepwise). Two: one odd round (a busy
+# moment, each round is already the median of its probes) is held back, and a changed link shows within two probe
+# rounds plus one publishing period (10 + 10 + 5 s with the DaemonSet's defaults), where three took 35 s.
+LEVEL_SHIFT_ROUNDS = 2
+# The first sample's deviation, relative to it. RFC 6298 starts at R/2 for retransmission timers, where too small a
+# value is costly; here it sets the outlier tolerance, and at R/2 (4 deviations: twice the RTT) a link changed in
+# its first minutes was followed only by the EWMA: a 60 -> 20 ms change took minutes instead of two rounds.
+FIRST_DEVIATION = 1 / 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,14 +212,15 @@ def smooth(
 ) -> SmoothedValue:
     """Fold one robust per-round sample into the EWMA.
 
-    First sample: mean = R, deviation = R/2 (RFC 6298). Then, deviation before mean:
+    First sample: mean = R, deviation = R * FIRST_DEVIATION (RFC 6298 takes R/2). Then, deviation before mean:
         deviation <- (1-beta)*deviation + beta*|mean - R|
         mean      <- (1-alpha)*mean + alpha*R
     A sample more than OUTLIER_DEVIATIONS deviations away is held back (outlier rejection); after
-    LEVEL_SHIFT_ROUNDS such samples on the same side in a row the estimate jumps to the new level.
+    LEVEL_SHIFT_ROUNDS such samples on the same side in a row the estimate jumps to the new level, keeping the
+    deviation's ratio to the mean (so a change back is a level shift too, not a slow drift).
     """
     if state is None:
-        return SmoothedValue(mean=sample, deviation=sample / 2)
+        return SmoothedValue(mean=sample, deviation=sample * FIRST_DEVIATION)
     distance = sample - state.mean
     # A floor on the deviation keeps a perfectly steady link from treating every tiny change as an outlier.
     tolerance = OUTLIER_DEVIATIONS * max(state.deviation, 0.05 * abs(state.mean), 1e-3)
@@ -221,7 +228,10 @@ def smooth(
         sign = 1 if distance > 0 else -1
         run = state.outlier_run + 1 if sign == state.outlier_sign else 1
         if run >= LEVEL_SHIFT_ROUNDS:
-            return SmoothedValue(mean=sample, deviation=sample / 2, samples=state.samples + 1)
+            # The path's relative variation carries over to the new level; a fresh start would put a change back
+            # inside 4 deviations and leave it to the EWMA (80 s of time constant with 10-s rounds).
+            relative = state.deviation / state.mean if state.mean > 0 else FIRST_DEVIATION
+            return SmoothedValue(mean=sample, deviation=relative * sample, samples=state.samples + 1)
         return replace(state, outlier_run=run, outlier_sign=sign, samples=state.samples + 1)
     deviation = (1 - beta) * state.deviation + beta * abs(distance)
     mean = (1 - alpha) * state.mean + alpha * sample

@@ -207,22 +207,7 @@ class ExperimentRunner:
         lab: Mapping[str, Any],
     ) -> PolicyResult:
         namespace = f"exp-{policy}"
-        self.delete_namespace(namespace)
-        pinned = self.pinned_placement(policy, problem)
-        scheduler = "netaware" if policy.startswith("netaware") else "default"
-        documents = render(graph, namespace=namespace, scheduler=scheduler, pinned=pinned)
-        if policy.startswith("netaware-"):
-            strategy = policy.removeprefix("netaware-")
-            for document in documents:
-                if document["kind"] == "AppGroup":
-                    document["spec"]["strategy"] = strategy
-        self.progress(f"{policy}: deploying {len(graph.services)} services")
-        started = time.monotonic()
-        apply_manifests(self.api, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}])
-        apply_manifests(self.api, documents)
-        placement = self.wait_ready(namespace, graph, policy)
-        seconds_to_ready = time.monotonic() - started
-        self.wait_endpoints(namespace, graph, lab)
+        placement, seconds_to_ready = self.deploy(graph, problem, policy, namespace, lab)
         zones = {node: spec["zone"] for node, spec in lab["nodes"].items()}
         entry_node = placement[graph.entry]
         client_namespace = lab["nodes"][entry_node]["namespace"]
@@ -239,6 +224,8 @@ class ExperimentRunner:
         delta = {pair: after.get(pair, 0) - before.get(pair, 0) for pair in after}
         cross = sum(v for (o, d), v in delta.items() if zones[o] != zones[d])
         latencies = load.pop("latenciesMs", [])
+        load.pop("sentS", None)
+        load.pop("startedAt", None)
         self.progress(f"{policy}: p50 {load['p50Ms']:.1f} ms, p99 {load['p99Ms']:.1f} ms; cleaning up")
         self.delete_namespace(namespace)
         return PolicyResult(
@@ -252,6 +239,29 @@ class ExperimentRunner:
             latencies_ms=latencies,
             seconds_to_ready=seconds_to_ready,
         )
+
+    def deploy(
+        self, graph: ServiceGraph, problem: PlacementProblem, policy: str, namespace: str, lab: Mapping[str, Any]
+    ) -> tuple[dict[str, str], float]:
+        """The graph deployed under `policy` in a fresh `namespace`, every pod Ready and every Service routable:
+        service -> node, and the seconds that took."""
+        self.delete_namespace(namespace)
+        pinned = self.pinned_placement(policy, problem)
+        scheduler = "netaware" if policy.startswith("netaware") else "default"
+        documents = render(graph, namespace=namespace, scheduler=scheduler, pinned=pinned)
+        if policy.startswith("netaware-"):
+            strategy = policy.removeprefix("netaware-")
+            for document in documents:
+                if document["kind"] == "AppGroup":
+                    document["spec"]["strategy"] = strategy
+        self.progress(f"{policy}: deploying {len(graph.services)} services")
+        started = time.monotonic()
+        apply_manifests(self.api, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}])
+        apply_manifests(self.api, documents)
+        placement = self.wait_ready(namespace, graph, policy)
+        seconds_to_ready = time.monotonic() - started
+        self.wait_endpoints(namespace, graph, lab)
+        return placement, seconds_to_ready
 
     def wait_ready(self, namespace: str, graph: ServiceGraph, policy: str) -> dict[str, str]:
         """service -> node once one pod per service is Ready."""
@@ -329,8 +339,9 @@ class ExperimentRunner:
         return json.loads(finished.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
     def link_bytes(self) -> dict[tuple[str, str], int]:
+        """Bytes the workloads' pods sent per directed link (the telemetry's own probes and iperf3 tests excluded)."""
         state = lab_status(self.lab_state_dir)
-        return {(link["origin"], link["destination"]): int(link["bytes"]) for link in state.get("links", [])}
+        return {(link["origin"], link["destination"]): int(link["podBytes"]) for link in state.get("links", [])}
 
     def delete_namespace(self, namespace: str) -> None:
         try:

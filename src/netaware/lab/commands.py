@@ -1,4 +1,4 @@
-"""`netaware lab up | down | status`: lab nodes as network namespaces with shaped links, registered in the local
+"""`netaware lab up | down | status | shape`: lab nodes as network namespaces with shaped links, registered in the local
 control plane, running their pods as real processes."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from netaware.lab.daemon import LabConfig
-from netaware.lab.running import LabError, down, status, up
+from netaware.lab.running import LabError, down, shape, status, up
 from netaware.paths import cluster_kubeconfig, lab_state_dir, port_base, profile_path
 
 lab_app = typer.Typer(
@@ -27,7 +27,8 @@ PHASES = {
     "starting": "starting the lab daemon",
     "links": "creating node namespaces and shaped links",
     "nodes": "starting the nodes (kubelet, containerd, kube-proxy) or registering them",
-    "measuring": "measuring every link (ICMP, iperf3)",
+    "telemetry": "installing the probe agents and the aggregator; waiting until every link is published",
+    "measuring": "measuring every link once (ICMP, iperf3)",
     "ready": "ready",
 }
 
@@ -68,27 +69,48 @@ def print_status(result: dict[str, Any]) -> None:
             states if running else "-",
         )  # fmt: skip
     console_out.print(nodes)
-    measured = [link for link in result.get("links", []) if link.get("rttMs") is not None]
-    if measured:
-        zones = {name: node["zone"] for name, node in result.get("nodes", {}).items()}
-        by_zone: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for link in measured:
-            by_zone.setdefault((zones[link["origin"]], zones[link["destination"]]), []).append(link)
-        links = Table(title="measured links by zone pair (median of node pairs)")
-        for column in ("from", "to", "RTT ms", "Mbit/s", "loss %"):
-            links.add_column(column, justify="right")
-        for (origin, destination), entries in sorted(by_zone.items()):
-            rtts = sorted(e["rttMs"] for e in entries)
-            rates = sorted(e["bandwidthMbps"] for e in entries if e.get("bandwidthMbps") is not None)
-            losses = sorted(e["lossRatio"] for e in entries)
-            links.add_row(
-                origin,
-                destination,
-                f"{rtts[len(rtts) // 2]:.1f}",
-                f"{rates[len(rates) // 2]:.0f}" if rates else "-",
-                f"{100 * losses[len(losses) // 2]:.1f}",
-            )
-        console_out.print(links)
+    console_out.print(links_table(result))
+
+
+def median(values: list[float]) -> float | None:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else None
+
+
+def figure(value: float | None, pattern: str) -> str:
+    return "-" if value is None else format(value, pattern)
+
+
+def links_table(result: dict[str, Any]) -> Table:
+    """Per zone pair, the shape in force (RTT as both directions' delays) beside what was measured (median of the
+    node pairs; `-` where nothing was)."""
+    zones = {name: node["zone"] for name, node in result.get("nodes", {}).items()}
+    shapes = {(link["origin"], link["destination"]): link.get("shape") or {} for link in result.get("links", [])}
+    by_zone: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for link in result.get("links", []):
+        by_zone.setdefault((zones[link["origin"]], zones[link["destination"]]), []).append(link)
+    table = Table(title="links by zone pair: the shape in force | as measured (median of node pairs)")
+    for column in ("from", "to", "shaped RTT ms", "shaped Mbit/s", "shaped loss %", "RTT ms", "Mbit/s", "loss %"):
+        table.add_column(column, justify="right")
+    for (origin, destination), entries in sorted(by_zone.items()):
+        shaped_rtts, shaped_rates, shaped_losses = [], [], []
+        for entry in entries:
+            there = shapes[(entry["origin"], entry["destination"])]
+            back = shapes.get((entry["destination"], entry["origin"]), {})
+            shaped_rtts.append(there.get("delayMs", 0.0) + back.get("delayMs", 0.0))
+            if there.get("rateMbps") is not None:
+                shaped_rates.append(there["rateMbps"])
+            shaped_losses.append(100 * there.get("lossRatio", 0.0))
+        measured_loss = median([100 * e["lossRatio"] for e in entries if e.get("lossRatio") is not None])
+        table.add_row(
+            origin, destination,
+            figure(median(shaped_rtts), ".1f"), figure(median(shaped_rates), ".0f"),
+            figure(median(shaped_losses), ".1f"),
+            figure(median([e["rttMs"] for e in entries if e.get("rttMs") is not None]), ".1f"),
+            figure(median([e["bandwidthMbps"] for e in entries if e.get("bandwidthMbps") is not None]), ".0f"),
+            figure(measured_loss, ".1f"),
+        )  # fmt: skip
+    return table
 
 
 @lab_app.command("up")
@@ -101,7 +123,7 @@ def lab_up(
     ] = None,
     node_cpu: Annotated[str, typer.Option(help="CPU capacity of each lab node")] = "2",
     bandwidth_seconds: Annotated[
-        float, typer.Option(min=0, help="iperf3 run per link when measuring (0: RTT and loss only)")
+        float, typer.Option(min=0, help="iperf3 test length (one per node every 30 s; 0: RTT and loss only)")
     ] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of the emulated loss and jitter")] = 0,
     telemetry: Annotated[
@@ -122,7 +144,8 @@ def lab_up(
     kubeconfig: Kubeconfig = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON")] = False,
 ) -> None:
-    """Create the lab nodes and links, register the nodes, measure the links into NetworkTopology resources."""
+    """Create the lab's nodes and shaped links, start the nodes, install the telemetry (probe agents, aggregator),
+    ready once every link is published as NetworkTopology."""
     config = LabConfig(
         profile=profile_path(profile),
         state_dir=state_dir or lab_state_dir(),
@@ -169,3 +192,40 @@ def lab_status(
         print_status(result)
     if not result.get("running"):
         raise typer.Exit(code=1)
+
+
+@lab_app.command("shape")
+def lab_shape(
+    from_zone: Annotated[str | None, typer.Option(help="Change the links from this zone (with --to-zone)")] = None,
+    to_zone: Annotated[str | None, typer.Option(help="... to this zone (one zone twice: the links inside it)")] = None,
+    from_node: Annotated[str | None, typer.Option(help="Or one node pair: from this node (with --to-node)")] = None,
+    to_node: Annotated[str | None, typer.Option(help="... to this node")] = None,
+    delay_ms: Annotated[float | None, typer.Option(min=0, help="One-way delay, as in profiles")] = None,
+    jitter_ms: Annotated[float | None, typer.Option(min=0, help="Delay standard deviation")] = None,
+    loss: Annotated[float | None, typer.Option(min=0, max=1, help="Loss ratio: 0.01 drops 1% of packets")] = None,
+    rate_mbps: Annotated[float | None, typer.Option(min=0.001, help="Rate limit, Mbit/s")] = None,
+    one_way: Annotated[bool, typer.Option(help="Change only the given direction [both, as a profile's zonePairs]")] = (
+        False
+    ),
+    state_dir: StateDir = None,
+) -> None:
+    """Change running links' shape now (delay, jitter, loss, rate), without restarting the lab; fields not given keep
+    their value. `lab status` shows the shape in force."""
+    names = {"fromZone": from_zone, "toZone": to_zone, "fromNode": from_node, "toNode": to_node}
+    figures = {"delayMs": delay_ms, "jitterMs": jitter_ms, "lossRatio": loss, "rateMbps": rate_mbps}
+    change: dict[str, Any] = {key: value for key, value in (names | figures).items() if value is not None}
+    change["oneWay"] = one_way
+    try:
+        changed = shape(state_dir or lab_state_dir(), change)
+    except LabError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(code=1) from None
+    table = Table(title=f"{len(changed)} directed links reshaped")
+    for column in ("from", "to", "delay ms", "jitter ms", "loss %", "Mbit/s"):
+        table.add_column(column, justify="right")
+    for link in changed:
+        table.add_row(
+            link["origin"], link["destination"], f"{link['delayMs']:g}", f"{link['jitterMs']:g}",
+            f"{100 * link['lossRatio']:g}", "-" if link["rateMbps"] is None else f"{link['rateMbps']:g}",
+        )  # fmt: skip
+    Console().print(table)

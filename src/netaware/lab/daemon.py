@@ -3,7 +3,8 @@ pods, resolves Services, measures the links and writes them as NetworkTopology r
 detached and waits until it reports ready; `netaware lab down` stops it (SIGTERM: pods stopped, Nodes and
 NetworkTopologies deleted, namespaces removed) and then sweeps whatever a crash left behind.
 
-It serves /healthz, /metrics (bytes and drops per directed link, pods running) and /v1/status on 127.0.0.1.
+It serves /healthz, /metrics (bytes and drops per directed link, pods running), /v1/status and `POST /v1/shape` (a
+live link change, `netaware lab shape`) on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from werkzeug.serving import make_server
 
-from netaware.core.profiles import LinkProfile, parse_profile
+from netaware.core.profiles import LinkProfile, ProfileError, parse_profile, shape_change, shape_document
 from netaware.core.quantities import cpu_millicores
 from netaware.core.topology import Topology
 from netaware.kube import api as kube
@@ -121,13 +122,19 @@ class _LinkCollector(Collector):
             sent.add_metric([origin, destination], value)
         for (origin, destination), value in list(self.lab.network.link_drops.items()):
             dropped.add_metric([origin, destination], value)
+        from_pods = CounterMetricFamily(
+            "netaware_lab_link_pod_bytes", "IP bytes the emulated link delivered from pods (not host-network ones)",
+            labels=["origin", "destination"],
+        )  # fmt: skip
+        for (origin, destination), value in list(self.lab.network.link_pod_bytes.items()):
+            from_pods.add_metric([origin, destination], value)
         pods = GaugeMetricFamily("netaware_lab_pods", "Pods the lab runs", labels=["node"])
         counts = {node: 0 for node in self.lab.network.nodes}
         for running in list(self.lab.pods.running.values()):
             counts[running.node] += 1
         for node, count in counts.items():
             pods.add_metric([node], count)
-        yield from (sent, dropped, pods)
+        yield from (sent, dropped, from_pods, pods)
 
 
 RUNTIMES = ("kubelet", "process")
@@ -327,7 +334,8 @@ class Lab:
     def _links(self) -> list[dict[str, Any]]:
         """Every directed link: bytes and drops carried so far, and its figures: as the aggregator last published
         them (real nodes), or as the lab measured them at start (process runtime)."""
-        carried, dropped = self.network.link_bytes, self.network.link_drops  # one snapshot each, not one per pair
+        # One snapshot each, not one per pair.
+        carried, dropped, from_pods = self.network.link_bytes, self.network.link_drops, self.network.link_pod_bytes
         topology = self.topology
         if self.real_nodes is not None:
             with contextlib.suppress(Exception):  # the API away: the figures are unknown, not stale ones shown
@@ -346,13 +354,22 @@ class Lab:
                     "origin": pair[0],
                     "destination": pair[1],
                     "bytes": sent,
+                    "podBytes": from_pods.get(pair, 0),
                     "dropped": dropped.get(pair, 0),
                     "rttMs": measured.rtt_ms if measured else None,
                     "bandwidthMbps": measured.bandwidth_mbps if measured else None,
                     "lossRatio": measured.loss_ratio if measured else None,
+                    "shape": shape_document(self.network.shape_of(*pair)),
                 }
             )
         return result
+
+    def reshape(self, change: Any) -> dict[tuple[str, str], Any]:
+        """Apply a live link change (see core.profiles.shape_change); raises ProfileError with the reason."""
+        changes = shape_change(change, dict(self.profile.nodes), self.network.shapes)
+        self.network.reshape(changes)
+        log.info("links reshaped", extra={"change": change, "links": len(changes)})
+        return changes
 
     def _write_status_file(self) -> None:
         self.config.status_file.write_text(json.dumps(self.status(), indent=1))
@@ -374,6 +391,15 @@ def create_app(lab: Lab) -> Flask:
     @app.get("/v1/status")
     def status() -> Response:
         return jsonify(lab.status())
+
+    @app.post("/v1/shape")
+    def shape() -> tuple[Response, int]:
+        try:
+            changes = lab.reshape(request.get_json(silent=True))
+        except ProfileError as error:
+            return jsonify(error=str(error)), 400
+        changed = [{"origin": o, "destination": d, **shape_document(s)} for (o, d), s in sorted(changes.items())]
+        return jsonify(changed=changed), 200
 
     return app
 

@@ -12,8 +12,10 @@ of the two nodes, and traffic between pods of one node never leaves the node.
 
 The TUN devices are created in the root namespace (where the relay holds their file descriptors) and then moved
 into the lab namespaces; the descriptors stay valid. The relay is one epoll loop with a heap of release times,
-run in a forked process of its own (counting bytes and drops per directed pair in shared memory); `stop()` ends it
-and removes the lab's namespaces (and with them the devices).
+run in a forked process of its own (counting bytes and drops per directed pair in shared memory); `reshape()` sends
+it new shapes over a pipe it polls with the devices (a live link change: packets already in flight keep the release
+time they were given, the next ones get the new shape); `stop()` ends it and removes the lab's namespaces (and with
+them the devices).
 """
 
 from __future__ import annotations
@@ -144,6 +146,12 @@ class AddressPlan:
             return None
         return packet[19] - 1 if packet[18] == 0 else packet[18] - 1
 
+    @staticmethod
+    def from_pod(packet: bytes) -> bool:
+        """Whether an IPv4 packet of the lab comes from a pod (10.x.(i+1).y), not from a node's own address (10.x.0.y:
+        the kubelet, host-network pods such as the probe agents and their iperf3)."""
+        return len(packet) >= 20 and packet[14] != 0
+
 
 def setup_commands(*, namespace: str, device: str, address: str, pod_gateway: str | None = None) -> list[list[str]]:
     """The ip commands that move a TUN device into its namespace and address it (built as data); the prefix
@@ -220,7 +228,7 @@ class EmulatedNetwork:
 
     prefix: str
     nodes: Sequence[str]
-    shapes: Mapping[tuple[str, str], LinkShape]
+    shapes: dict[tuple[str, str], LinkShape]
     """Directed (origin, destination) -> shape; a missing pair is carried unshaped."""
     subnet: int = 201
     seed: int = 0
@@ -228,9 +236,12 @@ class EmulatedNetwork:
     """Give every node a `pods` bridge on 10.<subnet>.(i+1).0/24 (the lab's pods attach there)."""
     _fds: list[int] = field(default_factory=list)
     _counters: Any = None
-    """Shared memory the relay process counts in: per directed pair (i*n+j), bytes delivered then packets dropped."""
+    """Shared memory the relay process counts in: per directed pair (i*n+j), bytes delivered, then packets dropped,
+    then bytes delivered from pods."""
     _relay_process: multiprocessing.process.BaseProcess | None = None
     _parent_pid: int = 0
+    _reshapes: Any = None
+    """The write end of the pipe the relay reads new shapes from: {(origin index, destination index): LinkShape}."""
 
     @property
     def relay_pid(self) -> int | None:
@@ -239,6 +250,22 @@ class EmulatedNetwork:
     def __post_init__(self) -> None:
         if not 1 <= len(self.nodes) <= 250:
             raise ValueError("an emulated network has 1 to 250 nodes")
+        self.shapes = dict(self.shapes)  # our own copy: reshape() changes it
+
+    def shape_of(self, origin: str, destination: str) -> LinkShape:
+        """The shape in force on the directed link (unshaped where the profile gave none)."""
+        return self.shapes.get((origin, destination), LinkShape())
+
+    def reshape(self, changes: Mapping[tuple[str, str], LinkShape]) -> None:
+        """Give the directed links in `changes` their new shapes, now, without stopping the relay."""
+        index = {node: i for i, node in enumerate(self.nodes)}
+        unknown = [pair for pair in changes if pair[0] not in index or pair[1] not in index or pair[0] == pair[1]]
+        if unknown:
+            raise ValueError(f"not links of this network: {unknown}")
+        if self._reshapes is None:
+            raise RuntimeError("the network is not started")
+        self._reshapes.send({(index[o], index[d]): shape for (o, d), shape in changes.items()})
+        self.shapes.update(changes)
 
     @property
     def namespaces(self) -> list[str]:
@@ -278,9 +305,13 @@ class EmulatedNetwork:
         # the GIL with everything else the lab process does, and every busy moment there would delay packets.
         context = multiprocessing.get_context("fork")
         self._parent_pid = os.getpid()
-        self._counters = context.RawArray("q", 2 * len(self.nodes) ** 2)
-        self._relay_process = context.Process(target=self._relay, name=f"relay-{self.prefix}", daemon=True)
+        self._counters = context.RawArray("q", 3 * len(self.nodes) ** 2)
+        reshapes, self._reshapes = context.Pipe(duplex=False)
+        self._relay_process = context.Process(
+            target=self._relay, args=(reshapes,), name=f"relay-{self.prefix}", daemon=True
+        )
         self._relay_process.start()
+        reshapes.close()  # the relay holds its copy of the read end
 
     def _counter_view(self, offset: int) -> dict[tuple[str, str], int]:
         if self._counters is None:
@@ -303,7 +334,13 @@ class EmulatedNetwork:
         """Packets dropped per directed node pair by the emulated loss."""
         return self._counter_view(len(self.nodes) ** 2)
 
-    def _relay(self) -> None:
+    @property
+    def link_pod_bytes(self) -> dict[tuple[str, str], int]:
+        """IP bytes delivered per directed node pair from pods: the workloads' traffic, without the nodes' own (the
+        probe agents' ICMP and iperf3 run on the host network)."""
+        return self._counter_view(2 * len(self.nodes) ** 2)
+
+    def _relay(self, reshapes: Any) -> None:
         rng = random.Random(self.seed)
         count = len(self.nodes)
         unshaped = LinkShape()
@@ -317,6 +354,8 @@ class EmulatedNetwork:
         plan = self.plan
         counters = self._counters
         drops_offset = count * count
+        pods_offset = 2 * count * count
+        from_pod = plan.from_pod
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         # Die with the process that started the relay, even when it is killed outright (SIGKILL runs no clean-up).
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -328,6 +367,7 @@ class EmulatedNetwork:
             poller.register(fd, select.EPOLLIN)
         timer = ReleaseTimer()
         poller.register(timer.fd, select.EPOLLIN)
+        poller.register(reshapes.fileno(), select.EPOLLIN)
         pending: list[tuple[float, int, int, bytes]] = []
         sequence = 0
         try:
@@ -336,6 +376,13 @@ class EmulatedNetwork:
                 for fd, _ in poller.poll():
                     if fd == timer.fd:
                         timer.clear()
+                        continue
+                    if fd == reshapes.fileno():
+                        try:
+                            for pair, shape in reshapes.recv().items():
+                                clocks[pair].shape = shape
+                        except EOFError:  # the lab process is gone; PR_SET_PDEATHSIG ends us too
+                            poller.unregister(fd)
                         continue
                     origin = index_of_fd[fd]
                     while True:
@@ -352,6 +399,8 @@ class EmulatedNetwork:
                             counters[drops_offset + origin * count + destination] += 1
                             continue
                         counters[origin * count + destination] += len(packet)
+                        if from_pod(packet):
+                            counters[pods_offset + origin * count + destination] += len(packet)
                         heapq.heappush(pending, (release, sequence, self._fds[destination], packet))
                         sequence += 1
                 while pending and pending[0][0] <= time.monotonic() + WAKE_EARLY_S:
@@ -387,6 +436,9 @@ class EmulatedNetwork:
         return namespace, address
 
     def stop(self) -> None:
+        if self._reshapes is not None:
+            self._reshapes.close()
+            self._reshapes = None
         if self._relay_process is not None and self._relay_process.pid is not None:
             self._relay_process.terminate()
             self._relay_process.join(timeout=5)

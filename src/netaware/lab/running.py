@@ -175,3 +175,19 @@ def status(state_dir: Path) -> dict[str, Any]:
     except (requests.RequestException, ValueError) as error:
         return {"running": True, "pid": pid, "stateDir": str(state_dir), "error": str(error)}
     return {"running": True, "stateDir": str(state_dir), **result}
+
+
+def shape(state_dir: Path, change: dict[str, Any]) -> list[dict[str, Any]]:
+    """Change running links' shapes (core.profiles.shape_change's words); the directed links changed, with their new
+    shape. LabError when the lab is not running or refuses the change (the reason is the daemon's)."""
+    saved = _saved_config(state_dir)
+    if _running_pid(state_dir) is None or not saved:
+        raise LabError(f"the lab is not running (state: {state_dir}); start it with `netaware lab up`")
+    try:
+        answer = requests.post(f"http://127.0.0.1:{saved['port']}/v1/shape", json=change, timeout=10)
+        body = answer.json()
+    except (requests.RequestException, ValueError) as error:
+        raise LabError(f"the lab daemon did not answer: {error}") from None
+    if answer.status_code != 200:
+        raise LabError(str(body.get("error") or body))
+    return list(body["changed"])
