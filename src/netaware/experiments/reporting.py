@@ -14,6 +14,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from netaware.experiments.live import LiveChangeResult
 from netaware.experiments.running import ExperimentResult
 from netaware.plotting import pyplot
 
@@ -181,3 +182,44 @@ def _save(figure: Any, path: Path) -> Path:
     figure.savefig(path, dpi=110)
     pyplot().close(figure)
     return path
+
+
+def print_live_change(result: LiveChangeResult, console: Console) -> None:
+    """The second act's table: what the change was, how long each part took to see it, where new pods went."""
+    a, b = result.zones
+    table = Table(title=f"live change: {a} <-> {b} one-way delay +{result.added_delay_ms:g} ms, mid-run")
+    for column in ("measure", "measured", "target"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    published = result.published_after_s
+    table.add_row("(a) published in the NetworkTopology after",
+                  "not within 90 s" if published is None else f"{published:.1f} s", "<= 25 s")  # fmt: skip
+    table.add_row("(b) router moved the traffic after", "not measured: the workloads do not call through the router "
+                  "yet", "<= 5 s")  # fmt: skip
+    table.add_row(f"(c) calls/request over {a} <-> {b}: pods before -> pods created after",
+                  f"{result.calls_before:g} -> {result.calls_after:g}", "fewer")  # fmt: skip
+    table.add_row("    network ms/request on the changed links: before -> after",
+                  f"{result.network_ms_before:.0f} -> {result.network_ms_after:.0f}", "lower")  # fmt: skip
+    console.print(table)
+
+
+def write_live_change(result: LiveChangeResult, out_dir: Path) -> list[Path]:
+    """live-change.json and the timeline plot: p50 and p99 per second of send time, the change and its publication
+    marked."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = out_dir / "live-change.json"
+    data.write_text(json.dumps(asdict(result), indent=1))
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    seconds = [point["second"] for point in result.timeline]
+    axis.plot(seconds, [point["p50Ms"] for point in result.timeline], label="p50")
+    axis.plot(seconds, [point["p99Ms"] for point in result.timeline], label="p99", alpha=0.8)
+    axis.axvline(result.changed_at_s, color="red", linestyle="--", label=f"{' <-> '.join(result.zones)} degraded")
+    if result.published_after_s is not None:
+        axis.axvline(result.changed_at_s + result.published_after_s, color="green", linestyle=":",
+                     label=f"published ({result.published_after_s:.0f} s later)")  # fmt: skip
+    axis.set_xlabel(f"send time (s), {result.rate_per_s:g} requests/s on netaware's placement")
+    axis.set_ylabel("end-to-end latency (ms)")
+    axis.set_title("a live link change: latency per second")
+    axis.grid(True, alpha=0.3)
+    axis.legend()
+    return [data, _save(figure, out_dir / "live-change.png")]

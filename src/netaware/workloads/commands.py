@@ -49,7 +49,7 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("--rate", type=float, default=20.0, help="requests per second (open loop)")
     load.add_argument("--count", type=int, default=200, help="requests to send")
     load.add_argument("--concurrency", type=int, default=64, help="most requests in flight")
-    load.add_argument("--raw", action="store_true", help="include every latency in the JSON")
+    load.add_argument("--raw", action="store_true", help="include every latency and its send time in the JSON")
     return root
 
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     summary = result.summary()
     if arguments.raw:
-        summary["latenciesMs"] = result.latencies_ms
+        summary |= {"latenciesMs": result.latencies_ms, "sentS": result.sent_s, "startedAt": result.started_at_s}
     json.dump(summary, sys.stdout)
     sys.stdout.write("\n")
 

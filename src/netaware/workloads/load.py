@@ -23,6 +23,10 @@ REQUEST_TIMEOUT_S = 10.0
 class LoadResult:
     latencies_ms: list[float] = field(default_factory=list)
     """Of successful requests, from scheduled send time to the end of the response."""
+    sent_s: list[float] = field(default_factory=list)
+    """Each successful request's scheduled send time, in seconds after `started_at_s` (the same order)."""
+    started_at_s: float = 0.0
+    """Wall-clock time (time.time()) of the first scheduled send."""
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
     duration_s: float = 0.0
@@ -73,8 +77,10 @@ def drive(
         elapsed_ms = (time.perf_counter() - scheduled) * 1e3
         with lock:
             result.latencies_ms.append(elapsed_ms)
+            result.sent_s.append(scheduled - start)
             result.calls.append(calls)
 
+    result.started_at_s = time.time()
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         for index in range(count):
