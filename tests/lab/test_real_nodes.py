@@ -300,7 +300,6 @@ def test_the_lab_runs_telemetry_from_its_own_manifests_and_it_keeps_publishing_t
             assert link["rttMs"] == pytest.approx(expected, abs=max(1.0, 0.1 * expected)), (origin, link)
 
 
-
 def test_a_live_link_change_shows_in_lab_status_and_is_published_within_two_probe_rounds(
     lab: tuple[LabConfig, client.ApiClient, ClusterSettings],
 ) -> None:
