@@ -8,7 +8,8 @@ whose only endpoint is in zone-b, through kube-proxy, at the shaped zone RTT, wh
 is sub-millisecond; `kubectl logs`, `exec` and `port-forward` work; the probe-agent DaemonSet and the aggregator
 Deployment run from their own manifests (hostNetwork, NET_RAW only, read-only root) and the aggregator publishes the
 shaped RTTs as NetworkTopology, and the agents' iperf3 tests the shaped rates; a live `lab shape` shows in `lab status`
-and in the published RTT within two probe rounds; after `kill -9` of every lab process,
+and in the published RTT within two probe rounds; the aggregator killed outright is restarted, replays its journal and
+its links never go stale; after `kill -9` of every lab process,
 `lab down` leaves no process, mount, cgroup, nftables table, bridge, route or Node behind and restores the kernel
 settings. Needs root (fails loudly without it).
 """
@@ -36,7 +37,7 @@ from netaware.controlplane.running import running_cluster
 from netaware.controlplane.settings import ClusterSettings
 from netaware.images.building import ImageSettings
 from netaware.kube.clients import api_client
-from netaware.kube.converters import GROUP, VERSION
+from netaware.kube.converters import GROUP, VERSION, parse_timestamp
 from netaware.lab.booting import cgroup_hierarchies, lab_mounts
 from netaware.lab.daemon import LabConfig
 from netaware.lab.installing import aggregator_command
@@ -363,6 +364,60 @@ def test_the_agents_measure_bandwidth_through_their_read_only_pods_at_the_shaped
     for pair, mbps in bandwidths().items():
         shaped = SHAPED_MBPS.get(pair) or SHAPED_MBPS[(pair[1], pair[0])]
         assert mbps == pytest.approx(shaped, rel=0.15), (pair, mbps)
+
+
+def test_the_aggregator_killed_outright_is_restarted_keeps_its_reports_and_the_published_links_stay_fresh(
+    lab: tuple[LabConfig, client.ApiClient, ClusterSettings],
+) -> None:
+    """SIGKILL of the aggregator's processes: the kubelet restarts the container, the journal on its emptyDir (which
+    outlives a container restart) is replayed, the NetworkTopology objects keep their values meanwhile and are not
+    priced as stale (their TTL is 60 s), and publishing resumes."""
+    config, api, settings = lab
+    core = client.CoreV1Api(api)
+    custom = client.CustomObjectsApi(api)
+    selector = "app.kubernetes.io/name=netaware-aggregator"
+    (pod,) = [p for p in core.list_namespaced_pod("kube-system", label_selector=selector).items
+              if p.metadata.deletion_timestamp is None]  # fmt: skip
+    uid = pod.metadata.uid
+    origins = list(status(config.state_dir)["nodes"])
+    published = {o: custom.get_cluster_custom_object(GROUP, VERSION, "networktopologies", o) for o in origins}
+    victims = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cgroups = (entry / "cgroup").read_text()
+        except OSError:
+            continue
+        if "netaware-aggregator" in cmdline and (uid in cgroups or uid.replace("-", "_") in cgroups):
+            victims.append(int(entry.name))
+    assert victims, "the aggregator's processes were not found in its pod's cgroup"
+    killed_at = time.time()
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for origin in origins:  # nothing deletes or empties them while the aggregator is away
+        kept = custom.get_cluster_custom_object(GROUP, VERSION, "networktopologies", origin)
+        assert kept["spec"]["links"] == published[origin]["spec"]["links"]
+
+    def restarted() -> bool:
+        statuses = core.read_namespaced_pod(pod.metadata.name, "kube-system").status.container_statuses or []
+        return bool(statuses) and statuses[0].restart_count >= 1 and statuses[0].ready
+
+    wait_for(restarted, timeout_s=90, what="the aggregator's container restarted and Ready")
+    logs = kubectl(settings, "-n", "kube-system", "logs", pod.metadata.name).stdout
+    replayed = [line for line in logs.splitlines() if "replayed" in line and "from the journal" in line]
+    assert replayed and json.loads(replayed[-1])["message"] != "replayed 0 reports from the journal", logs[-2000:]
+
+    def published_since_restart() -> bool:
+        for origin in origins:
+            resource = custom.get_cluster_custom_object(GROUP, VERSION, "networktopologies", origin)
+            assert resource["status"]["staleLinks"] == 0, resource["status"]
+            times = [parse_timestamp(link["measuredAt"], "measuredAt") for link in resource["spec"]["links"]]
+            if min(times) <= killed_at:
+                return False
+        return True
+
+    wait_for(published_since_restart, timeout_s=60, what="every link measured and published after the restart")
 
 
 def lab_processes(state_dir: Path) -> list[str]:

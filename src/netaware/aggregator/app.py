@@ -203,8 +203,11 @@ def create_app(
         recovered = recover(api, aggregator)
         app.logger.info("recovered %d measured links from NetworkTopology resources", recovered)
     if journal is not None:
+        replayed = 0
         for data in journal.replay():
             aggregator.ingest(parse_report(data))
+            replayed += 1
+        app.logger.info("replayed %d reports from the journal", replayed)
     app.extensions["netaware-aggregator"] = aggregator
     if api is not None:
         publisher = Publisher(api, aggregator, lock, nodes=nodes, zones=zones, debounce_s=publish_every_s, clock=clock)
