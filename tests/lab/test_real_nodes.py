@@ -9,9 +9,9 @@ is sub-millisecond; `kubectl logs`, `exec` and `port-forward` work; the probe-ag
 Deployment run from their own manifests (hostNetwork, NET_RAW only, read-only root) and the aggregator publishes the
 shaped RTTs as NetworkTopology, and the agents' iperf3 tests the shaped rates; a live `lab shape` shows in `lab status`
 and in the published RTT within two probe rounds; the aggregator killed outright is restarted, replays its journal and
-its links never go stale; after `kill -9` of every lab process,
-`lab down` leaves no process, mount, cgroup, nftables table, bridge, route or Node behind and restores the kernel
-settings. Needs root (fails loudly without it).
+its links never go stale; a node cut off is marked lossy, then unmeasured, and comes back; after `kill -9` of every lab
+process, `lab down` leaves no process, mount, cgroup, nftables table, bridge, route or Node behind and restores the
+kernel settings. Needs root (fails loudly without it).
 """
 
 from __future__ import annotations
@@ -418,6 +418,53 @@ def test_the_aggregator_killed_outright_is_restarted_keeps_its_reports_and_the_p
         return True
 
     wait_for(published_since_restart, timeout_s=60, what="every link measured and published after the restart")
+
+
+def test_a_node_cut_off_is_marked_lossy_then_unmeasured_nothing_crashes_and_it_comes_back(
+    lab: tuple[LabConfig, client.ApiClient, ClusterSettings],
+) -> None:
+    """100% loss on every link of one node. Its peers' agents report every probe to it lost: within two rounds the
+    published links towards it carry loss (a ratio over the last ten rounds: 0.1 more per lost round), and once their
+    last RTT is older than the TTL (60 s) they leave the NetworkTopology (unknown: the cost function's worst price),
+    never kept as if fresh. No agent restarts. Restored, the links are measured again."""
+    config, api, _ = lab
+    core = client.CoreV1Api(api)
+    custom = client.CustomObjectsApi(api)
+    aggregator = core.list_namespaced_pod("kube-system", label_selector="app.kubernetes.io/name=netaware-aggregator")
+    hosting = {p.spec.node_name for p in aggregator.items}
+    nodes = sorted(nodes_by_zone(api).values())
+    cut = next(node for node in reversed(nodes) if node not in hosting)  # the peers' reports must still arrive
+    peers = [node for node in nodes if node != cut]
+    selector = "app.kubernetes.io/name=netaware-probe"
+
+    def restarts() -> int:
+        pods = core.list_namespaced_pod("kube-system", label_selector=selector).items
+        return sum(s.restart_count for p in pods for s in p.status.container_statuses or [])
+
+    def links_towards_cut() -> list[dict[str, Any]]:
+        found = []
+        for peer in peers:
+            links = custom.get_cluster_custom_object(GROUP, VERSION, "networktopologies", peer)["spec"]["links"]
+            found += [link for link in links if link["destination"] == cut and link["source"] == "measured"]
+        return found
+
+    restarts_before = restarts()
+    shapes = {(link["origin"], link["destination"]): link["shape"] for link in status(config.state_dir)["links"]}
+    try:
+        for peer in peers:
+            shape(config.state_dir, {"fromNode": cut, "toNode": peer, "lossRatio": 1.0})
+        wait_for(lambda: all(link["lossRatio"] >= 0.15 for link in links_towards_cut()), timeout_s=40,
+                 what=f"the links towards {cut} published as lossy")  # fmt: skip
+        wait_for(lambda: not links_towards_cut(), timeout_s=100,
+                 what=f"the links towards {cut} no longer published as measured (TTL)")  # fmt: skip
+    finally:
+        for peer in peers:
+            shape(config.state_dir, {"fromNode": cut, "toNode": peer, "lossRatio": shapes[(cut, peer)]["lossRatio"]})
+    restored = time.time()
+    assert restarts() == restarts_before
+    wait_for(lambda: len(links_towards_cut()) == len(peers)
+             and all(parse_timestamp(link["measuredAt"], "measuredAt") > restored for link in links_towards_cut()),
+             timeout_s=45, what=f"the links towards {cut} measured again")  # fmt: skip
 
 
 def lab_processes(state_dir: Path) -> list[str]:
