@@ -7,11 +7,12 @@ the profile's zone labels and the lab's node size as allocatable; a pod in zone-
 whose only endpoint is in zone-b, through kube-proxy, at the shaped zone RTT, while the same request inside one node
 is sub-millisecond; `kubectl logs`, `exec` and `port-forward` work; the probe-agent DaemonSet and the aggregator
 Deployment run from their own manifests (hostNetwork, NET_RAW only, read-only root) and the aggregator publishes the
-shaped RTTs as NetworkTopology, and the agents' iperf3 tests the shaped rates; a live `lab shape` shows in `lab status`
-and in the published RTT within two probe rounds; the aggregator killed outright is restarted, replays its journal and
-its links never go stale; a node cut off is marked lossy, then unmeasured, and comes back; after `kill -9` of every lab
-process, `lab down` leaves no process, mount, cgroup, nftables table, bridge, route or Node behind and restores the
-kernel settings. Needs root (fails loudly without it).
+shaped RTTs as NetworkTopology, and the agents' iperf3 tests the shaped rates; a live `lab shape` shows in `lab
+status` and in the published RTT within two probe rounds; the aggregator killed outright is restarted, replays its
+journal and its links never go stale; a node cut off is marked lossy, then unmeasured, and comes back; after an
+apiserver restart the telemetry carries on without a restart of its own; after `kill -9` of every lab process, `lab
+down` leaves no process, mount, cgroup, nftables table, bridge, route or Node behind and restores the kernel
+settings. Needs root (fails loudly without it).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ import pytest
 import requests
 from kubernetes import client
 
-from netaware.controlplane.running import running_cluster
+from netaware.controlplane.running import restart_component, running_cluster
+from netaware.controlplane.running import status as cluster_status
 from netaware.controlplane.settings import ClusterSettings
 from netaware.images.building import ImageSettings
 from netaware.kube.clients import api_client
@@ -465,6 +467,44 @@ def test_a_node_cut_off_is_marked_lossy_then_unmeasured_nothing_crashes_and_it_c
     wait_for(lambda: len(links_towards_cut()) == len(peers)
              and all(parse_timestamp(link["measuredAt"], "measuredAt") > restored for link in links_towards_cut()),
              timeout_s=45, what=f"the links towards {cut} measured again")  # fmt: skip
+
+
+def test_after_an_apiserver_restart_the_telemetry_carries_on_without_any_restart_of_its_own(
+    lab: tuple[LabConfig, client.ApiClient, ClusterSettings],
+) -> None:
+    """kube-apiserver stopped and started again: the aggregator's publisher and the agents' node watches reconnect on
+    their own (no container restarts), and every link is measured and published again after it."""
+    config, api, settings = lab
+    core = client.CoreV1Api(api)
+    custom = client.CustomObjectsApi(api)
+    selector = "app.kubernetes.io/part-of=netaware"
+
+    def restarts() -> dict[str, int]:
+        pods = core.list_namespaced_pod("kube-system", label_selector=selector).items
+        return {p.metadata.name: sum(s.restart_count for s in p.status.container_statuses or []) for p in pods}
+
+    before = restarts()
+    restart_component(settings, "kube-apiserver")
+    restarted_at = time.time()
+    # kube-scheduler exits when a restart outlasts its lease's renew deadline (the kubelet would restart it on a real
+    # control plane); the tests after this one need it.
+    for component in cluster_status(settings)["components"]:
+        if component["state"] == "exited":
+            restart_component(settings, component["name"])
+    origins = list(status(config.state_dir)["nodes"])
+
+    def published_since_restart() -> bool:
+        for origin in origins:
+            links = custom.get_cluster_custom_object(GROUP, VERSION, "networktopologies", origin)["spec"]["links"]
+            if (
+                len(links) != len(origins) - 1
+                or min(parse_timestamp(link["measuredAt"], "measuredAt") for link in links) <= restarted_at
+            ):
+                return False
+        return True
+
+    wait_for(published_since_restart, timeout_s=60, what="every link measured and published after the restart")
+    assert restarts() == before
 
 
 def lab_processes(state_dir: Path) -> list[str]:

@@ -10,6 +10,7 @@ responses match the schema, and invalid reports are refused (negative data rejec
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,15 @@ import schemathesis
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, settings
+from kubernetes import client as kube_client
 from schemathesis.config import PositiveDataAcceptanceConfig
 
 from netaware.aggregator.__main__ import main as aggregator_main
 from netaware.aggregator.app import MAX_REPORT_BYTES, ReportJournal, create_app
+from netaware.aggregator.publishing import Publisher
+from netaware.core.telemetry import LinkAggregator, parse_report
+from netaware.processes import wait_until
+from tests.conftest import unused_port
 
 TOKEN = "s3cret-token"
 NODES = ["node-a", "node-b", "node-c"]
@@ -146,3 +152,25 @@ def test_the_command_line_refuses_a_bandwidth_budget_that_cannot_work(
         aggregator_main(["--journal", "/nonexistent/journal.jsonl", "--nodes", "a", *arguments])
     assert exited.value.code == 2
     assert reason in capsys.readouterr().err
+
+
+def test_the_publisher_outlives_an_api_server_that_is_away(caplog: pytest.LogCaptureFixture) -> None:
+    """An unreachable API server ends the client's retries with urllib3's MaxRetryError, which is not an OSError: the
+    publishing loop logs it and tries again next period instead of dying (found by the lab's apiserver restart)."""
+    configuration = kube_client.Configuration()
+    configuration.host = f"http://127.0.0.1:{unused_port()}"  # nothing listens there
+    aggregator = LinkAggregator()
+    aggregator.ingest(parse_report({"node": "a", "measuredAt": 1_796_083_200.0,
+                                    "peers": [{"peer": "b", "sent": 5, "received": 5, "rttMs": 1.0}]},
+                                   now_s=1_796_083_200.0))  # fmt: skip
+    publisher = Publisher(kube_client.ApiClient(configuration), aggregator, threading.Lock(),
+                          nodes=lambda: ["a", "b"], zones=dict, debounce_s=0.05,
+                          clock=lambda: 1_796_083_200.0)  # fmt: skip
+    stop = threading.Event()
+    with caplog.at_level("WARNING", logger="netaware.aggregator"):
+        thread = publisher.start(stop)
+        wait_until(lambda: sum("publishing NetworkTopologies failed" in r.getMessage() for r in caplog.records) >= 2,
+                   timeout_s=30, what="two failed periods logged")  # fmt: skip
+    assert thread.is_alive()
+    stop.set()
+    thread.join(timeout=5)

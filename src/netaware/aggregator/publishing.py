@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 
 from netaware.core.telemetry import LinkAggregator
 from netaware.kube import api as kube
-from netaware.kube.api import ApiException
+from netaware.kube.api import API_ERRORS
 from netaware.kube.applying import write_networktopologies
 from netaware.kube.converters import GROUP, VERSION, networktopology_resources, topology_from_resources
 from netaware.kube.watching import list_raw
@@ -78,7 +78,7 @@ class Publisher:
         while not stop.wait(self.debounce_s):
             try:
                 self.publish_once()
-            except (ApiException, OSError) as error:  # the API is away: the next period tries again
+            except API_ERRORS as error:  # the API is away: the next period tries again
                 log.warning("publishing NetworkTopologies failed", extra={"error": str(error)})
 
     def start(self, stop: threading.Event) -> threading.Thread:

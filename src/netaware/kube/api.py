@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import Iterator
 from http import HTTPStatus
 
+import urllib3.exceptions
 from kubernetes.client import (
     ApiClient,
     AppsV1Api,
@@ -23,6 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import parse_quantity
 
 __all__ = [
+    "API_ERRORS",
     "ApiClient",
     "ApiException",
     "AppsV1Api",
@@ -36,6 +38,11 @@ __all__ = [
     "existing_ok",
     "quantity_bytes",
 ]
+
+API_ERRORS = (ApiException, OSError, urllib3.exceptions.HTTPError)
+"""What a call raises when the API server answers with an error or is away: once the client's own retries are spent
+it raises urllib3's MaxRetryError, which is not an OSError (a loop that caught only the first two died on the first
+API server restart)."""
 
 
 @contextlib.contextmanager

@@ -40,7 +40,7 @@ from werkzeug.serving import make_server
 from netaware.core.endpoints import EndpointProbe, EndpointSelector, SelectionPolicy, latency_percentiles
 from netaware.core.quantities import duration_seconds
 from netaware.kube import api as kube
-from netaware.kube.api import ApiException
+from netaware.kube.api import API_ERRORS, ApiException
 from netaware.kube.applying import apply_manifests
 from netaware.kube.clients import api_client
 from netaware.kube.converters import GROUP, VERSION
@@ -164,7 +164,7 @@ class AviatorController:
             try:
                 self.reconcile_all(time.monotonic())
                 self.synced.set()
-            except (ApiException, OSError) as error:  # the API is down or restarting: try again next tick
+            except API_ERRORS as error:  # the API is down or restarting: try again next tick
                 log.warning("listing AviatorPolicies failed", extra={"error": str(error)})
             stop.wait(tick_s)
 
