@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from netaware.core.telemetry import LinkAggregator, ReportError, parse_report
-from netaware.core.topology import LEVEL_SHIFT_ROUNDS
+from netaware.core.topology import LEVEL_SHIFT_ROUNDS, LinkMetrics
 
 NODES = ["a", "b", "c", "d"]
 
@@ -107,3 +107,20 @@ def test_stale_pairs_are_estimated_or_left_out_never_measured() -> None:
     later = aggregator.topology(NODES, now_s=1100.0, zones=zones)
     assert later.links == {}
     assert aggregator.stale_nodes(1100.0) == ["a", "c"]
+
+
+def test_a_recovered_link_keeps_its_published_loss_and_a_cut_after_the_restart_shows_as_fast_as_before() -> None:
+    """Recovery seeds the published loss ratio for the rounds the window has not refilled, never the published probe
+    count as one round: that counts every probe since the link was first measured and would outweigh ten new ones."""
+    aggregator = LinkAggregator(ttl_s=60)
+    published = LinkMetrics(rtt_ms=5.0, loss_ratio=0.0, samples=5000, source="measured", measured_at_s=999.0)
+    aggregator.seed("a", "b", published)
+    assert aggregator.measured(("a", "b"), now_s=1000.0).loss_ratio == 0.0  # type: ignore[union-attr]
+    for second in (1000.0, 1010.0):  # the link cut: two rounds of ten probes, all lost
+        ingest(aggregator, second, sent=10, received=0, rttMs=None, jitterMs=None)
+    measured = aggregator.measured(("a", "b"), now_s=1011.0)
+    assert measured is not None and measured.loss_ratio == pytest.approx(0.2)  # 2 of 10 rounds, as without a restart
+    lossy = LinkAggregator(ttl_s=60)
+    lossy.seed("a", "b", LinkMetrics(rtt_ms=5.0, loss_ratio=0.5, samples=5000, source="measured", measured_at_s=999.0))
+    ingest(lossy, 1000.0, sent=10, received=10)
+    assert lossy.measured(("a", "b"), now_s=1001.0).loss_ratio == pytest.approx(0.45)  # type: ignore[union-attr]

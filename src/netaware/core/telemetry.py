@@ -148,10 +148,21 @@ class LinkState:
     measured_at_s: float = -math.inf
     rtt_at_s: float = -math.inf
     samples: int = 0
+    recovered_loss: float | None = None
+    """The loss ratio published before a restart (`LinkAggregator.seed`): it stands for the rounds the window has not
+    refilled yet, each weighing as much as an average new round."""
 
     def loss_ratio(self) -> float:
         sent = sum(s for s, _ in self.rounds)
-        return 0.0 if not sent else 1.0 - sum(r for _, r in self.rounds) / sent
+        lost = sent - sum(r for _, r in self.rounds)
+        if self.recovered_loss is not None and len(self.rounds) < LOSS_ROUNDS:
+            # The published ratio, not the published probe count: that counts every probe since the link was first
+            # measured, and as one round it would outweigh ten new ones (a link cut after a restart read 1% lossy).
+            if not self.rounds:
+                return self.recovered_loss
+            stand_in = (LOSS_ROUNDS - len(self.rounds)) * sent / len(self.rounds)
+            return (lost + self.recovered_loss * stand_in) / (sent + stand_in) if sent + stand_in else 0.0
+        return 0.0 if not sent else lost / sent
 
 
 @dataclass
@@ -193,8 +204,7 @@ class LinkAggregator:
         state.jitter_ms = metrics.jitter_ms
         state.bandwidth = smooth(None, metrics.bandwidth_mbps) if metrics.bandwidth_mbps is not None else None
         state.rounds.clear()
-        if metrics.samples:
-            state.rounds.append((metrics.samples, round(metrics.samples * (1 - metrics.loss_ratio))))
+        state.recovered_loss = metrics.loss_ratio
         state.samples = metrics.samples
         state.measured_at_s = state.rtt_at_s = metrics.measured_at_s
 

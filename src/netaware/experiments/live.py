@@ -119,7 +119,10 @@ def follow_link_change(
     load: dict[str, Any] = {}
 
     def drive() -> None:
-        load.update(runner.drive(entry_namespace, "exp-live", graph.entry, rate=rate_per_s, count=count, lab=lab))
+        try:
+            load.update(runner.drive(entry_namespace, "exp-live", graph.entry, rate=rate_per_s, count=count, lab=lab))
+        except ExperimentError as error:  # raised again below, in the caller's thread
+            load["failure"] = str(error)
 
     runner.progress(f"live change: {count} requests at {rate_per_s:g}/s on netaware's placement")
     driver = threading.Thread(target=drive, name="live-load", daemon=True)
@@ -142,7 +145,8 @@ def follow_link_change(
             time.sleep(0.5)
         driver.join(timeout=seconds + 180)
         if not load.get("latenciesMs"):
-            raise ExperimentError(f"the live change's load returned no latencies: {load.get('errorSamples')}")
+            reason = load.get("failure") or load.get("errorSamples") or "the load driver did not finish"
+            raise ExperimentError(f"the live change's load returned no latencies: {reason}")
         runner.progress("live change: deploying netaware again (pods created after the change)")
         runner.delete_namespace("exp-live")
         lab_after = runner.lab()

@@ -35,6 +35,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -242,6 +243,8 @@ class EmulatedNetwork:
     _parent_pid: int = 0
     _reshapes: Any = None
     """The write end of the pipe the relay reads new shapes from: {(origin index, destination index): LinkShape}."""
+    _reshaping: threading.Lock = field(default_factory=threading.Lock)
+    """One sender at a time on that pipe (the lab daemon serves requests on several threads)."""
 
     @property
     def relay_pid(self) -> int | None:
@@ -262,10 +265,11 @@ class EmulatedNetwork:
         unknown = [pair for pair in changes if pair[0] not in index or pair[1] not in index or pair[0] == pair[1]]
         if unknown:
             raise ValueError(f"not links of this network: {unknown}")
-        if self._reshapes is None:
-            raise RuntimeError("the network is not started")
-        self._reshapes.send({(index[o], index[d]): shape for (o, d), shape in changes.items()})
-        self.shapes.update(changes)
+        with self._reshaping:
+            if self._reshapes is None:
+                raise RuntimeError("the network is not started")
+            self._reshapes.send({(index[o], index[d]): shape for (o, d), shape in changes.items()})
+            self.shapes.update(changes)
 
     @property
     def namespaces(self) -> list[str]:
