@@ -10,6 +10,7 @@ TTL has passed and its links are no longer presented as measured. Needs root; fa
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -98,9 +99,12 @@ def test_measured_topology_matches_the_shaped_links(network: EmulatedNetwork, ag
         assert link["source"] == "measured", link
         assert abs(link["rttMs"] - expected) <= max(1.0, 0.1 * expected), (pair, link["rttMs"], expected)
         assert link["samples"] == 200
-    # An echo and its reply cross both directions, so ICMP sees a->c's 5% from either end (round-trip loss).
+    # An echo and its reply cross both directions, so ICMP sees a->c's 5% from either end (round-trip loss). Over one
+    # round of 200 probes the ratio's standard deviation is 1.5 points (a 1.3-sigma draw once failed a 2-point bound):
+    # three of them. The emulator's own loss is held to 2 points over 1,000 probes (test_link_emulator.py).
+    tolerance = 3 * math.sqrt(0.05 * 0.95 / 200)
     for pair in [("a", "c"), ("c", "a")]:
-        assert abs(links[pair]["lossRatio"] - 0.05) <= 0.02, (pair, links[pair])
+        assert abs(links[pair]["lossRatio"] - 0.05) <= tolerance, (pair, links[pair])
     for pair in EXPECTED_RTT_MS.keys() - {("a", "c"), ("c", "a")}:
         assert links[pair]["lossRatio"] <= 0.02, (pair, links[pair])
 
