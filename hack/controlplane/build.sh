@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok), kubectl,
-# the lab nodes' kubelet and kube-proxy, CoreDNS, and helm (to install and lint the chart), from Go modules into hack/controlplane/bin (git-ignored).
+# the lab nodes' kubelet and kube-proxy, CoreDNS, helm (to install and lint the chart), and Prometheus with promtool, from Go modules into hack/controlplane/bin (git-ignored).
 # Skips binaries that already exist at the pinned versions, so a warm run costs a few seconds. Go's module and build caches are reused.
 set -euo pipefail
 
@@ -13,18 +13,22 @@ KWOK_VERSION=v0.7.0
 COREDNS_VERSION=v1.12.3
 # helm from its own module (`go install`, like kwok), so its Kubernetes libraries never move the control plane's.
 HELM_VERSION=v3.22.0
+# The lab's Prometheus and promtool (checks and unit-tests monitoring/rules.yaml), from their own module: Prometheus
+# 3.x is tagged v0.3xx.y for Go (v0.316.0 is Prometheus 3.16.0). Built without the web UI's assets (the API, which
+# the lab and its tests use, is all there).
+PROMETHEUS_VERSION=v0.316.0
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bin="${here}/bin"
 stamp="${bin}/.versions"
-want="kube=${KUBE_VERSION} etcd=${ETCD_VERSION} kwok=${KWOK_VERSION} coredns=${COREDNS_VERSION} helm=${HELM_VERSION}"
+want="kube=${KUBE_VERSION} etcd=${ETCD_VERSION} kwok=${KWOK_VERSION} coredns=${COREDNS_VERSION} helm=${HELM_VERSION} prometheus=${PROMETHEUS_VERSION}"
 
 if ! command -v go >/dev/null 2>&1; then
   echo "error: Go is not installed or not on PATH; the control plane is built from Go modules (need Go >= 1.24)" >&2
   exit 1
 fi
 
-components=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok coredns helm)
+components=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok coredns helm prometheus promtool)
 missing=0
 for c in "${components[@]}"; do [[ -x "${bin}/${c}" ]] || missing=1; done
 if [[ ${missing} -eq 0 && -f "${stamp}" && "$(cat "${stamp}")" == "${want}" ]]; then
@@ -64,5 +68,11 @@ t0=$(date +%s)
 GOBIN="${bin}" go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" \
   "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
 echo "  helm built in $(( $(date +%s) - t0 ))s"
+echo "building prometheus and promtool (${PROMETHEUS_VERSION}) ..."
+t0=$(date +%s)
+GOBIN="${bin}" go install -trimpath -ldflags "-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION}" \
+  "github.com/prometheus/prometheus/cmd/prometheus@${PROMETHEUS_VERSION}" \
+  "github.com/prometheus/prometheus/cmd/promtool@${PROMETHEUS_VERSION}"
+echo "  prometheus and promtool built in $(( $(date +%s) - t0 ))s"
 echo "${want}" > "${stamp}"
 echo "control plane built in $(( $(date +%s) - start ))s into ${bin}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import re
 import shutil
 import subprocess
@@ -163,3 +164,33 @@ def test_install_upgrade_uninstall(cluster: Cluster) -> None:
 def helm_built(cluster: Cluster) -> None:
     if not (cluster.settings.bin_dir / "helm").exists():
         pytest.fail("helm is not built: run `make controlplane` (hack/controlplane/build.sh)", pytrace=False)
+
+
+def test_monitoring_renders_the_repositorys_rules_and_dashboard_only_when_asked(cluster: Cluster) -> None:
+    plain = helm(cluster, "template", "netaware", str(CHART), "--namespace", "kube-system")
+    assert plain.returncode == 0, plain.stderr
+    assert not {"PrometheusRule", "PodMonitor"} & {kind for kind, _ in documents(plain.stdout)}
+    templated = helm(cluster, "template", "netaware", str(CHART), "--namespace", "kube-system", "--set",
+                     "monitoring.prometheusRule.enabled=true,monitoring.podMonitor.enabled=true,"
+                     "monitoring.dashboard.enabled=true,monitoring.prometheusRule.labels.release=prom")  # fmt: skip
+    assert templated.returncode == 0, templated.stderr
+    objects = documents(templated.stdout)
+    rule = objects[("PrometheusRule", "netaware")]
+    assert rule["spec"]["groups"] == yaml.safe_load((REPO / "monitoring/rules.yaml").read_text())["groups"]
+    assert rule["metadata"]["labels"]["release"] == "prom"  # what an operator's ruleSelector matches on
+    dashboard = objects[("ConfigMap", "netaware-dashboard")]
+    assert json.loads(dashboard["data"]["netaware.json"]) == json.loads(
+        (REPO / "monitoring/grafana-dashboard.json").read_text()
+    )
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    monitor = objects[("PodMonitor", "netaware")]["spec"]
+    assert monitor["selector"]["matchLabels"] == {"app.kubernetes.io/part-of": "netaware"}
+    # Every netaware pod's template names its metrics port as the PodMonitor does, and carries the scrape annotations.
+    for (kind, name), document in objects.items():
+        if kind in ("Deployment", "DaemonSet"):
+            template = document["spec"]["template"]
+            annotations = template["metadata"]["annotations"]
+            ports = {p["name"]: p["containerPort"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+            assert annotations["prometheus.io/scrape"] == "true", name
+            assert int(annotations["prometheus.io/port"]) in ports.values(), name
+            assert {e["port"] for e in monitor["podMetricsEndpoints"]} & set(ports), name

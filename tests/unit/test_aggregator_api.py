@@ -21,6 +21,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, settings
 from kubernetes import client as kube_client
+from prometheus_client.parser import text_string_to_metric_families
 from schemathesis.config import PositiveDataAcceptanceConfig
 
 from netaware.aggregator.__main__ import main as aggregator_main
@@ -174,3 +175,24 @@ def test_the_publisher_outlives_an_api_server_that_is_away(caplog: pytest.LogCap
     assert thread.is_alive()
     stop.set()
     thread.join(timeout=5)
+
+
+def metric(client: FlaskClient, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True)):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    raise AssertionError(f"no {name} {labels} in /metrics")
+
+
+def test_metrics_count_pairs_by_source_and_age_every_node_from_its_newest_report(client: FlaskClient) -> None:
+    # Before any report: every pair is missing and every node's age is unknown, which no alert may read as fresh.
+    assert metric(client, "netaware_aggregator_links", source="missing") == 6
+    assert metric(client, "netaware_aggregator_report_age_seconds", node="node-a") == float("inf")
+    assert client.post("/v1/reports", json=report(), headers=AUTH).status_code == 202
+    assert metric(client, "netaware_aggregator_links", source="measured") == 1  # node-a -> node-b
+    assert metric(client, "netaware_aggregator_links", source="estimated") == 1  # its reverse
+    assert metric(client, "netaware_aggregator_links", source="missing") == 4
+    assert metric(client, "netaware_aggregator_report_age_seconds", node="node-a") == 1.0
+    assert metric(client, "netaware_aggregator_report_age_seconds", node="node-c") == float("inf")
+    assert metric(client, "netaware_aggregator_ttl_seconds") == 60.0

@@ -24,3 +24,10 @@ readOnlyRootFilesystem: true
 capabilities: {drop: [ALL]}
 seccompProfile: {type: RuntimeDefault}
 {{- end }}
+
+{{/* The annotations a plain Prometheus scrapes by (monitoring/prometheus.yaml); the argument is the metrics port. */}}
+{{- define "netaware.scrape" -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ . | quote }}
+prometheus.io/path: /metrics
+{{- end }}

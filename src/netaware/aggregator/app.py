@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import os
 import threading
 import time
@@ -26,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from netaware.core.peers import bandwidth_slot
@@ -173,6 +176,46 @@ class ReportJournal:
                     yield json.loads(line)
 
 
+class FreshnessCollector(Collector):
+    """At scrape time, from the aggregator's state: directed pairs by source (a pair with no value counts as
+    `missing`), each known node's report age (+Inf before its first report: unknown is never fresh) and the TTL."""
+
+    def __init__(
+        self,
+        aggregator: LinkAggregator,
+        lock: threading.Lock,
+        nodes: Callable[[], Iterable[str]],
+        zones: Callable[[], dict[str, str]],
+        clock: Callable[[], float],
+    ):
+        self.aggregator, self.lock, self.nodes, self.zones, self.clock = aggregator, lock, nodes, zones, clock
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        now_s = self.clock()
+        try:
+            names, zones = list(dict.fromkeys(self.nodes())), self.zones()
+        except Exception:  # the node list's source (the API server) away: the nodes heard from still count
+            names, zones = sorted(self.aggregator.last_report_s), {}
+        with self.lock:
+            current = self.aggregator.topology(names, now_s=now_s, zones=zones)
+            last_report_s = dict(self.aggregator.last_report_s)
+        links = GaugeMetricFamily("netaware_aggregator_links", "Directed pairs in the topology", labels=["source"])
+        by_source = {"measured": 0, "estimated": 0}
+        for metrics in current.links.values():
+            by_source[metrics.source] = by_source.get(metrics.source, 0) + 1
+        by_source["missing"] = len(names) * (len(names) - 1) - len(current.links)
+        for source, count in by_source.items():
+            links.add_metric([source], count)
+        age = GaugeMetricFamily(
+            "netaware_aggregator_report_age_seconds", "Seconds since the node's newest report", labels=["node"]
+        )
+        for node in names:
+            age.add_metric([node], now_s - last_report_s.get(node, -math.inf))
+        ttl = GaugeMetricFamily("netaware_aggregator_ttl_seconds", "Age at which a link is priced as stale")
+        ttl.add_metric([], self.aggregator.ttl_s)
+        yield from (links, age, ttl)
+
+
 def create_app(
     *,
     token: str,
@@ -196,7 +239,7 @@ def create_app(
     lock = threading.Lock()
     registry = CollectorRegistry()
     reports = Counter("netaware_aggregator_reports", "Reports received", ["outcome"], registry=registry)
-    links_gauge = Gauge("netaware_aggregator_links", "Directed pairs in the topology", ["source"], registry=registry)
+    registry.register(FreshnessCollector(aggregator, lock, nodes, zones, clock))
     if api is not None:
         from netaware.aggregator.publishing import Publisher, recover
 
@@ -267,8 +310,6 @@ def create_app(
              "bandwidthMbps": m.bandwidth_mbps, "source": m.source, "measuredAt": m.measured_at_s, "samples": m.samples}
             for (o, d), m in sorted(current.links.items())
         ]  # fmt: skip
-        for source in ("measured", "estimated"):
-            links_gauge.labels(source).set(sum(1 for link in links if link["source"] == source))
         return jsonify(nodes=list(current.nodes), links=links, staleNodes=stale, ttlSeconds=aggregator.ttl_s)
 
     @app.get("/v1/bandwidth-plan")

@@ -80,6 +80,22 @@ def cgroup_hierarchies() -> list[Path]:
     return found
 
 
+def make_cgroups(relative: str) -> list[Path]:
+    """The cgroup `relative` (and its parents) in every hierarchy, ready to take tasks; returns them."""
+    made = []
+    for hierarchy in cgroup_hierarchies():
+        path = hierarchy
+        for part in Path(relative).parts:
+            path = path / part
+            path.mkdir(exist_ok=True)
+            if hierarchy.name.startswith("cpuset"):  # a cpuset cgroup takes no task until it has cpus and mems
+                for setting in ("cpuset.cpus", "cpuset.mems"):
+                    if not (path / setting).read_text().strip():
+                        (path / setting).write_text((hierarchy / setting).read_text())
+        made.append(path)
+    return made
+
+
 def missing_tools() -> list[str]:
     return sorted({package for command, package in REQUIRED.items() if shutil.which(command) is None})
 
@@ -229,13 +245,7 @@ class RealNodes:
                 ["ip", "route", "add", node.pod_subnet, "via", node.management_address],
             ]
         )
-        for hierarchy in cgroup_hierarchies():
-            for child in ("", "runtime"):
-                path = hierarchy / node.cgroup_parent.lstrip("/") / child
-                path.mkdir(parents=True, exist_ok=True)
-                if hierarchy.name.startswith("cpuset"):  # a cpuset cgroup takes no task until it has cpus and mems
-                    for setting in ("cpuset.cpus", "cpuset.mems"):
-                        (path / setting).write_text((hierarchy / setting).read_text())
+        make_cgroups(f"{node.cgroup_parent.lstrip('/')}/runtime")
         self._mount_namespace(node)
         pki = self.pki_dir
         certificates = {

@@ -29,6 +29,7 @@ PHASES = {
     "nodes": "starting the nodes (kubelet, containerd, kube-proxy) or registering them",
     "telemetry": "installing the probe agents and the aggregator; waiting until every link is published",
     "measuring": "measuring every link once (ICMP, iperf3)",
+    "prometheus": "starting Prometheus (scrapes every netaware pod, the workloads and the schedulers)",
     "ready": "ready",
 }
 
@@ -52,6 +53,8 @@ def print_status(result: dict[str, Any]) -> None:
         f"lab [bold]{result.get('profile')}[/bold], pid {result.get('pid')}, phase {result.get('phase')}; "
         f"nodes: {RUNTIME_NAMES.get(result.get('runtime', ''), result.get('runtime'))}; links: {result.get('emulator')}"
     )
+    if result.get("prometheus"):
+        console_out.print(f"Prometheus: {result['prometheus']} (monitoring/grafana-dashboard.json reads it)")
     nodes = Table(title="lab nodes")
     for column in ("node", "zone", "address", "namespace", "pods", "kubelet/containerd/kube-proxy"):
         nodes.add_column(column)
@@ -133,6 +136,13 @@ def lab_up(
             "--no-telemetry measures the links once at start"
         ),
     ] = True,
+    prometheus: Annotated[
+        bool,
+        typer.Option(
+            help="Real nodes: run Prometheus on the lab's port + 1, scraping the netaware pods, the workloads and "
+            "the schedulers (monitoring/prometheus.yaml)"
+        ),
+    ] = True,
     runtime: Annotated[
         str,
         typer.Option(
@@ -156,6 +166,7 @@ def lab_up(
         node_cpu=node_cpu,
         bandwidth_seconds=bandwidth_seconds,
         telemetry=telemetry,
+        prometheus=prometheus,
         runtime=runtime,
     )
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:

@@ -45,6 +45,7 @@ from netaware.lab.booting import RealNodes, parse_memory
 from netaware.lab.emulating import EmulatedNetwork
 from netaware.lab.kubeobjects import NodeCapacity
 from netaware.lab.measuring import measure_topology
+from netaware.lab.monitoring import LabPrometheus, prometheus_config
 from netaware.lab.nodefiles import ManagementPlan, RealNode
 from netaware.logs import configure_logging
 from netaware.paths import controlplane_bin_dir
@@ -73,9 +74,16 @@ class LabConfig:
     telemetry: bool = True
     """Real nodes: run the probe-agent DaemonSet and the aggregator, publishing continuously; False: the lab measures
     its links once at start (what the process runtime always does)."""
+    prometheus: bool = True
+    """Real nodes: run a Prometheus (monitoring/prometheus.yaml) on `prometheus_port`, scraping every netaware pod,
+    the workloads and the control plane's schedulers and extender."""
     runtime: str = "kubelet"
     """kubelet: real nodes (kubelet, containerd, runc, CNI, kube-proxy per node); process: the lab's own pod runner,
     for machines without containerd (the pods' commands as processes, Services through the lab's table)."""
+
+    @property
+    def prometheus_port(self) -> int:
+        return self.port + 1
 
     @property
     def status_file(self) -> Path:
@@ -207,6 +215,14 @@ class Lab:
         self.telemetry_overlay = installing.write_overlay(
             config.state_dir / "telemetry", bandwidth_seconds=config.bandwidth_seconds
         )
+        self.prometheus: LabPrometheus | None = None
+        if config.runtime == "kubelet" and config.prometheus:
+            self.prometheus = LabPrometheus(
+                binary=controlplane_bin_dir() / "prometheus", folder=config.state_dir / "prometheus",
+                port=config.prometheus_port, prefix=config.prefix,
+                config=prometheus_config(kubeconfig=config.kubeconfig,
+                                         cluster_state=config.kubeconfig.parent / "cluster.json"),
+            )  # fmt: skip
         self.emulator = emulator_choice()
         self.phase = "starting"
         self.stopping = threading.Event()
@@ -236,6 +252,10 @@ class Lab:
         else:
             self.phase = "measuring"  # no DaemonSet (process runtime, or telemetry off): the lab measures once itself
             self.measure()
+        if self.prometheus is not None:
+            self.phase = "prometheus"
+            self.prometheus.start()
+            log.info("prometheus ready", extra={"url": self.prometheus.url})
         self.phase = "ready"
         self._write_status_file()
         log.info("lab ready", extra={"status": str(self.config.status_file)})
@@ -265,6 +285,9 @@ class Lab:
     def stop(self) -> None:
         self.stopping.set()
         self.phase = "stopping"
+        if self.prometheus is not None:
+            with contextlib.suppress(Exception):
+                self.prometheus.stop()
         if self.real_nodes is not None:
             with contextlib.suppress(Exception):  # before the nodes go, while the API can still say so
                 installing.uninstall(
@@ -294,6 +317,7 @@ class Lab:
             "profile": self.profile.name,
             "emulator": self.emulator,
             "runtime": self.config.runtime,
+            "prometheus": self.prometheus.url if self.prometheus is not None else None,
             "nodeProcesses": self.real_nodes.status() if self.real_nodes is not None else {},
             "prefix": self.config.prefix,
             "nodes": {

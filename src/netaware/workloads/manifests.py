@@ -17,6 +17,8 @@ from netaware.workloads.graphs import ServiceGraph
 
 IMAGE = "netaware/netaware:0.1.0"
 PORT = 8080
+SCRAPE_ANNOTATIONS = {"prometheus.io/scrape": "true", "prometheus.io/port": str(PORT), "prometheus.io/path": "/metrics"}
+"""What a plain Prometheus scrapes by (monitoring/prometheus.yaml): each service serves /metrics on its own port."""
 APPGROUP_LABEL = "netaware.io/appgroup"
 GATE = "netaware.io/dependency-order"
 NETAWARE_SCHEDULER = "netaware-scheduler"
@@ -82,7 +84,10 @@ def render(
                 "spec": {
                     "replicas": service.replicas,
                     "selector": {"matchLabels": labels},
-                    "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+                    "template": {
+                        "metadata": {"labels": labels, "annotations": dict(SCRAPE_ANNOTATIONS)},
+                        "spec": pod_spec,
+                    },
                 },
             }
         )
