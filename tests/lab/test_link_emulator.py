@@ -3,14 +3,16 @@
 Checks: a ping across a link shaped to 10 ms each way shows a median RTT of 20 ms (within 10% or 1 ms); loss over 1,000
 probes is within 2 points of the configured ratio; iperf3 over a 20 Mbit/s link measures the rate within 15%;
 after stop() no namespace is left; a link where no probe is answered is left unmeasured (the worst cost), never
-given an RTT of 0; a live reshape changes a running link's RTT at once and leaves the others. Needs root: without it
-the tier fails loudly instead of skipping silently.
+given an RTT of 0; a round of probes to a dead peer and a live one lasts probes x interval + one timeout, the
+live one fully answered; a live reshape changes a running link's RTT at once and leaves the others. Needs root:
+without it the tier fails loudly instead of skipping silently.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -18,10 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from netaware import icmp
 from netaware.core.costs import build_link_costs
 from netaware.core.links import LinkShape
 from netaware.lab.emulating import EmulatedNetwork, emulated_link
 from netaware.lab.measuring import measure_topology
+from netaware.netns import run_in
 
 pytestmark = pytest.mark.netns
 PAIRS_OF_THREE = [(x, y) for x in "abc" for y in "abc" if x != y]
@@ -118,6 +122,24 @@ def test_a_link_where_no_probe_is_answered_is_left_unmeasured_never_priced_as_fr
     index = {node: i for i, node in enumerate(topology.dense().nodes)}
     assert costs.cost[index["a"], index["b"]] == pytest.approx(costs.worst_link_cost)
     assert costs.cost[index["a"], index["c"]] < costs.worst_link_cost
+
+
+def test_a_dead_peer_costs_a_round_nothing_but_its_own_probes() -> None:
+    """One round of 20 probes 50 ms apart to a dead peer and a live one lasts 20 x 50 ms + the 1-s timeout, not
+    20 lost probes x 1 s (icmplib's ping waits out each one): the live peer's figures are not held back."""
+    cut, live = LinkShape(delay_ms=1, loss_ratio=1.0), LinkShape(delay_ms=5)
+    with EmulatedNetwork("natest7", ["a", "b", "c"], {("a", "b"): cut, ("a", "c"): live}, subnet=217) as network:
+
+        def one_round() -> tuple[float, list[tuple[int, float | None]]]:
+            started = time.monotonic()
+            hosts = icmp.ping([network.address_of("b"), network.address_of("c")], count=20, interval_s=0.05)
+            return time.monotonic() - started, [(h.packets_received, statistics.median(h.rtts) if h.rtts else None)
+                                                for h in hosts]  # fmt: skip
+
+        elapsed_s, ((dead_answers, _), (live_answers, live_rtt)) = run_in(network.namespace_of("a"), one_round)
+    assert dead_answers == 0 and live_answers == 20
+    assert live_rtt == pytest.approx(5.0, abs=1.0)  # 5 ms out, the reply unshaped
+    assert elapsed_s < 20 * 0.05 + icmp.DEFAULT_TIMEOUT_S + 0.5, elapsed_s
 
 
 def test_a_live_reshape_changes_the_running_link_at_once_and_only_that_link() -> None:

@@ -10,12 +10,16 @@ Deployment run from their own manifests (hostNetwork, NET_RAW only, read-only ro
 shaped RTTs as NetworkTopology, and the agents' iperf3 tests the shaped rates; a live `lab shape` shows in `lab
 status` and in the published RTT within two probe rounds; the aggregator killed outright is restarted, replays its
 journal and its links never go stale; after an apiserver restart the telemetry carries on without a restart of its
-own; after `kill -9` of every lab process, `lab down` leaves no process, mount, cgroup, nftables table, bridge,
-route or Node behind and restores the kernel settings. Needs root (fails loudly without it).
+own; the lab's Prometheus scrapes every component up and finds data for every dashboard panel, its rules evaluate
+and none fires; a back replica killed behind the router loses no request and leaves the probe pool within a second;
+a node cut off is published lossy, then unknown (never estimated), and netaware-scheduler places a dependant
+elsewhere; after `kill -9` of every lab process, `lab down` leaves no process, mount, cgroup, nftables table,
+bridge, route or Node behind and restores the kernel settings. Needs root (fails loudly without it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import json
@@ -24,13 +28,16 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import yaml
 from kubernetes import client
 
 from netaware.controlplane.running import restart_component, running_cluster
@@ -44,7 +51,11 @@ from netaware.lab.daemon import LabConfig
 from netaware.lab.installing import aggregator_command
 from netaware.lab.nodefiles import KERNEL_SYSCTLS
 from netaware.lab.running import LabError, down, shape, status, up
+from netaware.router.loadgen import open_loop
+from netaware.workloads.graphs import Call, Service, ServiceGraph
+from netaware.workloads.manifests import render
 from tests.cluster.conftest import wait_for
+from tests.cluster.test_monitoring import dashboard_queries
 
 pytestmark = [pytest.mark.netns, pytest.mark.cluster]
 
@@ -92,10 +103,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabConfig, c
             down(config.state_dir, kubeconfig, prefix=PREFIX)
 
 
-def kubectl(settings: ClusterSettings, *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+def kubectl(
+    settings: ClusterSettings, *args: str, timeout_s: float = 60, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(settings.bin_dir / "kubectl"), f"--kubeconfig={settings.state_dir / 'admin.kubeconfig'}", *args],
-        capture_output=True, text=True, timeout=timeout_s, check=False,
+        input=stdin, capture_output=True, text=True, timeout=timeout_s, check=False,
     )  # fmt: skip
 
 
@@ -195,10 +208,7 @@ def web(lab: tuple[LabConfig, client.ApiClient, ClusterSettings]) -> dict[str, s
     _, api, settings = lab
     zones = nodes_by_zone(api)
     manifest = WEB_AND_CLIENTS.replace("NODE_A", zones["zone-a"]).replace("NODE_B", zones["zone-b"])
-    applied = subprocess.run(
-        [str(settings.bin_dir / "kubectl"), f"--kubeconfig={settings.state_dir / 'admin.kubeconfig'}", "apply",
-         "-f", "-"], input=manifest, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    applied = kubectl(settings, "apply", "-f", "-", stdin=manifest)
     assert applied.returncode == 0, applied.stderr
     waited = kubectl(settings, "wait", "--for=condition=Ready", "pod/web", "pod/client-a", "pod/client-b",
                      "--timeout=90s", timeout_s=120)  # fmt: skip
@@ -502,6 +512,256 @@ def crash_everything(config: LabConfig) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(state["pid"], signal.SIGKILL)
     time.sleep(1)
+
+
+WATCHED = ServiceGraph("watched", "front", (
+    Service("front", (Call("back"),), cpu="100m", memory="64Mi"),
+    Service("back", replicas=2, cpu="100m", memory="64Mi"),
+))  # fmt: skip
+"""A small graph for the monitoring test: the front calls the back's two replicas, which a router also serves."""
+ROUTER_POD = """
+apiVersion: v1
+kind: Pod
+metadata:
+  name: watched-router
+  labels: {app.kubernetes.io/name: netaware-router}
+  annotations: {prometheus.io/scrape: "true", prometheus.io/port: "9091", prometheus.io/path: /metrics}
+spec:
+  nodeName: NODE
+  containers:
+  - name: router
+    image: netaware/netaware:0.1.0
+    command: [netaware-router, proxy, --listen, "0.0.0.0:8081", --admin, "0.0.0.0:9091", --policy, prequal, REPLICAS]
+    readinessProbe: {httpGet: {path: /healthz, port: 9091}, periodSeconds: 1}
+"""
+
+
+def prometheus_query(url: str, query: str) -> list[dict[str, Any]]:
+    answer = requests.get(f"{url}/api/v1/query", params={"query": query}, timeout=10).json()
+    assert answer["status"] == "success", (query, answer)
+    return answer["data"]["result"]  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Watched:
+    router: str
+    """The router pod's address (proxy on 8081, admin on 9091)."""
+    front: str
+    backs: tuple[str, ...]
+
+
+@pytest.fixture(scope="module")
+def watched(lab: tuple[LabConfig, client.ApiClient, ClusterSettings]) -> Iterator[Watched]:
+    """WATCHED placed by netaware-scheduler, and a Prequal router pod in zone-a in front of the back's replicas."""
+    _, api, settings = lab
+    manifest = yaml.safe_dump_all(render(WATCHED))
+    applied = kubectl(settings, "apply", "-f", "-", stdin=manifest)
+    assert applied.returncode == 0, applied.stderr
+    core = client.CoreV1Api(api)
+    try:
+
+        def ready_backs() -> list[str]:
+            pods = core.list_namespaced_pod("default", label_selector="app=back,netaware.io/appgroup=watched").items
+            ready = [p.status.pod_ip for p in pods if any(c.type == "Ready" and c.status == "True"
+                                                          for c in p.status.conditions or [])]  # fmt: skip
+            return ready if len(ready) == 2 else []
+
+        backs = wait_for(
+            ready_backs, timeout_s=180, what="the back's two replicas Ready (placed by netaware-scheduler)"
+        )
+        replicas = ", ".join(f'--replica, "{ip}:8080"' for ip in backs)
+        router = ROUTER_POD.replace("NODE", nodes_by_zone(api)["zone-a"]).replace("REPLICAS", replicas)
+        applied = kubectl(settings, "apply", "-f", "-", stdin=router)
+        assert applied.returncode == 0, applied.stderr
+        for pods in (["pod/watched-router"], ["pod", "-l", "netaware.io/appgroup=watched"]):
+            waited = kubectl(settings, "wait", "--for=condition=Ready", *pods, "--timeout=120s", timeout_s=150)
+            assert waited.returncode == 0, waited.stderr
+        yield Watched(
+            router=core.read_namespaced_pod("watched-router", "default").status.pod_ip,
+            front=core.list_namespaced_pod("default", label_selector="app=front").items[0].status.pod_ip,
+            backs=tuple(backs),
+        )
+    finally:
+        kubectl(settings, "delete", "--ignore-not-found", "--wait=false", "pod/watched-router")
+        kubectl(settings, "delete", "--ignore-not-found", "--wait=false", "-f", "-", stdin=manifest)
+
+
+def test_prometheus_scrapes_every_component_and_finds_data_for_every_panel_and_rule(
+    lab: tuple[LabConfig, client.ApiClient, ClusterSettings], watched: Watched
+) -> None:
+    config, _, _ = lab
+    url = status(config.state_dir)["prometheus"]
+    assert url == f"http://127.0.0.1:{config.prometheus_port}"
+    # Traffic from this machine over the management network: through the router to the backs, and to the front.
+    with requests.Session() as session:
+        for _ in range(40):
+            assert session.get(f"http://{watched.router}:8081/", timeout=10).status_code == 200
+            assert session.get(f"http://{watched.front}:8080/", timeout=10).status_code == 200
+    expected_jobs = {"netaware-probe", "netaware-aggregator", "netaware-extender", "kube-scheduler", "front", "back",
+                     "netaware-router"}  # fmt: skip
+
+    def every_target_up() -> dict[str, list[str]] | None:
+        targets = requests.get(f"{url}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+        health: dict[str, list[str]] = {}
+        for target in targets:
+            health.setdefault(target["labels"]["job"], []).append(target["health"])
+        if expected_jobs <= set(health) and all(h == "up" for job in expected_jobs for h in health[job]):
+            return health
+        return None
+
+    health = wait_for(every_target_up, timeout_s=60, what=f"Prometheus scraping every one of {expected_jobs} up")
+    assert len(health["netaware-probe"]) == 3 and len(health["kube-scheduler"]) == 2, health  # a node each; both
+
+    def empty_panels() -> list[str]:
+        return [title for title, query in dashboard_queries() if not prometheus_query(url, query)]
+
+    empty: list[str] = []
+    deadline = time.monotonic() + 60  # rates need two scrapes after the traffic
+    while (empty := empty_panels()) and time.monotonic() < deadline:
+        time.sleep(5)
+    assert not empty, f"dashboard panels without data: {empty}"
+    rules = [rule for group in requests.get(f"{url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+             for rule in group["rules"]]  # fmt: skip
+    expected_rules = sum(
+        len(g["rules"]) for g in yaml.safe_load((REPO / "monitoring/rules.yaml").read_text())["groups"]
+    )
+    assert len(rules) == expected_rules and all(rule["health"] == "ok" for rule in rules), rules
+    # A healthy lab fires nothing: every node reports within the TTL, nothing loses probes, the extender answers.
+    firing = [rule["name"] for rule in rules if rule["state"] == "firing"]
+    assert not firing, firing
+
+
+def workload_processes(name: str, address: str) -> list[int]:
+    """The pids of workload `name`'s pod at `address`: its processes see that address in their network namespace."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            ours = b"netaware-workload" in b" ".join(command) and f"--name={name}".encode() in command
+            if ours and f"|-- {address}\n" in (entry / "net" / "fib_trie").read_text():
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_replica_killed_behind_the_router_loses_no_request_and_leaves_its_probe_pool_within_a_second(
+    watched: Watched,
+) -> None:
+    """SIGKILL of every process of one back replica's pod while 20 requests/s run through the router: every GET is
+    answered (a failed attempt is retried on the other replica), and the dead replica's probes leave the Prequal pool
+    within a second (probes older than 1 s are dropped; a dead replica answers none)."""
+    victim = f"{watched.backs[0]}:8080"
+    pids = workload_processes("back", watched.backs[0])
+    assert pids, f"no process of the back replica at {watched.backs[0]}"
+    admin = f"http://{watched.router}:9091/v1/state"
+
+    def in_pool() -> bool:
+        state = requests.get(admin, timeout=2).json()
+        return any(probe["replica"] == victim for probe in state.get("pool", []))
+
+    left_after: list[float] = []
+
+    def kill_then_watch() -> None:
+        time.sleep(2.0)
+        assert in_pool(), "the victim was not in the pool before it was killed"
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        while in_pool() and time.monotonic() - killed < 5:
+            time.sleep(0.02)
+        left_after.append(time.monotonic() - killed)
+
+    watcher = threading.Thread(target=kill_then_watch)
+    watcher.start()
+    report = asyncio.run(open_loop(f"http://{watched.router}:8081/", rate_per_s=20, duration_s=6, seed=5))
+    watcher.join()
+    assert report.errors == 0, report.error_samples
+    assert report.requests >= 80, report.requests
+    assert left_after and left_after[0] <= 1.0, f"the dead replica stayed in the pool {left_after} s"
+    print(f"replica killed: out of the pool after {left_after[0] * 1e3:.0f} ms; {report.requests} GETs, none lost")
+
+
+CUT_OFF = ServiceGraph("cutoff", "cut-front", (
+    Service("cut-front", (Call("cut-back"),), cpu="100m", memory="64Mi"),
+    Service("cut-back", replicas=2, cpu="100m", memory="64Mi"),
+))  # fmt: skip
+
+
+def test_a_node_cut_off_is_lossy_then_unknown_and_netaware_places_dependants_elsewhere(
+    lab: tuple[LabConfig, client.ApiClient, ClusterSettings],
+) -> None:
+    """100% loss on every link of one node (both ways). Its peers' agents see every probe to it lost: within two
+    rounds the published links towards it carry loss (a ratio over the last ten rounds: 0.1 more per lost round);
+    once their last RTT is older than the TTL (60 s) they leave the NetworkTopology altogether (unknown: the cost
+    function's worst price), neither kept as if fresh nor estimated from healthy links. A dependant of a pod on
+    another node is then placed off the cut node. No agent restarts. Restored, the links are measured again."""
+    config, api, settings = lab
+    core = client.CoreV1Api(api)
+    custom = client.CustomObjectsApi(api)
+    aggregator = core.list_namespaced_pod("kube-system", label_selector="app.kubernetes.io/name=netaware-aggregator")
+    hosting = {p.spec.node_name for p in aggregator.items}
+    nodes = sorted(nodes_by_zone(api).values())
+    cut = next(node for node in reversed(nodes) if node not in hosting)  # the peers' reports must still arrive
+    peers = [node for node in nodes if node != cut]
+
+    def restarts() -> int:
+        pods = core.list_namespaced_pod("kube-system", label_selector="app.kubernetes.io/name=netaware-probe").items
+        return sum(s.restart_count for p in pods for s in p.status.container_statuses or [])
+
+    def published_towards_cut() -> list[dict[str, Any]]:
+        found = []
+        for peer in peers:
+            links = custom.get_cluster_custom_object(GROUP, VERSION, "networktopologies", peer)["spec"]["links"]
+            found += [link for link in links if link["destination"] == cut]
+        return found
+
+    restarts_before = restarts()
+    shapes = {(link["origin"], link["destination"]): link["shape"] for link in status(config.state_dir)["links"]}
+    manifest = yaml.safe_dump_all(render(CUT_OFF, pinned={"cut-front": peers[0]}))
+    try:
+        for peer in peers:
+            shape(config.state_dir, {"fromNode": cut, "toNode": peer, "lossRatio": 1.0})
+        cut_at = time.monotonic()
+        seen: list[list[dict[str, Any]]] = []
+
+        def lossy() -> bool:
+            seen.append(published_towards_cut())
+            return bool(seen[-1]) and all(
+                link["source"] == "measured" and link["lossRatio"] >= 0.15 for link in seen[-1]
+            )
+
+        try:
+            wait_for(lossy, timeout_s=40, what=f"the links towards {cut} published as lossy")
+        except AssertionError as error:
+            raise AssertionError(
+                f"{error}; last published: {seen[-1]}; lab links: {status(config.state_dir)['links']}"
+            ) from None
+        lossy_after = time.monotonic() - cut_at
+        wait_for(lambda: not published_towards_cut(), timeout_s=100,
+                 what=f"the links towards {cut} no longer published at all (unknown after the TTL)")  # fmt: skip
+        print(f"node cut off: lossy after {lossy_after:.1f} s, unknown after {time.monotonic() - cut_at:.1f} s")
+        applied = kubectl(settings, "apply", "-f", "-", stdin=manifest)
+        assert applied.returncode == 0, applied.stderr
+
+        def placed_backs() -> list[str]:
+            pods = core.list_namespaced_pod("default", label_selector="app=cut-back").items
+            placed = [p.spec.node_name for p in pods if p.spec.node_name]
+            return placed if len(placed) == 2 else []
+
+        backs = wait_for(placed_backs, timeout_s=120, what="netaware-scheduler placing the two cut-back replicas")
+        assert cut not in backs, f"a dependant was placed on the cut-off node {cut}: {backs}"
+    finally:
+        kubectl(settings, "delete", "--ignore-not-found", "--wait=false", "-f", "-", stdin=manifest)
+        for peer in peers:
+            shape(config.state_dir, {"fromNode": cut, "toNode": peer, "lossRatio": shapes[(cut, peer)]["lossRatio"]})
+    restored = time.time()
+    assert restarts() == restarts_before
+    wait_for(lambda: len(links := published_towards_cut()) == len(peers) and all(
+        link["source"] == "measured" and parse_timestamp(link["measuredAt"], "measuredAt") > restored
+        for link in links
+    ), timeout_s=45, what=f"the links towards {cut} measured again")  # fmt: skip
 
 
 def test_up_over_the_state_folder_of_a_crashed_lab_comes_up_clean(

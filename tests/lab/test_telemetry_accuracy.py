@@ -5,7 +5,7 @@ Three nodes through the lab's link emulator: a<->b 10 ms each way (RTT 20 ms), a
 from a to c, b->c rate-limited to 20 Mbit/s. Checks: RTT within 10% or 1 ms of the shaped RTT; loss within 2
 points over 200 probes (round-trip loss: a->c's 5% shows from both ends); bandwidth within 15% (b's iperf3 test of
 c, run when the aggregator's plan makes b the client of c); a node that stops reporting is listed stale once the
-TTL has passed and its links are no longer presented as measured. Needs root; fails loudly without it.
+TTL has passed and its links are left unknown, neither measured nor estimated. Needs root; fails loudly without it.
 """
 
 from __future__ import annotations
@@ -140,9 +140,10 @@ def test_a_node_that_stops_reporting_goes_stale(network: EmulatedNetwork, aggreg
     current = topology(aggregator)
     assert current["staleNodes"] == ["c"]
     links = {(link["origin"], link["destination"]): link for link in current["links"]}
-    # c's own measurements are stale: what stands for them is estimated from the fresh reverse direction.
-    assert links[("c", "a")]["source"] == "estimated" and links[("a", "c")]["source"] == "measured"
-    assert not any(link["origin"] == "c" and link["source"] == "measured" for link in current["links"])
+    # c's own measurements are stale and c is silent, as a node cut off would be: its links are left unknown (the
+    # worst price), not estimated from the fresh reverse direction; what a measures towards c stays measured.
+    assert links[("a", "c")]["source"] == "measured"
+    assert not any(link["origin"] == "c" for link in current["links"])
 
 
 def test_a_raised_delay_shows_within_the_level_shift_rounds(tmp_path_factory: pytest.TempPathFactory) -> None:

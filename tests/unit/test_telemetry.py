@@ -5,7 +5,7 @@ ranges, unknown fields and nodes, self-probes, duplicates, more answers than pro
 RTT); RTT is smoothed with outliers held back; loss is a ratio of counts over recent rounds; a late older round
 does not overwrite newer data; a pair not refreshed within the TTL is never presented as measured, and is
 estimated from the fresh reverse direction or the zone pair's mean, else left out; nodes that stop reporting
-are listed as stale.
+are listed as stale; a node cut off is lossy within the TTL and unknown after it, never estimated from its zone.
 """
 
 from __future__ import annotations
@@ -97,16 +97,51 @@ def test_stale_pairs_are_estimated_or_left_out_never_measured() -> None:
     zones = {"a": "z1", "b": "z2", "c": "z1", "d": "z3"}
     aggregator.ingest(parse_report(report(node="a", at=1000.0, peer="b", rttMs=20.0)))
     aggregator.ingest(parse_report(report(node="c", at=900.0, peer="b", rttMs=99.0)))  # stale by 1020
+    aggregator.ingest(parse_report(report(node="c", at=1000.0, peer="d", rttMs=40.0)))  # c still reports
     topology = aggregator.topology(NODES, now_s=1020.0, zones=zones)
     assert topology.link("a", "b").source == "measured"  # type: ignore[union-attr]
     reverse = topology.link("b", "a")
     assert reverse is not None and reverse.source == "estimated" and reverse.rtt_ms == 20.0
     from_zone = topology.link("c", "b")  # its own data is stale: the z1-z2 mean of fresh links (a->b only)
     assert from_zone is not None and from_zone.source == "estimated" and from_zone.rtt_ms == 20.0
-    assert topology.link("a", "d") is None  # nothing measured towards z3
+    assert topology.link("b", "d") is None  # nothing measured between z2 and z3
     later = aggregator.topology(NODES, now_s=1100.0, zones=zones)
     assert later.links == {}
     assert aggregator.stale_nodes(1100.0) == ["a", "c"]
+
+
+def test_a_node_cut_off_is_lossy_then_unknown_never_estimated_from_its_zones_healthy_links() -> None:
+    """A node cut off: its peers' probes to it go unanswered and its own reports stop arriving. Within the TTL the
+    links towards it are measured lossy; after it, every link to and from it is unknown (the worst price), although
+    its zone-mate's links would give a zone-pair mean and its reverse directions once had an RTT."""
+    aggregator = LinkAggregator(ttl_s=30)
+    zones = {"a": "z1", "b": "z2", "c": "z2", "d": "z1"}
+
+    def round_at(at: float, *, cut: bool) -> None:
+        aggregator.ingest(parse_report({"node": "a", "measuredAt": at, "peers": [
+            {"peer": "b", "sent": 10, "received": 10, "rttMs": 20.0},
+            {"peer": "c", "sent": 10, "received": 0, **({} if cut else {"received": 10, "rttMs": 20.0})},
+        ]}))  # fmt: skip
+        aggregator.ingest(parse_report({"node": "b", "measuredAt": at, "peers": [
+            {"peer": "a", "sent": 10, "received": 10, "rttMs": 20.0}]}))  # fmt: skip
+        if not cut:
+            aggregator.ingest(parse_report({"node": "c", "measuredAt": at, "peers": [
+                {"peer": "a", "sent": 10, "received": 10, "rttMs": 20.0}]}))  # fmt: skip
+
+    round_at(1000.0, cut=False)
+    for at in (1010.0, 1020.0):
+        round_at(at, cut=True)
+    within = aggregator.topology(NODES, now_s=1020.0, zones=zones)
+    lossy = within.link("a", "c")
+    assert lossy is not None and lossy.source == "measured" and lossy.loss_ratio == pytest.approx(20 / 30)
+    for at in (1030.0, 1040.0):
+        round_at(at, cut=True)
+    after = aggregator.topology(NODES, now_s=1045.0, zones=zones)
+    assert aggregator.stale_nodes(1045.0) == ["c"]
+    for pair in (("a", "c"), ("c", "a"), ("c", "b"), ("d", "c"), ("c", "d")):
+        assert after.link(*pair) is None, pair  # not the z1-z2 mean (20 ms, no loss) of a<->b
+    estimated = after.link("d", "b")  # a pair of two reporting nodes outside any sample keeps its zone estimate
+    assert estimated is not None and estimated.source == "estimated" and estimated.rtt_ms == 20.0
 
 
 def test_a_recovered_link_keeps_its_published_loss_and_a_cut_after_the_restart_shows_as_fast_as_before() -> None:

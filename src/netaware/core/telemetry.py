@@ -222,12 +222,20 @@ class LinkAggregator:
             measured_at_s=state.rtt_at_s,
         )
 
+    def unanswered(self, pair: tuple[str, str], now_s: float) -> bool:
+        """Whether the pair's origin still probes it (fresh rounds) but no probe has been answered for a TTL."""
+        state = self.links.get(pair)
+        if state is None or now_s - state.measured_at_s > self.ttl_s:
+            return False
+        return state.rtt is None or now_s - state.rtt_at_s > self.ttl_s
+
     def stale_nodes(self, now_s: float) -> list[str]:
         """Nodes whose last report is older than the TTL."""
         return sorted(n for n, at in self.last_report_s.items() if now_s - at > self.ttl_s)
 
     def topology(self, nodes: Iterable[str], *, now_s: float, zones: Mapping[str, str] | None = None) -> Topology:
-        """Every directed pair of `nodes`: measured, estimated (reverse direction, then zone pair mean) or absent."""
+        """Every directed pair of `nodes`: measured, estimated (reverse direction, then zone pair mean) or absent.
+        A pair with an end that stopped reporting, or whose probes go unanswered, is never estimated: absent."""
         names = list(dict.fromkeys(nodes))
         links: dict[tuple[str, str], LinkMetrics] = {}
         for origin in names:
@@ -235,9 +243,14 @@ class LinkAggregator:
                 if origin != destination and (m := self.measured((origin, destination), now_s)) is not None:
                     links[(origin, destination)] = m
         zone_means = _zone_means(links, zones or {})
+        silent = set(self.stale_nodes(now_s))
         for origin in names:
             for destination in names:
                 if origin == destination or (origin, destination) in links:
+                    continue
+                if silent & {origin, destination} or self.unanswered((origin, destination), now_s):
+                    # Known to be broken (an end stopped reporting, or the origin's probes go unanswered): left
+                    # unknown, the worst price, never estimated from its zone's healthy links as one of them.
                     continue
                 reverse = links.get((destination, origin))
                 if reverse is not None and reverse.source == "measured":

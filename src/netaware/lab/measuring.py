@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import icmplib
 
+from netaware import icmp
 from netaware.core.topology import LinkMetrics, Topology
 from netaware.iperf import measure_mbps, server_command
 from netaware.lab.emulating import EmulatedNetwork
@@ -29,9 +30,10 @@ def ping_pair(
     address = network.address_of(destination)
 
     def probe() -> icmplib.Host:
-        return icmplib.ping(address, count=count, interval=interval_s, timeout=1.0, privileged=True)
+        (answered,) = icmp.ping([address], count=count, interval_s=interval_s)
+        return answered
 
-    host = run_in(network.namespace_of(origin), probe, timeout_s=count * (interval_s + 1.0) + 10)
+    host = run_in(network.namespace_of(origin), probe, timeout_s=count * interval_s + icmp.DEFAULT_TIMEOUT_S + 10)
     rtts = list(host.rtts)
     if not rtts:
         return None

@@ -31,6 +31,7 @@ import icmplib
 import requests
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from netaware import icmp
 from netaware.core.peers import select_peers
 from netaware.iperf import OMIT_S, measure_mbps, server_command
 
@@ -84,13 +85,13 @@ def icmp_pinger(netns: str | None) -> Pinger:
 
     def ping(addresses: list[str], count: int, interval_s: float) -> list[icmplib.Host]:
         def run() -> list[icmplib.Host]:
-            return list(icmplib.multiping(addresses, count=count, interval=interval_s, timeout=1.0, privileged=True))
+            return icmp.ping(addresses, count=count, interval_s=interval_s)
 
         if netns is None:
             return run()
         from netaware.netns import run_in
 
-        return run_in(netns, run, timeout_s=count * (interval_s + 1.0) + 30)
+        return run_in(netns, run, timeout_s=count * interval_s + icmp.DEFAULT_TIMEOUT_S + 30)
 
     return ping
 
@@ -130,8 +131,8 @@ class ProbeAgent:
         chosen = select_peers(self.settings.node, members, limit=self.settings.peer_limit, round_index=self.round_index)
         self.round_index += 1
         hosts = self._ping([self.peers[p] for p in chosen], self.settings.probes, self.settings.interval_s)
-        # Stamped when the round's data is complete: a lost probe waits out its timeout, so a round can take
-        # several seconds longer than probes x interval, and freshness counts from what the data describes.
+        # Stamped when the round's data is complete (probes x interval plus the last probe's timeout), so that
+        # freshness counts from what the data describes.
         measured_at = self.clock()
         peers = []
         for peer, host in zip(chosen, hosts, strict=True):
