@@ -2,12 +2,15 @@
 
 Checks: round-robin takes turns and skips replicas a retry already tried; least-request prefers the replica with
 fewer requests in flight; lowest-latency probes everyone once per refresh and sends everything to the fastest
-(herding, by design); prequal issues r_probe probes per query and one when idle, chooses by HCL from its pool,
-avoids a replica that fails fast, and honours `exclude` for retries; unknown policies are refused.
+(herding, by design); p2c-peak-ewma takes a slower latency at once as its peak, decays towards a faster one and
+towards 0 when idle (tower's rule, 10-s decay), starts unknown replicas at 30 ms and weighs requests in flight;
+prequal issues r_probe probes per query and one when idle, chooses by HCL from its pool, avoids a replica that fails
+fast, and honours `exclude` for retries; unknown policies are refused.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 
@@ -17,6 +20,7 @@ from netaware.core.balancing import (
     POLICIES,
     LeastRequestBalancer,
     LowestLatencyBalancer,
+    PeakEwmaBalancer,
     PrequalBalancer,
     RoundRobinBalancer,
     make_balancer,
@@ -42,6 +46,33 @@ def test_least_request_prefers_fewer_requests_in_flight() -> None:
         balancer.on_finish("a", ok=True, now_s=0)
     balancer.on_start("b")
     assert balancer.choose(["a", "b"], now_s=0) == "a"
+
+
+def test_peak_ewma_takes_the_peak_at_once_and_decays_towards_faster_samples_and_idle() -> None:
+    balancer = PeakEwmaBalancer(rng=random.Random(0))
+    assert balancer.cost("a", now_s=0.0) == pytest.approx(30.0)  # never timed: the 30-ms default
+    balancer.on_start("a")
+    balancer.on_finish("a", ok=True, now_s=0.0, latency_ms=100.0)
+    assert balancer.estimate_ms["a"] == 100.0  # slower than the estimate: the peak, at once
+    balancer.on_start("a")
+    balancer.on_finish("a", ok=True, now_s=1.0, latency_ms=10.0)  # faster: pulled down by 1 - exp(-1/10)
+    decay = math.exp(-1.0 / 10.0)
+    assert balancer.estimate_ms["a"] == pytest.approx(100.0 * decay + 10.0 * (1 - decay))
+    before = balancer.estimate_ms["a"]
+    assert balancer.cost("a", now_s=11.0) == pytest.approx(before * math.exp(-1.0))  # idle: decays towards 0
+
+
+def test_peak_ewma_weighs_requests_in_flight_and_honours_exclude() -> None:
+    balancer = PeakEwmaBalancer(rng=random.Random(1))
+    for replica, latency in (("a", 10.0), ("b", 40.0)):
+        balancer.on_start(replica)
+        balancer.on_finish(replica, ok=True, now_s=0.0, latency_ms=latency)
+    assert Counter(balancer.choose(["a", "b"], now_s=0.0) for _ in range(20)) == {"a": 20}
+    for _ in range(4):
+        balancer.on_start("a")  # 10 ms x 5 = 50 against 40 ms x 1
+    assert balancer.choose(["a", "b"], now_s=0.0) == "b"
+    assert balancer.choose(["a", "b"], now_s=0.0, exclude=frozenset({"b"})) == "a"
+    assert make_balancer("p2c-peak-ewma").name == "p2c-peak-ewma"
 
 
 def test_lowest_latency_probes_all_once_per_refresh_and_herds() -> None:

@@ -4,6 +4,8 @@
 - `round-robin`: replicas in turn.
 - `least-request`: power of two choices on the requests this router has in flight to each replica (Envoy's
   LEAST_REQUEST): a strong baseline that needs no probes but only sees its own traffic.
+- `p2c-peak-ewma`: power of two choices on peak-EWMA latency x (requests in flight + 1), as Linkerd balances (tower's
+  PeakEwma: 10-s decay, 30-ms default RTT): the balancer most meshes ship.
 - `lowest-latency`: Aviator-style: every `refresh_s` the router probes every replica, then sends everything to the
   one with the lowest latency estimate until the next refresh. Simple, and it herds.
 - `prequal`: the Prequal probe pool with hot-cold lexicographic selection and error aversion (core/selection.py).
@@ -14,6 +16,7 @@ request outcomes back; the clock and random source come from outside.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,7 +40,9 @@ class Balancer(Protocol):
 
     def on_start(self, replica: str) -> None: ...
 
-    def on_finish(self, replica: str, *, ok: bool, now_s: float) -> None: ...
+    def on_finish(self, replica: str, *, ok: bool, now_s: float, latency_ms: float | None = None) -> None:
+        """One request to `replica` ended, after `latency_ms` (None: not timed)."""
+        ...
 
     def state(self) -> dict[str, object]:
         """What the policy knows, for the router's /v1/state."""
@@ -53,7 +58,7 @@ class _InFlight:
     def on_start(self, replica: str) -> None:
         self.in_flight[replica] = self.in_flight.get(replica, 0) + 1
 
-    def on_finish(self, replica: str, *, ok: bool, now_s: float) -> None:
+    def on_finish(self, replica: str, *, ok: bool, now_s: float, latency_ms: float | None = None) -> None:
         self.in_flight[replica] = max(0, self.in_flight.get(replica, 0) - 1)
 
     def on_probe(self, replica: str, *, rif: int, latency_ms: float, now_s: float) -> None:
@@ -98,6 +103,50 @@ class LeastRequestBalancer(_InFlight):
             return candidates[0]
         first, second = self.rng.sample(candidates, 2)
         return first if self.in_flight.get(first, 0) <= self.in_flight.get(second, 0) else second
+
+
+@dataclass
+class PeakEwmaBalancer(_InFlight):
+    """Linkerd's balancer: tower's PeakEwma load under power of two choices. A replica's cost is its latency estimate
+    x (requests in flight + 1). A latency above the estimate replaces it at once (the peak); one below pulls it down
+    with weight 1 - exp(-elapsed / decay_s) since the last update; reading the cost decays it towards 0 the same way,
+    so a replica left alone is tried again. A replica never timed starts at `default_rtt_ms`. Failures update the
+    estimate like successes (tower's rule: a replica that fails fast looks fast, the weakness error aversion fixes)."""
+
+    name: ClassVar[str] = "p2c-peak-ewma"
+    decay_s: float = 10.0
+    default_rtt_ms: float = 30.0
+    rng: random.Random = field(default_factory=random.Random)
+    estimate_ms: dict[str, float] = field(default_factory=dict)
+    updated_s: dict[str, float] = field(default_factory=dict)
+
+    def _update(self, replica: str, sample_ms: float, now_s: float) -> float:
+        estimate = self.estimate_ms.get(replica, self.default_rtt_ms)
+        if sample_ms > estimate:
+            estimate = sample_ms
+        else:
+            decay = math.exp(-max(0.0, now_s - self.updated_s.get(replica, now_s)) / self.decay_s)
+            estimate = estimate * decay + sample_ms * (1.0 - decay)
+        self.estimate_ms[replica], self.updated_s[replica] = estimate, now_s
+        return estimate
+
+    def cost(self, replica: str, *, now_s: float) -> float:
+        return self._update(replica, 0.0, now_s) * (self.in_flight.get(replica, 0) + 1)
+
+    def on_finish(self, replica: str, *, ok: bool, now_s: float, latency_ms: float | None = None) -> None:
+        super().on_finish(replica, ok=ok, now_s=now_s)
+        if latency_ms is not None:
+            self._update(replica, latency_ms, now_s)
+
+    def choose(self, replicas: Sequence[str], *, now_s: float, exclude: frozenset[str] = frozenset()) -> str:
+        candidates = untried(replicas, exclude)
+        if len(candidates) == 1:
+            return candidates[0]
+        first, second = self.rng.sample(candidates, 2)
+        return first if self.cost(first, now_s=now_s) <= self.cost(second, now_s=now_s) else second
+
+    def state(self) -> dict[str, object]:
+        return {**super().state(), "peakEwmaMs": {r: round(v, 3) for r, v in self.estimate_ms.items()}}
 
 
 @dataclass
@@ -161,7 +210,7 @@ class PrequalBalancer(_InFlight):
     def on_probe(self, replica: str, *, rif: int, latency_ms: float, now_s: float) -> None:
         self.pool.add(Probe(replica=replica, rif=rif, latency_ms=latency_ms, received_at_s=now_s))
 
-    def on_finish(self, replica: str, *, ok: bool, now_s: float) -> None:
+    def on_finish(self, replica: str, *, ok: bool, now_s: float, latency_ms: float | None = None) -> None:
         super().on_finish(replica, ok=ok, now_s=now_s)
         self.pool.record_outcome(replica, ok=ok, now_s=now_s)
 
@@ -179,7 +228,7 @@ class PrequalBalancer(_InFlight):
         }
 
 
-POLICIES = ("random", "round-robin", "least-request", "lowest-latency", "prequal")
+POLICIES = ("random", "round-robin", "least-request", "p2c-peak-ewma", "lowest-latency", "prequal")
 
 
 def make_balancer(policy: str, *, seed: int | None = None, settings: SelectionSettings | None = None) -> Balancer:
@@ -192,6 +241,8 @@ def make_balancer(policy: str, *, seed: int | None = None, settings: SelectionSe
             return RoundRobinBalancer()
         case "least-request":
             return LeastRequestBalancer(rng=rng)
+        case "p2c-peak-ewma":
+            return PeakEwmaBalancer(rng=rng)
         case "lowest-latency":
             return LowestLatencyBalancer(rng=rng)
         case "prequal":

@@ -197,13 +197,15 @@ class Router:
                 self.metrics.retries.inc()
             self.balancer.on_start(replica)
             answer: Answer | None = None
+            started_s = time.monotonic()
             try:
                 answer = await self._forward(method, path, replica, headers, body)
             except (aiohttp.ClientError, TimeoutError) as error:
                 failure = f"{replica}: {type(error).__name__}: {error}"
             finally:
                 ok = answer is not None and answer.status < 500
-                self.balancer.on_finish(replica, ok=ok, now_s=time.monotonic())
+                ended_s = time.monotonic()
+                self.balancer.on_finish(replica, ok=ok, now_s=ended_s, latency_ms=(ended_s - started_s) * 1e3)
             self.metrics.attempts.labels(replica, "ok" if ok else "error").inc()
             if answer is not None:
                 if ok or attempt == attempts - 1:
