@@ -838,6 +838,17 @@ def test_missing_images_name_make_images(
     nothing_made(lab_config)
 
 
+def test_a_missing_prometheus_names_make_controlplane(
+    lab_config: LabConfig, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("NETAWARE_CONTROLPLANE_BIN", str(tmp_path / "no-binaries"))
+    with pytest.raises(
+        LabError, match=r"prometheus is missing \(run `make controlplane`, or `lab up --no-prometheus`\)"
+    ):
+        up(lab_config)
+    nothing_made(lab_config)
+
+
 def test_a_missing_debian_package_names_make_debian(lab_config: LabConfig, monkeypatch: pytest.MonkeyPatch) -> None:
     real_which = shutil.which
     monkeypatch.setattr(

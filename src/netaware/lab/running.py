@@ -77,9 +77,13 @@ def up(config: LabConfig, report: Callable[[str], None] = lambda _: None) -> dic
     if port_in_use(config.port):
         raise LabError(f"port {config.port} (the lab's status server) is in use; stop what listens there or set "
                        "NETAWARE_PORT_BASE to another base")  # fmt: skip
-    if config.runtime == "kubelet" and config.prometheus and port_in_use(config.prometheus_port):
-        raise LabError(f"port {config.prometheus_port} (the lab's Prometheus) is in use; stop what listens there or "
-                       "set NETAWARE_PORT_BASE to another base")  # fmt: skip
+    if config.runtime == "kubelet" and config.prometheus:
+        if not (controlplane_bin_dir() / "prometheus").exists():
+            raise LabError(f"{controlplane_bin_dir() / 'prometheus'} is missing (run `make controlplane`, or "
+                           "`lab up --no-prometheus`)")  # fmt: skip
+        if port_in_use(config.prometheus_port):
+            raise LabError(f"port {config.prometheus_port} (the lab's Prometheus) is in use; stop what listens "
+                           "there or set NETAWARE_PORT_BASE to another base")  # fmt: skip
     if config.runtime == "kubelet":
         try:
             preflight(bin_dir=controlplane_bin_dir(), nodes=len(load_profile(config).nodes))
