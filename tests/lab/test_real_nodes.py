@@ -518,7 +518,8 @@ WATCHED = ServiceGraph("watched", "front", (
     Service("front", (Call("back"),), cpu="100m", memory="64Mi"),
     Service("back", replicas=2, cpu="100m", memory="64Mi"),
 ))  # fmt: skip
-"""A small graph for the monitoring test: the front calls the back's two replicas, which a router also serves."""
+"""A small graph for the monitoring and router-replica tests: the front calls the back's two replicas, which a router
+also serves."""
 ROUTER_POD = """
 apiVersion: v1
 kind: Pod
