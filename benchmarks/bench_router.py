@@ -3,12 +3,13 @@
 1. Policies under a load ramp: 8 replicas (the dummy workload service, one work slot each: `--work-ms` per request,
    more requests wait in line), two of them slowed (twice the work time). Capacity is the sum of the replicas'
    rates (6 x 1/W + 2 x 1/2W). One router process per policy (random, round-robin, least-request, p2c-peak-ewma,
-   lowest-latency, prequal), all started at once; the open-loop generator (Poisson arrivals, latency from the
-   scheduled send time) drives each of them in turn at each load step (50% .. 150% of capacity), with the policy
-   order rotated per step and the replicas drained between runs. Prints p50 / p99 / p99.9, errors and the share
-   of requests the slowed replicas received, per step and policy, and the ratios the issue targets: prequal's p99
-   against round-robin's (target <= 0.5 at 90% and above), against lowest-latency's (target < 1) and against
-   P2C + peak-EWMA's, Linkerd's balancer (target <= 0.8 at 90%, <= 0.65 at 100% and above).
+   lowest-latency, prequal, and prequal with the paper's pool upkeep), all started at once; the open-loop generator
+   (Poisson arrivals, latency from the scheduled send time) drives each of them in turn at each load step (50% ..
+   150% of capacity), with the policy order rotated per step and the replicas drained between runs. Prints p50 /
+   p99 / p99.9, errors and the share of requests the slowed replicas received, per step and policy, and the ratios
+   the issue targets: prequal's p99 against round-robin's (target <= 0.5 at 90% and above), against
+   lowest-latency's (target < 1), against P2C + peak-EWMA's, Linkerd's balancer (target <= 0.8 at 90%, <= 0.65 at
+   100% and above), and against the paper's upkeep (at most 1: netaware's own parameters must not lose to it).
 2. Proxy overhead: one fast replica (no work, no slot limit) at 500 requests/s, directly and through the Prequal
    router, interleaved; prints the added p50.
 
@@ -39,6 +40,11 @@ from netaware.router.loadgen import open_loop
 from netaware.router.testbed import ReplicaSpec, Testbed, attempts_per_replica, drain, running
 
 console = Console()
+VARIANTS: dict[str, tuple[str, ...]] = {policy: (policy,) for policy in POLICIES} | {
+    "prequal-paper": ("prequal", "--paper-parameters"),
+}
+"""Each router run: its name in the tables, and its policy and flags (prequal with the paper's pool upkeep too)."""
+NAMES = list(VARIANTS)
 LOAD_STEPS = (0.5, 0.7, 0.9, 1.1, 1.3, 1.5)
 SLOWED = 2
 REPLICAS = 8
@@ -57,7 +63,7 @@ def policies_under_load(testbed: Testbed, work_ms: float, step_s: float) -> list
     addresses = [testbed.start_replica(spec) for spec in specs]
     slowed = set(addresses[:SLOWED])
     routers = {
-        policy: testbed.start_router(addresses, policy, "--seed", str(index)) for index, policy in enumerate(POLICIES)
+        name: testbed.start_router(addresses, *VARIANTS[name], "--seed", str(index)) for index, name in enumerate(NAMES)
     }
     capacity = capacity_per_s(specs)
     console.print(
@@ -67,10 +73,10 @@ def policies_under_load(testbed: Testbed, work_ms: float, step_s: float) -> list
     )
     rows: list[dict[str, Any]] = []
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("load steps x policies", total=len(LOAD_STEPS) * len(POLICIES))
+        task = progress.add_task("load steps x policies", total=len(LOAD_STEPS) * len(NAMES))
         for step_index, load in enumerate(LOAD_STEPS):
-            rotation = step_index % len(POLICIES)
-            for policy in POLICIES[rotation:] + POLICIES[:rotation]:
+            rotation = step_index % len(NAMES)
+            for policy in NAMES[rotation:] + NAMES[:rotation]:
                 router = routers[policy]
                 before = attempts_per_replica(router.admin)
                 report = uvloop.run(
@@ -98,7 +104,7 @@ def print_policies(rows: list[dict[str, Any]]) -> dict[str, float]:
     targets: dict[str, float] = {}
     for load in LOAD_STEPS:
         baseline = by_key[(load, "round-robin")]["p99Ms"]
-        for policy in POLICIES:
+        for policy in NAMES:
             row = by_key[(load, policy)]
             table.add_row(
                 f"{load:.0%}", policy, f"{row['ratePerS']:.0f}", f"{row['p50Ms']:.1f}", f"{row['p99Ms']:.1f}",
@@ -109,7 +115,8 @@ def print_policies(rows: list[dict[str, Any]]) -> dict[str, float]:
         if load >= 0.9:
             prequal = by_key[(load, "prequal")]["p99Ms"]
             # Linkerd's balancer: at most 0.8x at 90% load, 0.65x at 100% and above.
-            against = {"round-robin": 0.5, "lowest-latency": 1.0, "p2c-peak-ewma": 0.8 if load < 1.0 else 0.65}
+            against = {"round-robin": 0.5, "lowest-latency": 1.0, "p2c-peak-ewma": 0.8 if load < 1.0 else 0.65,
+                       "prequal-paper": 1.0}  # fmt: skip
             for other, target in against.items():
                 ratios[f"{load:.0%} prequal/{other}"] = prequal / by_key[(load, other)]["p99Ms"]
                 targets[f"{load:.0%} prequal/{other}"] = target
@@ -123,7 +130,7 @@ def print_policies(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def plot_policies(rows: list[dict[str, Any]], path: Path) -> None:
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
-    for policy in POLICIES:
+    for policy in NAMES:
         mine = [r for r in rows if r["policy"] == policy]
         loads = [r["load"] * 100 for r in mine]
         for axis, key in zip(axes, ("p50Ms", "p99Ms"), strict=True):

@@ -156,3 +156,11 @@ def test_lab_shape_on_a_lab_that_is_not_running_says_how_to_start_one(tmp_path: 
     assert "the lab is not running" in result.stderr and "netaware lab up" in result.stderr, result.stderr
     refused = netaware("lab", "shape", "--from-zone", "zone-a", "--to-zone", "zone-b", "--loss", "2")
     assert refused.returncode == 2 and "--loss" in refused.stderr, refused.stderr
+
+
+def test_experiment_live_refuses_an_unknown_experiment_and_a_change_outside_the_run() -> None:
+    unknown = netaware("experiment", "live", "nope")
+    assert unknown.returncode == 2 and "unknown experiment 'nope'" in unknown.stderr, unknown.stderr
+    outside = netaware("experiment", "live", "--seconds", "20", "--change-after", "30")
+    assert outside.returncode == 2 and "must fall inside the run" in outside.stderr, outside.stderr
+    assert "Traceback" not in unknown.stderr + outside.stderr

@@ -4,17 +4,20 @@ random source.
 Checks: cold probe with the lowest latency wins; all hot -> lowest RIF; empty pool -> random; a chosen probe
 counts one more request in flight and is dropped after its reuse budget; old probes expire; a full pool drops
 its oldest; one probe per replica; the worst probe is removed periodically; probe targets are distinct and r_probe
-many; a replica that fails fast is avoided (no sinkholing); settings are validated.
+many; a replica that fails fast is avoided (no sinkholing); settings are validated; the paper's upkeep: its reuse
+budget for pool and replica count (unlimited when the pool cannot refill faster than it drains), one removal per
+query alternating oldest and worst, random below two probes.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 
 import pytest
 
-from netaware.core.selection import Probe, ProbePool, SelectionSettings
+from netaware.core.selection import PAPER_UPKEEP, Probe, ProbePool, SelectionSettings
 
 REPLICAS = ["r0", "r1", "r2", "r3", "r4"]
 
@@ -133,3 +136,27 @@ def test_a_replica_that_fails_fast_does_not_attract_traffic() -> None:
 def test_invalid_settings_are_rejected(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         SelectionSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_the_papers_reuse_budget_follows_pool_and_replica_count() -> None:
+    paper = ProbePool(SelectionSettings(**PAPER_UPKEEP))
+    # m = 16 of n = 100, r_probe 3, r_remove 1: (1 + 1) / ((1 - 0.16) x 3 - 1) = 1.32 uses per probe
+    assert paper.reuse_budget(100) == pytest.approx(2.0 / (0.84 * 3 - 1))
+    assert paper.reuse_budget(1000) == pytest.approx(max(1.0, 2.0 / (0.984 * 3 - 1)))
+    assert paper.reuse_budget(8) == math.inf  # a pool as large as the replica set: only age and removals refresh it
+    assert ProbePool().reuse_budget(100) == 3  # netaware's fixed budget
+
+
+def test_the_papers_upkeep_removes_the_oldest_and_the_worst_in_turn_and_is_random_below_two_probes() -> None:
+    paper = ProbePool(SelectionSettings(**{**PAPER_UPKEEP, "hot_quantile": 1.0}))
+    for replica, rif, at in (("r0", 0, 0.0), ("r1", 9, 0.1), ("r2", 1, 0.2), ("r3", 2, 0.3)):
+        paper.add(Probe(replica, rif, 1.0, received_at_s=at))
+    paper.select(REPLICAS, now_s=0.4, rng=random.Random(0))  # first removal: the oldest (r0)
+    assert sorted(x.replica for x in paper.probes) == ["r1", "r2", "r3"]
+    paper.select(REPLICAS, now_s=0.4, rng=random.Random(0))  # second: the worst (r1, 9 in flight)
+    assert sorted(x.replica for x in paper.probes) == ["r2", "r3"]
+    lone = ProbePool(SelectionSettings(**{**PAPER_UPKEEP, "remove_worst_every": 0}))
+    lone.add(Probe("r0", 0, 1.0, received_at_s=0.0))
+    rng = random.Random(3)
+    picks = Counter(lone.select(REPLICAS, now_s=0.1, rng=rng) for _ in range(200))
+    assert len(picks) == len(REPLICAS)  # one probe is not a choice: random over every replica

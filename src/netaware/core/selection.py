@@ -28,6 +28,7 @@ import random
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -49,12 +50,20 @@ class SelectionSettings:
     """r_probe: probes issued per query; a fraction is issued with that probability."""
     hot_quantile: float = 0.8
     """Q_RIF: probes above this quantile of the pool's RIF are hot."""
-    reuse_budget: int = 3
-    """A probe is dropped after being chosen this many times."""
+    reuse_budget: int | None = 3
+    """A probe is dropped after being chosen this many times. None: the paper's budget for the pool and replica
+    count, b = max{1, (1 + delta) / ((1 - m/n) r_probe - r_remove)}, unlimited (up to `max_age_s`) when the
+    denominator is not positive (a pool as large as the replica set cannot be refilled faster than it drains)."""
+    reuse_margin: float = 1.0
+    """delta of the paper's reuse budget."""
     max_age_s: float = 1.0
     """Probes older than this are dropped."""
     remove_worst_every: int = 8
-    """Every this many selections, the worst probe is dropped."""
+    """Every this many selections, a probe is dropped: the worst, or (`alternate_removals`) the oldest and the worst
+    in turn, as the paper's r_remove = 1 per query with `remove_worst_every` 1."""
+    alternate_removals: bool = False
+    min_probes: int = 1
+    """Fewer usable probes than this: a random replica (the paper: 2)."""
     error_window: int = 20
     """Outcomes per replica remembered for error aversion."""
     error_threshold: float = 0.5
@@ -69,12 +78,17 @@ class SelectionSettings:
     traffic itself for no news."""
 
     def __post_init__(self) -> None:
-        if self.pool_size < 1 or self.reuse_budget < 1 or self.error_window < 1:
+        if self.pool_size < 1 or (self.reuse_budget is not None and self.reuse_budget < 1) or self.error_window < 1:
             raise ValueError("pool_size, reuse_budget and error_window must be >= 1")
         if not 0.0 <= self.hot_quantile <= 1.0 or not 0.0 <= self.error_threshold <= 1.0:
             raise ValueError("hot_quantile and error_threshold must be within 0..1")
         if self.probes_per_query < 0 or self.max_age_s <= 0 or self.fresh_probe_s < 0:
             raise ValueError("probes_per_query must be >= 0 and max_age_s > 0")
+
+
+PAPER_UPKEEP: dict[str, Any] = {"reuse_budget": None, "remove_worst_every": 1, "alternate_removals": True,
+                                 "min_probes": 2}  # fmt: skip
+"""The Prequal paper's pool upkeep, as SelectionSettings fields (the router's --paper-parameters)."""
 
 
 @dataclass
@@ -141,10 +155,13 @@ class ProbePool:
         self.probes = [p for p in self.probes if p.replica in known]
         self.selections += 1
         if self.settings.remove_worst_every and self.selections % self.settings.remove_worst_every == 0:
-            self._remove_worst()
+            oldest = self.settings.alternate_removals and (self.selections // self.settings.remove_worst_every) % 2
+            self._remove_oldest() if oldest else self._remove_worst()
         allowed = set(candidates)
         probed = [p for p in self.probes if p.replica in allowed]
         healthy = [p for p in probed if not self._erroring(p.replica)]
+        if len(healthy) < self.settings.min_probes:  # too few to choose between: as with none
+            healthy = []
         if not healthy:  # empty pool, or only erroring replicas in it: a random replica that is not erroring
             usable = [r for r in candidates if not self._erroring(r)]
             if usable or not probed:
@@ -153,7 +170,7 @@ class ProbePool:
         chosen = self._hot_cold(healthy)
         chosen.uses += 1
         chosen.rif += 1  # we are sending it one more request
-        if chosen.uses >= self.settings.reuse_budget:
+        if chosen.uses >= self.reuse_budget(len(replicas)):
             self.probes.remove(chosen)
         return chosen.replica
 
@@ -163,6 +180,17 @@ class ProbePool:
         if cold:
             return min(cold, key=lambda p: (p.latency_ms, p.rif))
         return min(candidates, key=lambda p: (p.rif, p.latency_ms))
+
+    def reuse_budget(self, replicas: int) -> float:
+        if self.settings.reuse_budget is not None:
+            return self.settings.reuse_budget
+        removals = 1.0 / self.settings.remove_worst_every if self.settings.remove_worst_every else 0.0
+        refill = (1.0 - self.settings.pool_size / max(1, replicas)) * self.settings.probes_per_query - removals
+        return max(1.0, (1.0 + self.settings.reuse_margin) / refill) if refill > 0 else math.inf
+
+    def _remove_oldest(self) -> None:
+        if len(self.probes) > 1:
+            self.probes.remove(min(self.probes, key=lambda p: p.received_at_s))
 
     def _remove_worst(self) -> None:
         if len(self.probes) > 1:

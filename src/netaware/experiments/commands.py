@@ -1,4 +1,5 @@
-"""`netaware experiment list | run NAME`: default scheduler vs netaware (vs random, vs optimal) on the running lab."""
+"""`netaware experiment list | run NAME | live NAME`: default scheduler vs netaware (vs random, vs optimal) on the
+running lab, and a live link change on netaware's placement (the demo's second act)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from netaware.experiments.reporting import print_comparison, write_report
+from netaware.experiments.live import follow_link_change
+from netaware.experiments.reporting import print_comparison, print_live_change, write_live_change, write_report
 from netaware.experiments.running import EXPERIMENTS, POLICIES, ExperimentError, ExperimentRunner
 from netaware.paths import REPO_ROOT, cluster_kubeconfig, lab_state_dir
 from netaware.plotting import exit_unless_plots
@@ -84,4 +86,50 @@ def experiment_run(
     output = Console()
     title = f"{name}: {result.workload} on {result.profile}, {experiment.requests} requests per policy"
     print_comparison(result, output, title=title)
+    output.print(f"results: {out_dir} ({', '.join(p.name for p in written)})")
+
+
+@experiment_app.command("live")
+def experiment_live(
+    name: Annotated[str, typer.Argument(help="Experiment name (see `netaware experiment list`)")] = "online-boutique",
+    added_delay_ms: Annotated[
+        float, typer.Option(min=1, help="One-way delay added to both directions of the degraded links")
+    ] = 40.0,
+    rate: Annotated[float, typer.Option(min=0.1, help="Requests per second during the run")] = 10.0,
+    seconds: Annotated[float, typer.Option(min=10, help="Length of the run")] = 60.0,
+    change_after: Annotated[float, typer.Option(min=1, help="Seconds into the run the links change")] = 15.0,
+    out: Annotated[Path | None, typer.Option(help="Results folder [experiments/results/NAME-live-TIME]")] = None,
+    kubeconfig: Annotated[Path | None, typer.Option(help="Control plane kubeconfig [the local cluster's]")] = None,
+    lab_state: Annotated[Path | None, typer.Option(help="Lab state folder [env NETAWARE_LAB_STATE_DIR]")] = None,
+) -> None:
+    """The demo's second act on the running lab: place the graph with netaware, degrade the inter-zone link its
+    placement uses most mid-run, and measure when the published topology shows it and where new pods land; writes
+    live-change.json and live-change.png."""
+    if name not in EXPERIMENTS:
+        console.print(f"[red]error:[/red] unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
+        raise typer.Exit(code=2)
+    if change_after >= seconds:
+        console.print(f"[red]error:[/red] --change-after ({change_after:g} s) must fall inside the run ({seconds:g} s)")
+        raise typer.Exit(code=2)
+    exit_unless_plots(console)
+    out_dir = out or REPO_ROOT / "experiments" / "results" / f"{name}-live-{time.strftime('%Y%m%d-%H%M%S')}"
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task(f"live change {name}", total=None)
+        runner = ExperimentRunner(
+            kubeconfig=kubeconfig or cluster_kubeconfig(),
+            lab_state_dir=lab_state or lab_state_dir(),
+            progress=lambda line: bar.update(task, description=f"{name}: {line}"),
+        )
+        try:
+            live = follow_link_change(
+                runner, EXPERIMENTS[name], added_delay_ms=added_delay_ms, rate_per_s=rate, seconds=seconds,
+                change_after_s=change_after,
+            )  # fmt: skip
+        except ExperimentError as error:
+            bar.stop()
+            console.print(f"[red]error:[/red] {error}")
+            raise typer.Exit(code=1) from None
+    written = write_live_change(live, out_dir)
+    output = Console()
+    print_live_change(live, output)
     output.print(f"results: {out_dir} ({', '.join(p.name for p in written)})")

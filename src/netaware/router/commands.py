@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 
 from netaware.core.balancing import POLICIES, make_balancer
-from netaware.core.selection import SelectionSettings
+from netaware.core.selection import PAPER_UPKEEP, SelectionSettings
 from netaware.logs import configure_logging
 
 
@@ -47,6 +47,11 @@ def parser() -> argparse.ArgumentParser:
     proxy.add_argument("--pool-size", type=int, default=16, help="Prequal: probes kept (default 16)")
     proxy.add_argument("--probes-per-query", type=float, default=3.0, help="Prequal: r_probe (default 3)")
     proxy.add_argument("--hot-quantile", type=float, default=0.8, help="Prequal: Q_RIF (default 0.8)")
+    proxy.add_argument(
+        "--paper-parameters", action="store_true",
+        help="Prequal: the paper's pool upkeep (reuse budget from pool and replica count, one removal per query, "
+        "oldest and worst in turn, random below 2 probes) instead of netaware's (reuse 3, the worst every 8th)",
+    )  # fmt: skip
     proxy.add_argument("--max-attempts", type=int, default=3, help="replicas an idempotent request may try")
     proxy.add_argument("--seed", type=int, default=None, help="random seed (reproducible choices)")
     controller = commands.add_parser(
@@ -77,10 +82,12 @@ def main(argv: list[str] | None = None) -> None:
         from netaware.router.proxy import Router, RouterSettings, serve
 
         try:
+            upkeep = PAPER_UPKEEP if arguments.paper_parameters else {}
             settings = SelectionSettings(
                 pool_size=arguments.pool_size,
                 probes_per_query=arguments.probes_per_query,
                 hot_quantile=arguments.hot_quantile,
+                **upkeep,
             )
             router_settings = RouterSettings(max_attempts=arguments.max_attempts)
         except ValueError as error:
