@@ -2,9 +2,9 @@
 /v1/topology and draws the RTT, bandwidth and loss heatmaps.
 
 Checks: after the script ran, the DOM holds three heatmap canvases and the number of coloured cells the data
-calls for (the ordered pairs of the reporting nodes, each metric it has; the quiet node's own pairs unknown); the status line names the stale node; the screenshot
-shows the red-to-green cells (many distinct colours where a blank or failed page has a handful). Fails loudly
-when Chromium is missing.
+calls for (the ordered pairs of the reporting nodes, each metric it has; the quiet node's own pairs unknown); the
+status line names the stale node; the screenshot shows the red-to-green cells (many distinct colours where a blank or
+failed page has a handful). Fails loudly when Chromium is missing.
 """
 
 from __future__ import annotations
