@@ -112,7 +112,7 @@ class ProbePool:
         self.probes = [p for p in self.probes if p.replica != probe.replica]
         self.probes.append(probe)
         if len(self.probes) > self.settings.pool_size:
-            self.probes.remove(min(self.probes, key=lambda p: p.received_at_s))
+            self._remove_oldest()
 
     # --- outcomes (error aversion) ------------------------------------------------------------------------
 

@@ -3,7 +3,9 @@ running lab, and a live link change on netaware's placement (the demo's second a
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -24,6 +26,28 @@ experiment_app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def lab_runner(
+    title: str, name: str, kubeconfig: Path | None, lab_state: Path | None, *, seed: int = 0
+) -> Iterator[ExperimentRunner]:
+    """A runner on the running lab, its progress on a spinner; an ExperimentError ends the command with its reason
+    (exit 1)."""
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task(title, total=None)
+        runner = ExperimentRunner(
+            kubeconfig=kubeconfig or cluster_kubeconfig(),
+            lab_state_dir=lab_state or lab_state_dir(),
+            seed=seed,
+            progress=lambda line: bar.update(task, description=f"{name}: {line}"),
+        )
+        try:
+            yield runner
+        except ExperimentError as error:
+            bar.stop()
+            console.print(f"[red]error:[/red] {error}")
+            raise typer.Exit(code=1) from None
 
 
 @experiment_app.command("list")
@@ -68,20 +92,8 @@ def experiment_run(
             experiment, rate_per_s=rate or experiment.rate_per_s, requests=requests or experiment.requests
         )
     out_dir = out or REPO_ROOT / "experiments" / "results" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task(f"experiment {name}", total=None)
-        runner = ExperimentRunner(
-            kubeconfig=kubeconfig or cluster_kubeconfig(),
-            lab_state_dir=lab_state or lab_state_dir(),
-            seed=seed,
-            progress=lambda line: bar.update(task, description=f"{name}: {line}"),
-        )
-        try:
-            result = runner.run(experiment, chosen)
-        except ExperimentError as error:
-            bar.stop()
-            console.print(f"[red]error:[/red] {error}")
-            raise typer.Exit(code=1) from None
+    with lab_runner(f"experiment {name}", name, kubeconfig, lab_state, seed=seed) as runner:
+        result = runner.run(experiment, chosen)
     written = write_report(result, out_dir)
     output = Console()
     title = f"{name}: {result.workload} on {result.profile}, {experiment.requests} requests per policy"
@@ -113,22 +125,11 @@ def experiment_live(
         raise typer.Exit(code=2)
     exit_unless_plots(console)
     out_dir = out or REPO_ROOT / "experiments" / "results" / f"{name}-live-{time.strftime('%Y%m%d-%H%M%S')}"
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task(f"live change {name}", total=None)
-        runner = ExperimentRunner(
-            kubeconfig=kubeconfig or cluster_kubeconfig(),
-            lab_state_dir=lab_state or lab_state_dir(),
-            progress=lambda line: bar.update(task, description=f"{name}: {line}"),
-        )
-        try:
-            live = follow_link_change(
-                runner, EXPERIMENTS[name], added_delay_ms=added_delay_ms, rate_per_s=rate, seconds=seconds,
-                change_after_s=change_after,
-            )  # fmt: skip
-        except ExperimentError as error:
-            bar.stop()
-            console.print(f"[red]error:[/red] {error}")
-            raise typer.Exit(code=1) from None
+    with lab_runner(f"live change {name}", name, kubeconfig, lab_state) as runner:
+        live = follow_link_change(
+            runner, EXPERIMENTS[name], added_delay_ms=added_delay_ms, rate_per_s=rate, seconds=seconds,
+            change_after_s=change_after,
+        )  # fmt: skip
     written = write_live_change(live, out_dir)
     output = Console()
     print_live_change(live, output)

@@ -96,6 +96,12 @@ def make_cgroups(relative: str) -> list[Path]:
     return made
 
 
+def remove_cgroups(relative: str) -> None:
+    """Remove the cgroup `relative` and its children from every hierarchy, as far as their tasks are gone."""
+    for hierarchy in cgroup_hierarchies():
+        _remove_cgroup_tree(hierarchy / relative)
+
+
 def missing_tools() -> list[str]:
     return sorted({package for command, package in REQUIRED.items() if shutil.which(command) is None})
 

@@ -10,7 +10,6 @@ to every node and pod address over the lab's management network, so scrapes neve
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 from pathlib import Path
@@ -21,7 +20,7 @@ import requests
 import yaml
 
 from netaware import processes
-from netaware.lab.booting import cgroup_hierarchies, make_cgroups
+from netaware.lab.booting import make_cgroups, remove_cgroups
 from netaware.paths import REPO_ROOT
 
 MONITORING = REPO_ROOT / "monitoring"
@@ -90,7 +89,6 @@ class LabPrometheus:
             f"--storage.tsdb.path={self.folder / 'data'}",
             "--storage.tsdb.retention.time=1d",
             f"--web.listen-address=127.0.0.1:{self.port}",
-            "--web.enable-lifecycle",
         ]
 
     def start(self) -> None:
@@ -113,6 +111,4 @@ class LabPrometheus:
             processes.stop(self.process.pid, grace_s=10)
             processes.reap(self.process.pid)
             self.process = None
-        for hierarchy in cgroup_hierarchies():
-            with contextlib.suppress(OSError):  # gone already, or a straggler the sweep will stop
-                (hierarchy / f"{self.prefix}-prometheus").rmdir()
+        remove_cgroups(f"{self.prefix}-prometheus")  # a straggler left in it is the sweep's
