@@ -164,3 +164,10 @@ def test_experiment_live_refuses_an_unknown_experiment_and_a_change_outside_the_
     outside = netaware("experiment", "live", "--seconds", "20", "--change-after", "30")
     assert outside.returncode == 2 and "must fall inside the run" in outside.stderr, outside.stderr
     assert "Traceback" not in unknown.stderr + outside.stderr
+
+
+def test_experiments_without_a_cluster_say_how_to_start_one(tmp_path: Path) -> None:
+    for command in ("run", "live"):
+        result = netaware("experiment", command, "chain", "--kubeconfig", str(tmp_path / "none.kubeconfig"))
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert "no kubeconfig at" in result.stderr and "netaware cluster up" in result.stderr, result.stderr

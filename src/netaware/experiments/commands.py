@@ -34,10 +34,15 @@ def lab_runner(
 ) -> Iterator[ExperimentRunner]:
     """A runner on the running lab, its progress on a spinner; an ExperimentError ends the command with its reason
     (exit 1)."""
+    config = kubeconfig or cluster_kubeconfig()
+    if not config.exists():
+        console.print(f"[red]error:[/red] no kubeconfig at {config}: start the control plane (netaware cluster up) "
+                      "and the lab (netaware lab up) first")  # fmt: skip
+        raise typer.Exit(code=1)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task(title, total=None)
         runner = ExperimentRunner(
-            kubeconfig=kubeconfig or cluster_kubeconfig(),
+            kubeconfig=config,
             lab_state_dir=lab_state or lab_state_dir(),
             seed=seed,
             progress=lambda line: bar.update(task, description=f"{name}: {line}"),
