@@ -10,6 +10,10 @@ of 3 and the chosen endpoints' latency, and `kubectl get avp` shows the columns;
 dropped (circuit breaker) and replaced by the next best; a spec the controller cannot evaluate says why in its
 status; deleting the policy removes what it owned; `kubectl apply -k router/` installs the controller's manifests
 and its ServiceAccount may do what the controller does; /healthz and /metrics answer.
+
+The proxy (`netaware-router proxy --service`, a real process) follows a Service's EndpointSlices in the same
+cluster: it waits for a Service that does not exist yet; under load, endpoints that join get traffic within 2 s,
+terminating ones drain, deleted ones leave at once, and no request fails.
 """
 
 from __future__ import annotations
@@ -17,18 +21,30 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import uvloop
 from kubernetes import client
 from kubernetes.client import ApiException
 
 from netaware.kube.converters import GROUP, VERSION
 from netaware.lab.emulating import remove_namespace, run_commands
-from netaware.router.testbed import HOST, ReplicaSpec, Testbed, logged_fields, running, wait_until_answering
+from netaware.router.loadgen import LoadReport, open_loop
+from netaware.router.testbed import (
+    HOST,
+    ReplicaSpec,
+    Testbed,
+    attempts_per_replica,
+    logged_fields,
+    running,
+    wait_until_answering,
+)
 
 from .conftest import Cluster, kubectl, wait_for
 
@@ -215,3 +231,87 @@ def test_router_manifests_apply_and_grant_what_the_controller_does(cluster: Clus
         answer = kubectl(cluster, "auth", "can-i", verb, resource, "--as", account, "-n", NAMESPACE)
         assert answer.stdout.strip() == "yes", (verb, resource, answer.stderr)
     assert kubectl(cluster, "auth", "can-i", "delete", "pods", "--as", account).stdout.strip() == "no"
+
+
+FOLLOWED = [ReplicaSpec(port=PORTS + 10 + i, work_ms=5.0, capacity=8, host=REPLICA_HOST, netns=NETNS) for i in range(4)]
+"""The replicas behind the Service `back` that `netaware-router proxy --service` follows."""
+
+
+def back_slice(spec: ReplicaSpec, *, ready: bool = True, terminating: bool = False) -> dict[str, Any]:
+    """One replica's EndpointSlice of the Service `back` (each replica has its own port, so its own slice)."""
+    conditions = {"ready": ready, "serving": True, "terminating": terminating}
+    return {"metadata": {"name": f"back-{spec.port}", "labels": {"kubernetes.io/service-name": "back"}},
+            "addressType": "IPv4", "endpoints": [{"addresses": [REPLICA_HOST], "conditions": conditions}],
+            "ports": [{"name": "http", "port": spec.port, "protocol": "TCP"}]}  # fmt: skip
+
+
+def router_state(admin: str) -> dict[str, Any]:
+    return requests.get(f"http://{admin}/v1/state", timeout=5).json()  # type: ignore[no-any-return]
+
+
+def test_the_proxy_follows_a_service_scaled_up_and_down_under_load(
+    cluster: Cluster, replica_network: None, tmp_path: Path
+) -> None:
+    """`--service default/back:http` before the Service exists: /healthz says it waits for it, a request is a 503
+    naming it. Then, under 100 requests/s: two replicas; two more join (each gets traffic within 2 s); one turns
+    terminating (gets no new request); its slice and another's are deleted (both out at once). No request fails."""
+    discovery = client.DiscoveryV1Api(cluster.api)
+    with running(tmp_path) as testbed:
+        for spec in FOLLOWED:
+            testbed.start_replica(spec, threads=32)
+        router = testbed.start_router(
+            [], "prequal", "--service", "default/back:http", "--kubeconfig", cluster.status["kubeconfig"],
+            wait_healthy=False,
+        )  # fmt: skip
+        waiting = requests.get(f"http://{router.admin}/healthz", timeout=5)
+        assert waiting.status_code == 503
+        assert waiting.json() == {"status": "starting", "waiting_for": "Service default/back:http"}
+        early = requests.get(f"http://{router.listen}/", timeout=5)
+        assert early.status_code == 503 and "Service default/back:http" in early.json()["error"]
+
+        cluster.core.create_namespaced_service(
+            NAMESPACE, {"metadata": {"name": "back"}, "spec": {"ports": [{"name": "http", "port": 80}]}}
+        )  # type: ignore[arg-type]
+        for spec in FOLLOWED[:2]:
+            discovery.create_namespaced_endpoint_slice(NAMESPACE, back_slice(spec))  # type: ignore[arg-type]
+        wait_for(lambda: requests.get(f"http://{router.admin}/healthz", timeout=5).ok, timeout_s=30,
+                 what="the router to list the Service's slices")  # fmt: skip
+        assert sorted(router_state(router.admin)["replicas"]) == [s.address for s in FOLLOWED[:2]]
+
+        reports: list[LoadReport] = []
+        load = threading.Thread(target=lambda: reports.append(uvloop.run(
+            open_loop(f"http://{router.listen}/", rate_per_s=100, duration_s=16, seed=3))))  # fmt: skip
+        load.start()
+        time.sleep(2)
+        joined_at = time.monotonic()
+        for spec in FOLLOWED[2:]:
+            discovery.create_namespaced_endpoint_slice(NAMESPACE, back_slice(spec))  # type: ignore[arg-type]
+        new = [s.address for s in FOLLOWED[2:]]
+        wait_for(lambda: all(attempts_per_replica(router.admin).get(a, 0) > 0 for a in new), timeout_s=10,
+                 what="both new replicas to receive traffic")  # fmt: skip
+        join_s = time.monotonic() - joined_at
+
+        leaving = FOLLOWED[0]
+        discovery.replace_namespaced_endpoint_slice(
+            f"back-{leaving.port}", NAMESPACE, back_slice(leaving, ready=False, terminating=True)
+        )  # type: ignore[arg-type]
+        wait_for(lambda: router_state(router.admin)["draining"] == [leaving.address], timeout_s=5,
+                 what="the terminating replica to drain")  # fmt: skip
+        drained = attempts_per_replica(router.admin)[leaving.address]
+        time.sleep(2)
+        assert attempts_per_replica(router.admin)[leaving.address] == drained  # no new request to it
+        for spec in FOLLOWED[:2]:
+            discovery.delete_namespaced_endpoint_slice(f"back-{spec.port}", NAMESPACE)
+        wait_for(lambda: sorted(router_state(router.admin)["replicas"]) == new, timeout_s=5,
+                 what="the deleted replicas to leave")  # fmt: skip
+        testbed.kill_replica(leaving.address)  # scaled down: its process goes too
+        load.join(timeout=60)
+        counts = attempts_per_replica(router.admin)
+        metrics = requests.get(f"http://{router.admin}/metrics", timeout=5).text
+    (report,) = reports
+    assert report.errors == 0, report.error_samples
+    assert report.requests > 1000
+    assert join_s < 2.0, f"new replicas received traffic only after {join_s:.2f} s"
+    assert all(counts[a] > 50 for a in new), counts
+    assert 'netaware_router_replicas{state="routable"} 2.0' in metrics
+    print(f"\nfollowing: {report.requests} requests, none failed; new replicas served within {join_s * 1e3:.0f} ms")

@@ -114,7 +114,8 @@ def test_admin_port_answers_health_metrics_and_state(testbed: Testbed, echo: str
     router = testbed.start_router([echo], "least-request")
     requests.get(f"http://{router.listen}/", timeout=5).raise_for_status()
     admin = f"http://{router.admin}"
-    assert requests.get(f"{admin}/healthz", timeout=5).json() == {"status": "ok", "policy": "least-request"}
+    health = requests.get(f"{admin}/healthz", timeout=5).json()
+    assert health == {"status": "ok", "policy": "least-request", "replicas": 1}
     assert 'netaware_router_requests_total{code="200"} 1.0' in requests.get(f"{admin}/metrics", timeout=5).text
     assert requests.get(f"{admin}/v1/state", timeout=5).json()["replicas"] == [echo]
 

@@ -7,8 +7,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 from kubernetes import client, watch
 
@@ -57,7 +57,19 @@ def list_raw(lister: Callable[..., Any]) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _watch_kind(store: ClusterStore, kind: str, lister: Callable[..., Any], stop: threading.Event) -> None:
+class WatchSink(Protocol):
+    """What a list-watch loop keeps in step: ClusterStore, or anything else holding one kind's objects."""
+
+    def replace(self, kind: str, objects: Iterable[Mapping[str, Any]]) -> None: ...
+
+    def upsert(self, kind: str, obj: Mapping[str, Any]) -> None: ...
+
+    def delete(self, kind: str, obj: Mapping[str, Any]) -> None: ...
+
+
+def watch_kind(store: WatchSink, kind: str, lister: Callable[..., Any], stop: threading.Event) -> None:
+    """List `kind` into `store`, then watch from the list's resourceVersion, until `stop` is set; a failed list or
+    watch is logged and retried with backoff (never raised)."""
     backoff = 0.5
     while not stop.is_set():
         try:
@@ -89,9 +101,7 @@ def start_watches(api: client.ApiClient, store: ClusterStore) -> threading.Event
     """Start one daemon thread per kind; set the returned event to stop them."""
     stop = threading.Event()
     for kind, lister in _listers(api).items():
-        threading.Thread(
-            target=_watch_kind, args=(store, kind, lister, stop), name=f"watch-{kind}", daemon=True
-        ).start()
+        threading.Thread(target=watch_kind, args=(store, kind, lister, stop), name=f"watch-{kind}", daemon=True).start()
     return stop
 
 

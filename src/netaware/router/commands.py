@@ -6,11 +6,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from netaware.core.balancing import POLICIES, make_balancer
 from netaware.core.selection import PAPER_UPKEEP, SelectionSettings
+from netaware.core.slices import ServiceReference, SliceEndpoint
 from netaware.logs import configure_logging
+
+if TYPE_CHECKING:
+    from netaware.router.proxy import Router
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -23,6 +29,13 @@ def _address(text: str) -> tuple[str, int]:
 def _replica(text: str) -> str:
     host, port = _address(text)
     return f"{host}:{port}"
+
+
+def _service(text: str) -> ServiceReference:
+    try:
+        return ServiceReference.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -39,10 +52,18 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     proxy.add_argument("--listen", type=_address, default=("0.0.0.0", 8080), metavar="HOST:PORT")
     proxy.add_argument("--admin", type=_address, default=("0.0.0.0", 9090), metavar="HOST:PORT")
-    proxy.add_argument(
-        "--replica", type=_replica, action="append", required=True, metavar="HOST:PORT",
-        help="a replica to route to (repeatable)",
+    replicas = proxy.add_mutually_exclusive_group(required=True)
+    replicas.add_argument(
+        "--replica", type=_replica, action="append", metavar="HOST:PORT",
+        help="a replica to route to (repeatable): a static list",
     )  # fmt: skip
+    replicas.add_argument(
+        "--service", type=_service, metavar="NAMESPACE/NAME:PORT",
+        help="follow this Service port's EndpointSlices: ready endpoints join, terminating ones drain, removed ones "
+        "leave at once (PORT: the Service's port number or name)",
+    )  # fmt: skip
+    proxy.add_argument("--kubeconfig", type=Path, default=None,
+                       help="with --service (default: in-cluster service account)")  # fmt: skip
     proxy.add_argument("--policy", choices=POLICIES, default="prequal")
     proxy.add_argument("--pool-size", type=int, default=16, help="Prequal: probes kept (default 16)")
     proxy.add_argument("--probes-per-query", type=float, default=3.0, help="Prequal: r_probe (default 3)")
@@ -73,6 +94,20 @@ def _run_until_signalled(main: asyncio.Future[None] | asyncio.Task[None]) -> Non
         loop.add_signal_handler(signum, main.cancel)
 
 
+def _follow(router: Router, service: ServiceReference, kubeconfig: Path | None) -> threading.Event:
+    """Keep `router`'s replicas on the Service's endpoints (the follower's thread hands each change to the loop)."""
+    from netaware.kube.clients import api_client
+    from netaware.kube.following import EndpointsFollower
+
+    loop = asyncio.get_running_loop()
+    router.source, router.synced = f"Service {service}", False
+
+    def hand_over(endpoints: list[SliceEndpoint]) -> None:
+        loop.call_soon_threadsafe(router.set_endpoints, endpoints)
+
+    return EndpointsFollower(api_client(kubeconfig), service, hand_over).start()
+
+
 def main(argv: list[str] | None = None) -> None:
     arguments = parser().parse_args(argv)
     configure_logging()
@@ -93,16 +128,21 @@ def main(argv: list[str] | None = None) -> None:
         except ValueError as error:
             parser().error(str(error))
         balancer = make_balancer(arguments.policy, seed=arguments.seed, settings=settings)
-        router = Router(arguments.replica, balancer, settings=router_settings)
+        router = Router(arguments.replica or [], balancer, settings=router_settings)
 
         async def run() -> None:
             task = asyncio.current_task()
             assert task is not None
             _run_until_signalled(task)
-            await serve(
-                router, host=arguments.listen[0], port=arguments.listen[1],
-                admin_host=arguments.admin[0], admin_port=arguments.admin[1],
-            )  # fmt: skip
+            stop_following = _follow(router, arguments.service, arguments.kubeconfig) if arguments.service else None
+            try:
+                await serve(
+                    router, host=arguments.listen[0], port=arguments.listen[1],
+                    admin_host=arguments.admin[0], admin_port=arguments.admin[1],
+                )  # fmt: skip
+            finally:
+                if stop_following is not None:
+                    stop_following.set()
 
         uvloop.run(run())
         return

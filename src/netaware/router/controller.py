@@ -39,6 +39,7 @@ from werkzeug.serving import make_server
 
 from netaware.core.endpoints import EndpointProbe, EndpointSelector, SelectionPolicy, latency_percentiles
 from netaware.core.quantities import duration_seconds
+from netaware.core.slices import SERVICE_NAME_LABEL, SliceEndpoint, slice_endpoints
 from netaware.kube import api as kube
 from netaware.kube.api import API_ERRORS, ApiException
 from netaware.kube.applying import apply_manifests
@@ -52,7 +53,6 @@ log = logging.getLogger("netaware.aviator")
 PLURAL = "aviatorpolicies"
 FINALIZER = "netaware.io/aviator-cleanup"
 MANAGED_BY = "aviator.netaware.io"
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 POLICY_LABEL = "netaware.io/aviator-policy"
 SUFFIX = "-aviator"
@@ -96,20 +96,11 @@ def selection_policy(spec: dict[str, Any]) -> SelectionPolicy:
         raise PolicyError(str(error)) from None
 
 
-@dataclass(frozen=True)
-class SourceEndpoint:
-    endpoint: dict[str, Any]
-    """As in the target's EndpointSlice (nodeName, zone, targetRef are copied to ours)."""
-    ports: list[dict[str, Any]]
-    """Its slice's ports: slices of one Service may map its ports to different endpoint ports."""
-    address_type: str
-
-
 @dataclass
 class Target:
     """The target Service's ready endpoints, keyed "ip:port" (its slice's first port, which is probed)."""
 
-    endpoints: dict[str, SourceEndpoint]
+    endpoints: dict[str, SliceEndpoint]
     service_ports: list[dict[str, Any]]
 
 
@@ -276,18 +267,8 @@ class AviatorController:
         service_ports = (service.get("spec") or {}).get("ports") or []
         slices = list_raw(lambda **kw: self.discovery.list_namespaced_endpoint_slice(
             namespace, label_selector=f"{SERVICE_NAME_LABEL}={service_name}", **kw))  # fmt: skip
-        endpoints: dict[str, SourceEndpoint] = {}
-        for endpoint_slice in slices.get("items") or []:
-            ports = endpoint_slice.get("ports") or []
-            address_type = endpoint_slice.get("addressType", "IPv4")
-            if not ports or ports[0].get("port") is None or address_type == "FQDN":
-                continue
-            for endpoint in endpoint_slice.get("endpoints") or []:
-                if (endpoint.get("conditions") or {}).get("ready") is False:
-                    continue
-                for address in endpoint.get("addresses") or []:
-                    host = f"[{address}]" if ":" in address else address
-                    endpoints[f"{host}:{ports[0]['port']}"] = SourceEndpoint(endpoint, ports, address_type)
+        ready = [e for e in slice_endpoints(slices.get("items") or []) if e.ready]
+        endpoints = {e.address: e for e in ready}
         return Target(endpoints, service_ports)
 
     def _probe_all(self, endpoints: list[str]) -> list[EndpointProbe]:
@@ -334,7 +315,7 @@ class AviatorController:
                 "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                 "metadata": {"name": slice_name, "namespace": namespace, "ownerReferences": [self._owner(policy)],
                              "labels": {SERVICE_NAME_LABEL: name, MANAGED_BY_LABEL: MANAGED_BY, **labels}},
-                "addressType": source.address_type, "endpoints": [], "ports": source.ports,
+                "addressType": source.address_type, "endpoints": [], "ports": list(source.ports),
             })  # fmt: skip
             endpoint = {k: v for k, v in source.endpoint.items() if k in ("nodeName", "zone", "targetRef", "hostname")}
             endpoint["addresses"] = [address.rsplit(":", 1)[0].strip("[]")]

@@ -28,6 +28,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from netaware.core.balancing import Balancer
+from netaware.core.slices import SliceEndpoint, routable
 from netaware.router.replica import PROBE_PATH
 
 log = logging.getLogger("netaware.router")
@@ -87,6 +88,10 @@ class RouterMetrics:
             registry=registry,
         )
         self.probes = Counter("netaware_router_probes", "Probes sent", ["outcome"], registry=registry)
+        self.replicas = Gauge(
+            "netaware_router_replicas", "Replicas known to the router: routable (ready, or serving while terminating "
+            "when none is ready) and draining (terminating: no new requests)", ["state"], registry=registry,
+        )  # fmt: skip
         self.in_flight = Gauge("netaware_router_requests_in_flight", "Requests being routed", registry=registry)
 
 
@@ -99,13 +104,20 @@ class Router:
         settings: RouterSettings | None = None,
         registry: CollectorRegistry | None = None,
     ) -> None:
-        if not replicas:
-            raise ValueError("the router needs at least one replica (host:port)")
         self.replicas = list(replicas)
+        """Where new requests go (a static list, or a followed Service's routable endpoints)."""
+        self.draining: list[str] = []
+        """Terminating endpoints of a followed Service: their requests in flight finish, no new ones start."""
+        self.source = "static" if replicas else "none"
+        """What the replica list comes from, for the 503 that says why there is none."""
+        self.synced = True
+        """False while a followed Service's endpoints have not been listed yet (/healthz answers 503)."""
         self.balancer = balancer
         self.settings = settings or RouterSettings()
         self.registry = registry or CollectorRegistry()
         self.metrics = RouterMetrics(self.registry)
+        self.metrics.replicas.labels("routable").set(len(self.replicas))
+        self.metrics.replicas.labels("draining").set(0)
         self._session: aiohttp.ClientSession | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._idle_task: asyncio.Task[None] | None = None
@@ -130,6 +142,16 @@ class Router:
         if self._session is None:
             raise RuntimeError("Router.start() was not awaited")
         return self._session
+
+    def set_endpoints(self, endpoints: Sequence[SliceEndpoint]) -> None:
+        """Route to a followed Service's endpoints from now on: the routable ones take new requests, terminating
+        ones only finish what they have, removed ones are forgotten at once. Call on the event loop's thread."""
+        replicas, draining = routable(endpoints), sorted({e.address for e in endpoints if e.terminating})
+        if (replicas, draining) != (self.replicas, self.draining) or not self.synced:
+            log.info("endpoints changed", extra={"source": self.source, "replicas": replicas, "draining": draining})
+        self.replicas, self.draining, self.synced = replicas, draining, True
+        self.metrics.replicas.labels("routable").set(len(replicas))
+        self.metrics.replicas.labels("draining").set(len(draining))
 
     # --- probing ----------------------------------------------------------------------------------------------
 
@@ -185,6 +207,9 @@ class Router:
         """Send one request to the replica the balancer chooses; idempotent methods are retried on another
         replica after a connection error, timeout or 5xx. The client-library face of the router: no proxy
         needed (`await router.start()` first). A request no replica answered is a 502 naming the last failure."""
+        if not self.replicas:
+            unavailable = {"error": f"no ready endpoints ({self.source})", "draining": self.draining}
+            return Answer(503, CIMultiDict({"Content-Type": "application/json"}), json.dumps(unavailable).encode())
         attempts = self.settings.max_attempts if method in IDEMPOTENT else 1
         tried: set[str] = set()
         failure = "no attempt"
@@ -229,7 +254,8 @@ class Router:
     # --- admin ------------------------------------------------------------------------------------------------
 
     def state(self) -> dict[str, object]:
-        return {"policy": self.balancer.name, "replicas": self.replicas, **self.balancer.state()}
+        return {"policy": self.balancer.name, "source": self.source, "replicas": self.replicas,
+                "draining": self.draining, **self.balancer.state()}  # fmt: skip
 
 
 def proxy_app(router: Router) -> web.Application:
@@ -247,7 +273,9 @@ def proxy_app(router: Router) -> web.Application:
 
 def admin_app(router: Router) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "policy": router.balancer.name})
+        if not router.synced:
+            return web.json_response({"status": "starting", "waiting_for": router.source}, status=503)
+        return web.json_response({"status": "ok", "policy": router.balancer.name, "replicas": len(router.replicas)})
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(router.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

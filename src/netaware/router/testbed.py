@@ -103,9 +103,17 @@ class Testbed:
         return address
 
     def start_router(
-        self, replicas: Sequence[str], policy: str, *extra: str, port: int = 0, admin_port: int = 0
+        self,
+        replicas: Sequence[str],
+        policy: str,
+        *extra: str,
+        port: int = 0,
+        admin_port: int = 0,
+        wait_healthy: bool = True,
     ) -> RouterAddresses:
-        """Start a router over `replicas` and wait until it answers; port 0 (the default) lets the kernel pick."""
+        """Start a router over `replicas` (none: `extra` says where they come from, e.g. `--service`) and wait
+        until it listens, and unless `wait_healthy` is False until its /healthz is OK; port 0 (the default) lets the
+        kernel pick."""
         name = f"router-{policy}-{port or len(self.processes)}"
         argv = [sys.executable, "-m", "netaware.router.commands", "proxy", "--listen", f"{HOST}:{port}",
                 "--admin", f"{HOST}:{admin_port}", "--policy", policy, *extra]  # fmt: skip
@@ -114,7 +122,8 @@ class Testbed:
         self.start(name, argv)
         serving = self.logged(name, logged_fields("router serving", "listen", "admin"))
         addresses = RouterAddresses(listen=serving["listen"], admin=serving["admin"])
-        wait_until_answering(f"http://{addresses.admin}/healthz", self, name)
+        if wait_healthy:
+            wait_until_answering(f"http://{addresses.admin}/healthz", self, name)
         return addresses
 
     def logged(
