@@ -52,6 +52,7 @@ from netaware.lab.installing import aggregator_command
 from netaware.lab.nodefiles import KERNEL_SYSCTLS
 from netaware.lab.running import LabError, down, shape, status, up
 from netaware.router.loadgen import open_loop
+from netaware.router.testbed import attempts_per_replica
 from netaware.workloads.graphs import Call, Service, ServiceGraph
 from netaware.workloads.manifests import render
 from tests.cluster.conftest import wait_for
@@ -522,6 +523,23 @@ WATCHED = ServiceGraph("watched", "front", (
 also serves."""
 ROUTER_POD = """
 apiVersion: v1
+kind: ServiceAccount
+metadata: {name: watched-router}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: watched-router}
+rules:
+- {apiGroups: [""], resources: [services], verbs: [get]}
+- {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: watched-router}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: watched-router}
+subjects: [{kind: ServiceAccount, name: watched-router}]
+---
+apiVersion: v1
 kind: Pod
 metadata:
   name: watched-router
@@ -529,12 +547,15 @@ metadata:
   annotations: {prometheus.io/scrape: "true", prometheus.io/port: "9091", prometheus.io/path: /metrics}
 spec:
   nodeName: NODE
+  serviceAccountName: watched-router
   containers:
   - name: router
     image: netaware/netaware:0.1.0
-    command: [netaware-router, proxy, --listen, "0.0.0.0:8081", --admin, "0.0.0.0:9091", --policy, prequal, REPLICAS]
+    command: [netaware-router, proxy, --listen, "0.0.0.0:8081", --admin, "0.0.0.0:9091", --policy, prequal,
+              --service, "default/back:http"]
     readinessProbe: {httpGet: {path: /healthz, port: 9091}, periodSeconds: 1}
 """
+"""A Prequal router pod following the Service `back` (its service account may read the Service and its slices)."""
 
 
 def prometheus_query(url: str, query: str) -> list[dict[str, Any]]:
@@ -570,8 +591,7 @@ def watched(lab: tuple[LabConfig, client.ApiClient, ClusterSettings]) -> Iterato
         backs = wait_for(
             ready_backs, timeout_s=180, what="the back's two replicas Ready (placed by netaware-scheduler)"
         )
-        replicas = ", ".join(f'--replica, "{ip}:8080"' for ip in backs)
-        router = ROUTER_POD.replace("NODE", nodes_by_zone(api)["zone-a"]).replace("REPLICAS", replicas)
+        router = ROUTER_POD.replace("NODE", nodes_by_zone(api)["zone-a"])
         applied = kubectl(settings, "apply", "-f", "-", stdin=router)
         assert applied.returncode == 0, applied.stderr
         for pods in (["pod/watched-router"], ["pod", "-l", "netaware.io/appgroup=watched"]):
@@ -583,7 +603,7 @@ def watched(lab: tuple[LabConfig, client.ApiClient, ClusterSettings]) -> Iterato
             backs=tuple(backs),
         )
     finally:
-        kubectl(settings, "delete", "--ignore-not-found", "--wait=false", "pod/watched-router")
+        kubectl(settings, "delete", "--ignore-not-found", "--wait=false", "-f", "-", stdin=ROUTER_POD)
         kubectl(settings, "delete", "--ignore-not-found", "--wait=false", "-f", "-", stdin=manifest)
 
 
@@ -682,6 +702,84 @@ def test_a_replica_killed_behind_the_router_loses_no_request_and_leaves_its_prob
     assert report.requests >= 80, report.requests
     assert left_after and left_after[0] <= 1.0, f"the dead replica stayed in the pool {left_after} s"
     print(f"replica killed: out of the pool after {left_after[0] * 1e3:.0f} ms; {report.requests} GETs, none lost")
+
+
+def test_the_router_follows_the_back_service_scaled_up_and_down_under_load(
+    lab: tuple[LabConfig, client.ApiClient, ClusterSettings], watched: Watched
+) -> None:
+    """`kubectl scale deployment/back` from 2 to 4 replicas and back to 2 while 20 requests/s go through the router
+    pod, which follows the Service's EndpointSlices: each new replica gets traffic within 2 s of its endpoint turning
+    ready in the slice, the removed ones get no new request once the router has let them go, no request fails."""
+    _, api, settings = lab
+    discovery = client.DiscoveryV1Api(api)
+    admin = f"{watched.router}:9091"
+
+    def ready_endpoints() -> set[str]:
+        slices = discovery.list_namespaced_endpoint_slice("default", label_selector="kubernetes.io/service-name=back")
+        return {f"{address}:{s.ports[0].port}" for s in slices.items for e in s.endpoints or []
+                if e.conditions.ready for address in e.addresses}  # fmt: skip
+
+    def routed() -> list[str]:
+        return sorted(requests.get(f"http://{admin}/v1/state", timeout=5).json()["replicas"])
+
+    # The replica the previous test killed is restarted by its kubelet: wait until both are ready again.
+    def both_ready_and_routed() -> set[str] | None:
+        ready = ready_endpoints()
+        return ready if len(ready) == 2 and routed() == sorted(ready) else None
+
+    before: set[str] = wait_for(both_ready_and_routed, timeout_s=60, what="both back replicas ready and routed")
+    served_after_s: dict[str, float] = {}
+    routed_after_s: dict[str, float] = {}
+    late_state: dict[str, Any] = {}
+    """After its endpoint turned ready: when the router listed a new replica, when it sent it a first request."""
+    removed_counts: list[dict[str, float]] = []
+    done = threading.Event()
+
+    def scale_and_watch() -> None:
+        try:
+            time.sleep(2)
+            scaled = kubectl(settings, "scale", "deployment/back", "--replicas=4")
+            assert scaled.returncode == 0, scaled.stderr
+            ready_at: dict[str, float] = {}
+            deadline = time.monotonic() + 120
+            while len(served_after_s) < 2 and time.monotonic() < deadline:
+                for address in ready_endpoints() - before:
+                    ready_at.setdefault(address, time.monotonic())
+                counts, listed = attempts_per_replica(admin), routed()
+                for address, seen_at in ready_at.items():
+                    if address in listed:
+                        routed_after_s.setdefault(address, time.monotonic() - seen_at)
+                    if counts.get(address, 0) > 0:
+                        served_after_s.setdefault(address, time.monotonic() - seen_at)
+                    elif time.monotonic() - seen_at > 1.5 and address not in late_state:
+                        late_state[address] = requests.get(f"http://{admin}/v1/state", timeout=5).json()
+                time.sleep(0.05)
+            scaled = kubectl(settings, "scale", "deployment/back", "--replicas=2")
+            assert scaled.returncode == 0, scaled.stderr
+            wait_for(lambda: len(routed()) == 2, timeout_s=60, what="the router down to two replicas")
+            gone = set(before | set(served_after_s)) - set(routed())
+            removed_counts.append({a: attempts_per_replica(admin).get(a, 0) for a in gone})
+            time.sleep(2)
+            removed_counts.append({a: attempts_per_replica(admin).get(a, 0) for a in gone})
+        finally:
+            done.set()
+
+    watcher = threading.Thread(target=scale_and_watch)
+    watcher.start()
+    reports = []
+    while not done.is_set():
+        reports.append(asyncio.run(open_loop(f"http://{watched.router}:8081/", rate_per_s=20, duration_s=3, seed=7)))
+    watcher.join()
+    requests_sent = sum(r.requests for r in reports)
+    failed = [sample for r in reports for sample in r.error_samples]
+    assert sum(r.errors for r in reports) == 0, failed
+    assert len(served_after_s) == 2, f"new replicas that got traffic: {served_after_s}"
+    assert max(served_after_s.values()) < 2.0, (served_after_s, routed_after_s, late_state)
+    assert len(removed_counts) == 2 and len(removed_counts[0]) == 2, removed_counts
+    assert removed_counts[0] == removed_counts[1], f"removed replicas still got requests: {removed_counts}"
+    assert sorted(ready_endpoints()) == routed()
+    print(f"scaled 2 -> 4 -> 2: new replicas served {sorted(round(s * 1e3) for s in served_after_s.values())} ms "
+          f"after turning ready; {requests_sent} GETs, none failed")  # fmt: skip
 
 
 CUT_OFF = ServiceGraph("cutoff", "cut-front", (

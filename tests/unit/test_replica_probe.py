@@ -2,7 +2,8 @@
 
 Checks: the estimate is the median of samples at the same RIF, widening the band when few are similar; with no
 samples it is 0; the probe endpoint reports requests in flight while slow requests run (so it does not queue
-behind them), and afterwards reports a latency estimate close to the real service time.
+behind them), and afterwards reports a latency estimate close to the real service time; health checks pass
+through without changing the estimate (a fresh replica stays at 0 ms until real traffic reaches it).
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ def replica() -> Iterator[tuple[str, ProbeMiddleware]]:
         time.sleep(WORK_S)
         return "done"
 
+    @app.get("/healthz")
+    def healthz() -> str:
+        time.sleep(WORK_S / 4)  # slower than nothing, faster than the work: a timed health check would show
+        return "ok"
+
     middleware = ProbeMiddleware(app.wsgi_app)  # type: ignore[arg-type]
     app.wsgi_app = middleware  # type: ignore[method-assign]
     server = make_server("127.0.0.1", 0, app, threaded=True)
@@ -92,3 +98,10 @@ def test_probe_reports_load_at_once_and_then_the_latency(replica: tuple[str, Pro
     after = json.loads(get(url + PROBE_PATH))
     assert after["rif"] == 0
     assert WORK_S * 1e3 <= after["latencyMs"] < WORK_S * 1e3 * 1.5
+
+
+def test_health_checks_are_neither_counted_nor_timed(replica: tuple[str, ProbeMiddleware]) -> None:
+    url, _ = replica
+    for _ in range(5):
+        assert get(url + "/healthz") == b"ok"
+    assert json.loads(get(url + PROBE_PATH)) == {"rif": 0, "latencyMs": 0.0}  # still a replica nobody has used
