@@ -13,7 +13,8 @@ and its ServiceAccount may do what the controller does; /healthz and /metrics an
 
 The proxy (`netaware-router proxy --service`, a real process) follows a Service's EndpointSlices in the same
 cluster: it waits for a Service that does not exist yet; under load, endpoints that join get traffic within 2 s,
-terminating ones drain, deleted ones leave at once, and no request fails.
+terminating ones drain, deleted ones leave at once, and no request fails. A workload service routing its own
+calls (`--routing prequal`) follows its downstream's slices the same way and sends most calls to the fast replica.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import requests
 import uvloop
 from kubernetes import client
 from kubernetes.client import ApiException
+from prometheus_client.parser import text_string_to_metric_families
 
 from netaware.kube.converters import GROUP, VERSION
 from netaware.lab.emulating import remove_namespace, run_commands
@@ -45,6 +47,7 @@ from netaware.router.testbed import (
     running,
     wait_until_answering,
 )
+from tests.conftest import unused_port
 
 from .conftest import Cluster, kubectl, wait_for
 
@@ -315,3 +318,72 @@ def test_the_proxy_follows_a_service_scaled_up_and_down_under_load(
     assert all(counts[a] > 50 for a in new), counts
     assert 'netaware_router_replicas{state="routable"} 2.0' in metrics
     print(f"\nfollowing: {report.requests} requests, none failed; new replicas served within {join_s * 1e3:.0f} ms")
+
+
+ROUTED_FAST = ReplicaSpec(port=PORTS + 20, work_ms=2.0, capacity=4, host=REPLICA_HOST, netns=NETNS)
+ROUTED_SLOW = ReplicaSpec(port=PORTS + 21, work_ms=40.0, capacity=4, host=REPLICA_HOST, netns=NETNS)
+
+
+def served_requests(address: str) -> float:
+    text = requests.get(f"http://{address}/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        if family.name == "netaware_workload_requests":
+            return sum(s.value for s in family.samples if s.name.endswith("_total") and s.labels["code"] == "200")
+    return 0.0
+
+
+def test_a_workload_routing_its_own_calls_with_prequal_sends_more_of_them_to_the_fast_replica(
+    cluster: Cluster, replica_network: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`netaware-workload serve --routing prequal` and `--routing random` (real processes, side by side) calling the
+    Service `fast-slow`, whose two replicas take 2 and 40 ms: each caller follows the Service's EndpointSlices itself;
+    /healthz is 503 until it has listed them; no call fails; Prequal sends a clearly larger share of its calls to the
+    fast replica than the random choice (kube-proxy's) does."""
+    discovery = client.DiscoveryV1Api(cluster.api)
+    monkeypatch.setenv("KUBECONFIG", cluster.status["kubeconfig"])
+    monkeypatch.setenv("POD_NAMESPACE", NAMESPACE)
+    fronts = {policy: f"{HOST}:{unused_port()}" for policy in ("prequal", "random")}
+    shares: dict[str, float] = {}
+    with running(tmp_path) as testbed:
+        for spec in (ROUTED_FAST, ROUTED_SLOW):
+            testbed.start_replica(spec, threads=16)
+        for policy, front in fronts.items():
+            testbed.start(f"front-{policy}", [
+                sys.executable, "-m", "netaware.workloads.commands", "serve", "--name", "front", "--host", HOST,
+                "--port", front.rsplit(":", 1)[1], "--work-ms", "0", "--call", "fast-slow:80", "--routing", policy,
+            ])  # fmt: skip
+            url = f"http://{front}/healthz"
+            status, body = wait_for(lambda: _answer(url), timeout_s=30, what=f"the {policy} front")  # noqa: B023
+            assert status == 503 and body["waiting_for"] == "downstream endpoints"
+        cluster.core.create_namespaced_service(
+            NAMESPACE, {"metadata": {"name": "fast-slow"}, "spec": {"ports": [{"name": "http", "port": 80}]}}
+        )  # type: ignore[arg-type]
+        for spec in (ROUTED_FAST, ROUTED_SLOW):
+            discovery.create_namespaced_endpoint_slice(NAMESPACE, {
+                "metadata": {"name": f"fast-slow-{spec.port}", "labels": {"kubernetes.io/service-name": "fast-slow"}},
+                "addressType": "IPv4", "endpoints": [{"addresses": [REPLICA_HOST], "conditions": {"ready": True}}],
+                "ports": [{"name": "http", "port": spec.port, "protocol": "TCP"}],
+            })  # type: ignore[arg-type]  # fmt: skip
+        for policy, front in fronts.items():
+            wait_until_answering(f"http://{front}/healthz", testbed, f"front-{policy}")
+            before = served_requests(ROUTED_FAST.address), served_requests(ROUTED_SLOW.address)
+            report = uvloop.run(open_loop(f"http://{front}/", rate_per_s=40, duration_s=8, seed=11))
+            fast = served_requests(ROUTED_FAST.address) - before[0]
+            slow = served_requests(ROUTED_SLOW.address) - before[1]
+            assert report.errors == 0, (policy, report.error_samples)
+            assert fast + slow >= report.requests  # every request made one call
+            shares[policy] = fast / (fast + slow)
+            counted = requests.get(f"http://{front}/metrics", timeout=5).text
+            assert 'netaware_workload_downstream_calls_total{node="",service="fast-slow"}' in counted
+    # 320 calls each: a binomial share's standard deviation is under 3 points, so 15 points apart is no accident.
+    assert shares["prequal"] >= shares["random"] + 0.15, shares
+    print(f"\nthe fast replica's share of the calls: {', '.join(f'{p} {s:.0%}' for p, s in shares.items())}")
+
+
+def _answer(url: str) -> tuple[int, Any] | None:
+    """Status and JSON body, or None while nothing listens (a Response is falsy when not ok: wait_for needs this)."""
+    try:
+        answer = requests.get(url, timeout=2)
+    except requests.RequestException:
+        return None
+    return answer.status_code, answer.json()

@@ -2,7 +2,9 @@
 
 Checks: calls per request multiply along paths; broken graphs are refused; every graph renders manifests whose
 AppGroup passes the CRD schema and converts to the same dependency weights; the netaware variant carries the
-scheduler name and the gate, the default one neither, a pinned one a hostname selector; the committed YAML in
+scheduler name and the gate, the default one neither, a pinned one a hostname selector; client-side routing gives
+the callers `--routing` and a service account whose Role may read EndpointSlices, and a downstream host names its
+Service (bare, name.namespace, or the full cluster name); the committed YAML in
 workloads/ is what the renderer writes now; Service names resolve through the lab's table; two real dummy services
 on loopback answer a request through a real HTTP call chain, and a dead downstream turns into a 502 naming it; the
 open-loop driver counts successes and errors.
@@ -27,6 +29,7 @@ from netaware.kube.schemas import load_crd_schemas, validate_resource
 from netaware.workloads.graphs import GRAPHS, Call, Service, ServiceGraph, graph_named
 from netaware.workloads.load import drive
 from netaware.workloads.manifests import GATE, render, rendered_yaml
+from netaware.workloads.routing import service_reference
 from netaware.workloads.service import Downstream, Resolver, ServiceSettings, create_app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,6 +85,34 @@ def test_default_and_pinned_variants() -> None:
     assert selectors["b"] is None
     with pytest.raises(ValueError, match="scheduler"):
         render(graph, scheduler="volcano")
+
+
+def test_client_side_routing_gives_callers_the_flag_and_an_account_that_may_read_endpoint_slices() -> None:
+    documents = render(graph_named("chain"), routing="prequal")
+    kinds = [d["kind"] for d in documents]
+    assert kinds[:3] == ["ServiceAccount", "Role", "RoleBinding"]
+    rules = documents[1]["rules"]
+    assert {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]} in rules
+    pods = {d["metadata"]["name"]: d["spec"]["template"]["spec"] for d in documents if d["kind"] == "Deployment"}
+    callers = {name for name, spec in pods.items() if "--routing=prequal" in spec["containers"][0]["args"]}
+    assert callers == {s.name for s in graph_named("chain").services if s.calls}  # the last one calls nobody
+    assert all(pods[name]["serviceAccountName"] == "netaware-workload" for name in callers)
+    assert not any(d["kind"] == "Role" for d in render(graph_named("chain")))  # kube-proxy: nothing extra
+    with pytest.raises(ValueError, match="routing must be one of kube-proxy, random"):
+        render(graph_named("chain"), routing="istio")
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        pytest.param("cart", ("shop", "cart"), id="a bare name is in the caller's namespace"),
+        pytest.param("cart.store", ("store", "cart"), id="name.namespace"),
+        pytest.param("cart.store.svc.cluster.local", ("store", "cart"), id="a full cluster name"),
+    ],
+)
+def test_a_downstream_host_names_its_service(host: str, expected: tuple[str, str]) -> None:
+    reference = service_reference(host, 8080, "shop")
+    assert (reference.namespace, reference.name, reference.port) == (*expected, 8080)
 
 
 @pytest.mark.parametrize("name", sorted(GRAPHS))

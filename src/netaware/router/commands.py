@@ -6,17 +6,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from netaware.core.balancing import POLICIES, make_balancer
 from netaware.core.selection import PAPER_UPKEEP, SelectionSettings
-from netaware.core.slices import ServiceReference, SliceEndpoint
+from netaware.core.slices import ServiceReference
 from netaware.logs import configure_logging
-
-if TYPE_CHECKING:
-    from netaware.router.proxy import Router
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -94,27 +89,13 @@ def _run_until_signalled(main: asyncio.Future[None] | asyncio.Task[None]) -> Non
         loop.add_signal_handler(signum, main.cancel)
 
 
-def _follow(router: Router, service: ServiceReference, kubeconfig: Path | None) -> threading.Event:
-    """Keep `router`'s replicas on the Service's endpoints (the follower's thread hands each change to the loop)."""
-    from netaware.kube.clients import api_client
-    from netaware.kube.following import EndpointsFollower
-
-    loop = asyncio.get_running_loop()
-    router.source, router.synced = f"Service {service}", False
-
-    def hand_over(endpoints: list[SliceEndpoint]) -> None:
-        loop.call_soon_threadsafe(router.set_endpoints, endpoints)
-
-    return EndpointsFollower(api_client(kubeconfig), service, hand_over).start()
-
-
 def main(argv: list[str] | None = None) -> None:
     arguments = parser().parse_args(argv)
     configure_logging()
     if arguments.command == "proxy":
         import uvloop
 
-        from netaware.router.proxy import Router, RouterSettings, serve
+        from netaware.router.proxy import Router, RouterSettings, follow_service, serve
 
         try:
             upkeep = PAPER_UPKEEP if arguments.paper_parameters else {}
@@ -134,7 +115,13 @@ def main(argv: list[str] | None = None) -> None:
             task = asyncio.current_task()
             assert task is not None
             _run_until_signalled(task)
-            stop_following = _follow(router, arguments.service, arguments.kubeconfig) if arguments.service else None
+            stop_following = None
+            if arguments.service:
+                from netaware.kube.clients import api_client
+
+                stop_following = follow_service(
+                    router, arguments.service, api=api_client(arguments.kubeconfig), loop=asyncio.get_running_loop()
+                )
             try:
                 await serve(
                     router, host=arguments.listen[0], port=arguments.listen[1],

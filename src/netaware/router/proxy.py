@@ -18,9 +18,11 @@ import contextlib
 import json
 import logging
 import socket
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -28,8 +30,11 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from netaware.core.balancing import Balancer
-from netaware.core.slices import SliceEndpoint, routable
+from netaware.core.slices import ServiceReference, SliceEndpoint, routable
 from netaware.router.replica import PROBE_PATH
+
+if TYPE_CHECKING:
+    from netaware.kube.api import ApiClient
 
 log = logging.getLogger("netaware.router")
 
@@ -69,6 +74,8 @@ class Answer:
     status: int
     headers: CIMultiDict[str]
     body: bytes
+    replica: str | None = None
+    """The replica that answered (None: the router answered itself)."""
 
 
 class RouterMetrics:
@@ -249,13 +256,28 @@ class Router:
             allow_redirects=False,
         ) as answer:  # fmt: skip
             payload = await answer.read()
-            return Answer(answer.status, forwardable(answer.headers), payload)
+            return Answer(answer.status, forwardable(answer.headers), payload, replica=replica)
 
     # --- admin ------------------------------------------------------------------------------------------------
 
     def state(self) -> dict[str, object]:
         return {"policy": self.balancer.name, "source": self.source, "replicas": self.replicas,
                 "draining": self.draining, **self.balancer.state()}  # fmt: skip
+
+
+def follow_service(
+    router: Router, service: ServiceReference, *, api: ApiClient, loop: asyncio.AbstractEventLoop
+) -> threading.Event:
+    """Keep `router`'s replicas on the Service's endpoints until the returned event is set: the follower's thread
+    hands each change to `loop`, the router's event loop."""
+    from netaware.kube.following import EndpointsFollower
+
+    router.source, router.synced = f"Service {service}", False
+
+    def hand_over(endpoints: list[SliceEndpoint]) -> None:
+        loop.call_soon_threadsafe(router.set_endpoints, endpoints)
+
+    return EndpointsFollower(api, service, hand_over).start()
 
 
 def proxy_app(router: Router) -> web.Application:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from typing import Any
 
 from netaware.logs import configure_logging
 from netaware.serving import WsgiServer
 from netaware.workloads.load import drive
+from netaware.workloads.routing import KUBE_PROXY, ROUTINGS, RoutedCalls
 from netaware.workloads.service import Downstream, ServiceSettings, create_app, resolver_from_environment
 
 
@@ -35,6 +38,12 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--call", type=_downstream, action="append", default=[], metavar="HOST:PORT[*N]",
         help="a downstream to call N times per request, in the order given (repeatable)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--routing", choices=ROUTINGS, default=KUBE_PROXY,
+        help="how downstream calls pick a replica: kube-proxy (the Service's address, the default) or a balancing "
+        "policy the service runs itself over the Service's EndpointSlices (needs a service account that may read "
+        "them)",
     )  # fmt: skip
     serve.add_argument("--threads", type=int, default=16, help="request threads")
     serve.add_argument(
@@ -69,8 +78,22 @@ def main(argv: list[str] | None = None) -> None:
             )
         except ValueError as error:
             parser().error(str(error))
+        routing = arguments.routing
+
+        def app() -> Any:  # runs in gunicorn's worker, after fork: the routing threads must start there
+            routed = None
+            if routing != KUBE_PROXY:
+                from netaware.kube.clients import api_client
+
+                routed = RoutedCalls(
+                    [(d.host, d.port) for d in settings.downstreams], policy=routing,
+                    namespace=os.environ.get("POD_NAMESPACE", "default"), api_factory=api_client,
+                )  # fmt: skip
+                routed.start()
+            return create_app(settings, resolver_from_environment(), routed)
+
         server = WsgiServer(
-            lambda: create_app(settings, resolver_from_environment()),
+            app,
             host=arguments.host,
             port=arguments.port,
             threads=arguments.threads,

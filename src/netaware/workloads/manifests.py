@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from netaware.workloads.graphs import ServiceGraph
+from netaware.workloads.routing import KUBE_PROXY, ROUTINGS
 
 IMAGE = "netaware/netaware:0.1.0"
 PORT = 8080
@@ -25,7 +26,26 @@ NETAWARE_SCHEDULER = "netaware-scheduler"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 
 
-def _container(graph: ServiceGraph, name: str) -> dict[str, Any]:
+ROUTING_ACCOUNT = "netaware-workload"
+"""The service account of workloads that route their own calls: it may read Services and their EndpointSlices."""
+
+
+def routing_access(namespace: str) -> list[dict[str, Any]]:
+    """The ServiceAccount, Role and RoleBinding client-side routing needs in `namespace`."""
+    metadata = {"name": ROUTING_ACCOUNT, "namespace": namespace, "labels": {"app.kubernetes.io/part-of": "netaware"}}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": metadata, "rules": [
+            {"apiGroups": [""], "resources": ["services"], "verbs": ["get"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+        ]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": metadata,
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ROUTING_ACCOUNT},
+         "subjects": [{"kind": "ServiceAccount", "name": ROUTING_ACCOUNT, "namespace": namespace}]},
+    ]  # fmt: skip
+
+
+def _container(graph: ServiceGraph, name: str, routing: str) -> dict[str, Any]:
     service = graph.service(name)
     args = [
         "serve",
@@ -35,6 +55,8 @@ def _container(graph: ServiceGraph, name: str) -> dict[str, Any]:
         f"--payload-bytes={service.payload_bytes}",
     ]
     args += [f"--call={call.callee}:{PORT}*{call.calls}" for call in service.calls]
+    if routing != KUBE_PROXY and service.calls:
+        args.append(f"--routing={routing}")
     return {
         "name": "service",
         "image": IMAGE,
@@ -57,15 +79,24 @@ def render(
     namespace: str = "default",
     scheduler: str = "netaware",
     pinned: Mapping[str, str] | None = None,
+    routing: str = KUBE_PROXY,
 ) -> list[dict[str, Any]]:
     """Deployments, Services and the AppGroup. `scheduler`: `netaware` or `default`; `pinned`: service -> node
-    (kube-scheduler then only checks that the pod fits there)."""
+    (kube-scheduler then only checks that the pod fits there); `routing`: how callers pick a callee's replica,
+    kube-proxy or a balancing policy each caller runs itself (its pods then get a service account that may read
+    EndpointSlices)."""
     if scheduler not in ("netaware", "default"):
         raise ValueError(f"scheduler must be netaware or default, got {scheduler!r}")
-    documents: list[dict[str, Any]] = []
+    if routing not in ROUTINGS:
+        raise ValueError(f"routing must be one of {', '.join(ROUTINGS)}, got {routing!r}")
+    documents: list[dict[str, Any]] = [] if routing == KUBE_PROXY else routing_access(namespace)
     for service in graph.services:
         labels = {"app": service.name, APPGROUP_LABEL: graph.name}
-        pod_spec: dict[str, Any] = {"containers": [_container(graph, service.name)], "terminationGracePeriodSeconds": 2}
+        pod_spec: dict[str, Any] = {
+            "containers": [_container(graph, service.name, routing)], "terminationGracePeriodSeconds": 2
+        }  # fmt: skip
+        if routing != KUBE_PROXY and service.calls:
+            pod_spec["serviceAccountName"] = ROUTING_ACCOUNT
         if scheduler == "netaware":
             pod_spec["schedulerName"] = NETAWARE_SCHEDULER
             pod_spec["schedulingGates"] = [{"name": GATE}]

@@ -5,8 +5,11 @@ padded to `payload_bytes`, carrying how many calls the request caused below it a
 downstream turns into a 502 naming it. Wrapped in the router's ProbeMiddleware, so it answers Prequal probes
 (`/netaware/probe`: requests in flight and latency estimate); `/healthz` and `/metrics` as every service.
 
-Service names resolve through the lab's Service table (a JSON file named by NETAWARE_LAB_SERVICES: one random
-ready endpoint per call, as kube-proxy does); without it, names go to cluster DNS unchanged.
+Downstream calls go through kube-proxy by default: service names resolve through the lab's Service table (a JSON
+file named by NETAWARE_LAB_SERVICES: one random ready endpoint per call, as kube-proxy does), without it to cluster
+DNS unchanged. With client-side routing (`RoutedCalls`, `--routing POLICY`) each call goes to the replica the
+caller's own router picks (workloads/routing.py). `netaware_workload_downstream_calls_total{service,node}` counts
+calls by the node of the replica that answered, whichever way they were routed.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from flask import Flask, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from netaware.router.replica import ProbeMiddleware
+from netaware.workloads.routing import CallError, RoutedCalls
 
 CALL_TIMEOUT_S = 10.0
 
@@ -102,7 +106,8 @@ class ServiceSettings:
             raise ValueError("fail_ratio must be within 0..1")
 
 
-def create_app(settings: ServiceSettings, resolver: Resolver) -> Flask:
+def create_app(settings: ServiceSettings, resolver: Resolver, routed: RoutedCalls | None = None) -> Flask:
+    """The service's WSGI app; downstream calls through `resolver` (kube-proxy), or through `routed` (started)."""
     app = Flask(f"workload-{settings.name}")
     registry = CollectorRegistry()
     served = Counter("netaware_workload_requests", "Requests served", ["code"], registry=registry)
@@ -116,6 +121,10 @@ def create_app(settings: ServiceSettings, resolver: Resolver) -> Flask:
     downstream_errors = Counter(
         "netaware_workload_downstream_errors", "Failed downstream calls", ["service"], registry=registry
     )
+    downstream_calls = Counter(
+        "netaware_workload_downstream_calls", "Downstream calls answered, by the node of the replica that answered",
+        ["service", "node"], registry=registry,
+    )  # fmt: skip
     sessions = threading.local()
     node = os.environ.get("NODE_NAME", "")
     # Work slots model a replica's cores: requests beyond `capacity` queue here, inside the timed middleware, so
@@ -142,17 +151,22 @@ def create_app(settings: ServiceSettings, resolver: Resolver) -> Flask:
             for downstream in settings.downstreams:
                 for _ in range(downstream.calls):
                     try:
-                        address = resolver.resolve(downstream.host, downstream.port)
-                        answer = session().get(f"http://{address}/", timeout=CALL_TIMEOUT_S)
-                        answer.raise_for_status()
-                        body = answer.json()
-                    except (LookupError, requests.RequestException, ValueError) as error:
+                        if routed is not None:
+                            routed_answer = routed.get(downstream.host, downstream.port, timeout_s=CALL_TIMEOUT_S)
+                            body = json.loads(routed_answer.body)
+                        else:
+                            address = resolver.resolve(downstream.host, downstream.port)
+                            answer = session().get(f"http://{address}/", timeout=CALL_TIMEOUT_S)
+                            answer.raise_for_status()
+                            body = answer.json()
+                    except (LookupError, requests.RequestException, ValueError, CallError) as error:
                         downstream_errors.labels(downstream.host).inc()
                         served.labels("502").inc()
                         return jsonify(service=settings.name, error=f"{downstream.host}: {error}"), 502
+                    downstream_calls.labels(downstream.host, body.get("node", "")).inc()
                     calls += 1 + int(body.get("calls", 0))
                     nodes.update(body.get("nodes", []))
-            body = {"service": settings.name, "calls": calls, "nodes": sorted(nodes), "payload": ""}
+            body = {"service": settings.name, "node": node, "calls": calls, "nodes": sorted(nodes), "payload": ""}
             body["payload"] = "x" * max(0, settings.payload_bytes - len(json.dumps(body)))  # the body is the size asked
             served.labels("200").inc()
             return Response(json.dumps(body), mimetype="application/json"), 200
@@ -161,8 +175,10 @@ def create_app(settings: ServiceSettings, resolver: Resolver) -> Flask:
             latency.observe(time.perf_counter() - started)
 
     @app.get("/healthz")
-    def healthz() -> Response:
-        return jsonify(status="ok", service=settings.name)
+    def healthz() -> tuple[Response, int]:
+        if routed is not None and not routed.synced:  # not ready before it knows where its calls can go
+            return jsonify(status="starting", service=settings.name, waiting_for="downstream endpoints"), 503
+        return jsonify(status="ok", service=settings.name), 200
 
     @app.get("/metrics")
     def metrics() -> Response:
