@@ -5,7 +5,9 @@ fewer requests in flight; lowest-latency probes everyone once per refresh and se
 (herding, by design); p2c-peak-ewma takes a slower latency at once as its peak, decays towards a faster one and
 towards 0 when idle (tower's rule, 10-s decay), starts unknown replicas at 30 ms and weighs requests in flight;
 prequal issues r_probe probes per query and one when idle, chooses by HCL from its pool, avoids a replica that fails
-fast, and honours `exclude` for retries; unknown policies are refused.
+fast, and honours `exclude` for retries; it adds each probe's round trip to the replica's latency (so the near of
+two equal replicas wins), unless asked for server-side latency only, as the paper's parameters do; unknown policies
+are refused.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from netaware.core.balancing import (
     RoundRobinBalancer,
     make_balancer,
 )
-from netaware.core.selection import SelectionSettings
+from netaware.core.selection import PAPER_UPKEEP, SelectionSettings
 
 REPLICAS = ["a", "b", "c", "d"]
 
@@ -101,6 +103,28 @@ def test_prequal_chooses_cold_and_fast_and_honours_exclude() -> None:
     assert balancer.choose(REPLICAS, now_s=0.1) == "c"  # a is hot (RIF 9), c is the fastest cold one
     assert balancer.choose(REPLICAS, now_s=0.1, exclude=frozenset({"c"})) == "d"
     assert any(p.replica == "c" for p in balancer.pool.probes)  # the retry left c's probe in the pool
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        pytest.param(SelectionSettings(remove_worst_every=0), "near", id="the probe's round trip counts: near wins"),
+        pytest.param(
+            SelectionSettings(remove_worst_every=0, count_probe_rtt=False),
+            "far",
+            id="server-side latency only (the paper's): the far one",
+        ),
+    ],
+)
+def test_prequal_counts_what_the_caller_waits_for(settings: SelectionSettings, expected: str) -> None:
+    balancer = PrequalBalancer(settings=settings, rng=random.Random(2))
+    balancer.on_probe("near", rif=0, latency_ms=3.0, now_s=0.0, rtt_ms=1.0)  # 3 ms of work, 1 ms away
+    balancer.on_probe("far", rif=0, latency_ms=2.0, now_s=0.0, rtt_ms=40.0)  # 2 ms of work across a slow link
+    assert balancer.choose(["near", "far"], now_s=0.1) == expected
+
+
+def test_the_paper_parameters_count_server_side_latency_only() -> None:
+    assert PAPER_UPKEEP["count_probe_rtt"] is False and SelectionSettings().count_probe_rtt is True
 
 
 def test_prequal_avoids_a_replica_that_fails_fast() -> None:

@@ -1,7 +1,8 @@
 """Prequal selection (core/selection.py): the HCL rule, pool upkeep and error aversion, with a fixed clock and
 random source.
 
-Checks: cold probe with the lowest latency wins; all hot -> lowest RIF; empty pool -> random; a chosen probe
+Checks: cold probe with the lowest latency wins (hot: a RIF above the quantile rounded up to whole requests);
+all hot -> lowest RIF; empty pool -> random; a chosen probe
 counts one more request in flight and is dropped after its reuse budget; old probes expire; a full pool drops
 its oldest; one probe per replica; the worst probe is removed periodically; probe targets are distinct and r_probe
 many; a replica that fails fast is avoided (no sinkholing); settings are validated; the paper's upkeep: its reuse
@@ -33,9 +34,14 @@ def pool(*probes: tuple[str, int, float], **settings: float) -> ProbePool:
     ("probes", "expected"),
     [
         pytest.param(
-            [("r0", 1, 50.0), ("r1", 1, 10.0), ("r2", 2, 5.0)],
+            [("r0", 1, 50.0), ("r1", 1, 10.0), ("r2", 4, 5.0)],
             "r1",
             id="cold probe with lowest latency wins, hot r2 is skipped",
+        ),
+        pytest.param(
+            [("r0", 0, 40.0), ("r1", 1, 20.0)],
+            "r1",
+            id="one request more than an idle peer is not hot (quantile 0.8 rounded up to 1)",
         ),
         pytest.param([("r0", 3, 50.0), ("r1", 3, 10.0)], "r1", id="equal RIF: all cold, lowest latency"),
         pytest.param(

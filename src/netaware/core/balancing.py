@@ -36,7 +36,9 @@ class Balancer(Protocol):
         """Replicas to probe now: `query` is True when called for a request, False from the idle timer."""
         ...
 
-    def on_probe(self, replica: str, *, rif: int, latency_ms: float, now_s: float) -> None: ...
+    def on_probe(self, replica: str, *, rif: int, latency_ms: float, now_s: float, rtt_ms: float = 0.0) -> None:
+        """A probe's answer: the replica's requests in flight and latency estimate, and `rtt_ms`, the probe's own
+        round trip as the caller measured it (the network, and the replica's accept queue)."""
 
     def on_start(self, replica: str) -> None: ...
 
@@ -61,7 +63,7 @@ class _InFlight:
     def on_finish(self, replica: str, *, ok: bool, now_s: float, latency_ms: float | None = None) -> None:
         self.in_flight[replica] = max(0, self.in_flight.get(replica, 0) - 1)
 
-    def on_probe(self, replica: str, *, rif: int, latency_ms: float, now_s: float) -> None:
+    def on_probe(self, replica: str, *, rif: int, latency_ms: float, now_s: float, rtt_ms: float = 0.0) -> None:
         return None
 
     def probe_targets(self, replicas: Sequence[str], *, now_s: float, query: bool) -> list[str]:
@@ -165,8 +167,8 @@ class LowestLatencyBalancer(_InFlight):
         self.last_refresh_s = now_s
         return list(replicas)
 
-    def on_probe(self, replica: str, *, rif: int, latency_ms: float, now_s: float) -> None:
-        self.latest[replica] = latency_ms
+    def on_probe(self, replica: str, *, rif: int, latency_ms: float, now_s: float, rtt_ms: float = 0.0) -> None:
+        self.latest[replica] = latency_ms + rtt_ms  # what the caller waits for, as Aviator measures it
 
     def choose(self, replicas: Sequence[str], *, now_s: float, exclude: frozenset[str] = frozenset()) -> str:
         candidates = untried(replicas, exclude)
@@ -207,7 +209,9 @@ class PrequalBalancer(_InFlight):
             self.last_probe_s = now_s
         return targets
 
-    def on_probe(self, replica: str, *, rif: int, latency_ms: float, now_s: float) -> None:
+    def on_probe(self, replica: str, *, rif: int, latency_ms: float, now_s: float, rtt_ms: float = 0.0) -> None:
+        if self.settings.count_probe_rtt:
+            latency_ms += rtt_ms
         self.pool.add(Probe(replica=replica, rif=rif, latency_ms=latency_ms, received_at_s=now_s))
 
     def on_finish(self, replica: str, *, ok: bool, now_s: float, latency_ms: float | None = None) -> None:

@@ -70,6 +70,11 @@ class SelectionSettings:
     """Replicas failing more than this share of recent requests are treated as hot."""
     error_memory_s: float = 5.0
     """Outcomes older than this are forgotten, so an avoided replica that recovered gets traffic again."""
+    count_probe_rtt: bool = True
+    """A probe's latency is the replica's estimate plus the probe's round trip as the caller measured it: the caller
+    waits for the network too, so of two idle replicas the near one wins. Prequal's replicas report server-side
+    latency only (its paper's setting, `False`), which cannot tell a replica in the caller's zone from one across a
+    degraded link."""
     idle_probe_interval_s: float = 0.05
     """With no query for this long, the router still issues one probe, so the pool is fresh when traffic returns."""
     fresh_probe_s: float = 0.005
@@ -87,8 +92,9 @@ class SelectionSettings:
 
 
 PAPER_UPKEEP: dict[str, Any] = {"reuse_budget": None, "remove_worst_every": 1, "alternate_removals": True,
-                                 "min_probes": 2}  # fmt: skip
-"""The Prequal paper's pool upkeep, as SelectionSettings fields (the router's --paper-parameters)."""
+                                 "min_probes": 2, "count_probe_rtt": False}  # fmt: skip
+"""The Prequal paper's pool upkeep and latency signal (server-side only), as SelectionSettings fields (the router's
+--paper-parameters)."""
 
 
 @dataclass
@@ -175,7 +181,7 @@ class ProbePool:
         return chosen.replica
 
     def _hot_cold(self, candidates: list[Probe]) -> Probe:
-        threshold = self.hot_threshold()
+        threshold = coldest_hot_rif(self.hot_threshold())
         cold = [p for p in candidates if p.rif <= threshold]
         if cold:
             return min(cold, key=lambda p: (p.latency_ms, p.rif))
@@ -202,6 +208,15 @@ def untried(replicas: Sequence[str], exclude: frozenset[str]) -> list[str]:
     if not replicas:
         raise ValueError("no replicas to choose from")
     return [r for r in replicas if r not in exclude] or list(replicas)
+
+
+def coldest_hot_rif(quantile_rif: float) -> int:
+    """The most requests in flight that are still cold, given the pool's Q_RIF quantile: the quantile rounded up.
+    RIFs are whole requests, so one request more than an idle peer is not load. With two replicas the interpolated
+    quantile sits between their two RIFs, and without the rounding the busier one was hot on any difference: Prequal
+    alternated between a near replica and a far one (41% of calls to the far one in the lab) instead of choosing by
+    latency."""
+    return math.ceil(round(quantile_rif, 9))  # 0.8 * 5 is 4.000000000000001, which is 4 requests
 
 
 def interpolated_quantile(values: Sequence[float], quantile: float) -> float:

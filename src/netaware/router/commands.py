@@ -66,7 +66,8 @@ def parser() -> argparse.ArgumentParser:
     proxy.add_argument(
         "--paper-parameters", action="store_true",
         help="Prequal: the paper's pool upkeep (reuse budget from pool and replica count, one removal per query, "
-        "oldest and worst in turn, random below 2 probes) instead of netaware's (reuse 3, the worst every 8th)",
+        "oldest and worst in turn, random below 2 probes) and latency signal (the replica's own estimate only) "
+        "instead of netaware's (reuse 3, the worst every 8th; the probe's round trip added to the estimate)",
     )  # fmt: skip
     proxy.add_argument("--max-attempts", type=int, default=3, help="replicas an idempotent request may try")
     proxy.add_argument("--seed", type=int, default=None, help="random seed (reproducible choices)")

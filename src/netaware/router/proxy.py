@@ -170,6 +170,7 @@ class Router:
 
     async def _probe(self, replica: str) -> None:
         timeout = aiohttp.ClientTimeout(total=self.settings.probe_timeout_s)
+        sent_s = time.monotonic()
         try:
             async with self.session.get(f"http://{replica}{PROBE_PATH}", timeout=timeout) as answer:
                 answer.raise_for_status()
@@ -179,7 +180,8 @@ class Router:
             self.metrics.probes.labels("error").inc()
             return
         self.metrics.probes.labels("ok").inc()
-        self.balancer.on_probe(replica, rif=rif, latency_ms=latency_ms, now_s=time.monotonic())
+        now_s = time.monotonic()
+        self.balancer.on_probe(replica, rif=rif, latency_ms=latency_ms, now_s=now_s, rtt_ms=(now_s - sent_s) * 1e3)
 
     async def _idle_probing(self) -> None:
         while True:
