@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from netaware.core.endpoints import EndpointProbe, EndpointSelector, SelectionPolicy, latency_percentiles
-from netaware.router.controller import PolicyError, selection_policy
+from netaware.router.aviatorobjects import PolicyError, selection_policy
 
 READY = ["e1", "e2", "e3", "e4"]
 
@@ -96,6 +96,35 @@ def test_endpoints_that_leave_are_forgotten() -> None:
     assert "e1" not in selector.open_until_s and "e1" not in selector.history
 
 
+def test_a_large_service_is_probed_in_rotation_and_chosen_among_the_pool() -> None:
+    ready = [f"e{i:02}" for i in range(10)]
+    selector = EndpointSelector(
+        SelectionPolicy(algorithm="TopN", top_n=2, probe_pool_size=4, probes_per_evaluation=2.5)
+    )
+    seen: list[str] = []
+    for now_s in range(5):
+        targets = selector.probe_targets(ready)
+        assert len(targets) == 3  # 2.5 per evaluation, rounded up
+        seen += targets
+        # Lower-numbered endpoints are faster: after a round, the best two of the pool are chosen.
+        selected = selector.evaluate([EndpointProbe(e, ok=True, latency_ms=float(e[1:])) for e in targets],
+                                     ready=ready, now_s=now_s)  # fmt: skip
+        assert len(selector.pool) <= 4 and set(selected) <= set(selector.pool)
+    assert seen[:10] == ready and set(seen) == set(ready)  # never-probed first, then the longest ago
+    assert {p.endpoint for p in selector.pooled()} >= set(seen[-3:])  # the last round's are in the pool
+    assert selector.probe_targets(["e09", "e99"]) == ["e99", "e09"]  # a new endpoint is probed before the others
+
+
+def test_the_pool_keeps_the_freshest_probes_and_forgets_endpoints_that_left() -> None:
+    selector = EndpointSelector(SelectionPolicy(probe_pool_size=2))
+    selector.evaluate(probes(("e1", 0, 1.0)), ready=READY, now_s=0)
+    selector.evaluate(probes(("e2", 0, 2.0)), ready=READY, now_s=1)
+    selector.evaluate(probes(("e3", 0, 3.0)), ready=READY, now_s=2)
+    assert [p.endpoint for p in selector.pooled()] == ["e3", "e2"]  # e1, the oldest, went
+    selector.evaluate([], ready=["e3"], now_s=3)
+    assert [p.endpoint for p in selector.pooled()] == ["e3"]
+
+
 def test_latency_percentiles_of_the_selected_endpoints() -> None:
     assert latency_percentiles(ROUND, {"e2", "e4"}) == pytest.approx((15.0, 19.9))
     assert latency_percentiles(ROUND, set()) == (0.0, 0.0)
@@ -109,6 +138,8 @@ def test_spec_is_read_with_defaults_and_durations() -> None:
     assert (policy.algorithm, policy.top_n, policy.latency_threshold_ms) == ("TopN", 3, 250.0)
     assert (policy.breaker_open_s, policy.breaker_min_requests, policy.min_change_interval_s) == (90.0, 5, 10.0)
     assert selection_policy({"targetRef": {"name": "web"}}).algorithm == "PrequalHCL"
+    sized = selection_policy({"probePoolSize": 64, "probesPerQuery": 1.5})
+    assert (sized.probe_pool_size, sized.probes_per_evaluation) == (64, 1.5)
 
 
 @pytest.mark.parametrize(
@@ -119,6 +150,7 @@ def test_spec_is_read_with_defaults_and_durations() -> None:
         ({"selection": {"algorithm": "Threshold"}}, "latencyThresholdMs or spec.latencyThreshold"),
         ({"dampening": {"minChangeInterval": "soon"}}, "duration 'soon'"),
         ({"dampening": {"hysteresisRatio": 1.0}}, "hysteresisRatio"),
+        ({"probePoolSize": 0}, "probePoolSize must be >= 1"),
     ],
 )
 def test_spec_errors_name_the_field(spec: dict[str, object], reason: str) -> None:

@@ -51,8 +51,15 @@ class SelectionPolicy:
     breaker_open_s: float = 30.0
     min_change_interval_s: float = 0.0
     hysteresis_ratio: float = 0.0
+    probe_pool_size: int = 16
+    """`probePoolSize`: endpoints whose latest probe is kept; the selection is made among them."""
+    probes_per_evaluation: float = 3.0
+    """`probesPerQuery` (an evaluation is the controller's query): endpoints probed per evaluation, rounded up, at
+    least one; the least recently probed go first, so every ready endpoint is probed in turn."""
 
     def __post_init__(self) -> None:
+        if self.probe_pool_size < 1 or self.probes_per_evaluation < 0:
+            raise ValueError("probePoolSize must be >= 1 and probesPerQuery >= 0")
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {self.algorithm!r}; choose from {', '.join(ALGORITHMS)}")
         if self.top_n < 1 or not 1 <= self.percentage <= 100 or self.breaker_min_requests < 1:
@@ -70,6 +77,32 @@ class EndpointSelector:
     open_until_s: dict[str, float] = field(default_factory=dict)
     selected: tuple[str, ...] = ()
     changed_at_s: float = -math.inf
+    pool: dict[str, tuple[float, EndpointProbe]] = field(default_factory=dict)
+    """endpoint -> (when, its latest probe), at most `probe_pool_size` of them."""
+    probed_at_s: dict[str, float] = field(default_factory=dict)
+    """Every ready endpoint's last probe, pool or not: the rotation's order."""
+
+    def probe_targets(self, ready: Sequence[str]) -> list[str]:
+        """The endpoints to probe this evaluation: `probes_per_evaluation` of them (rounded up, at least one), those
+        probed longest ago first (never probed: first of all), so a large Service is probed in rotation."""
+        count = max(1, math.ceil(self.policy.probes_per_evaluation))
+        ordered = sorted(ready, key=lambda e: (self.probed_at_s.get(e, -math.inf), e))
+        return ordered[:count]
+
+    def pooled(self) -> list[EndpointProbe]:
+        """The pool's probes, freshest first."""
+        return [probe for _, probe in sorted(self.pool.values(), key=lambda entry: -entry[0])]
+
+    def _pool(self, probes: Sequence[EndpointProbe], ready: set[str], now_s: float) -> None:
+        for probe in probes:
+            self.pool[probe.endpoint] = (now_s, probe)
+            self.probed_at_s[probe.endpoint] = now_s
+        for gone in set(self.pool) - ready:
+            del self.pool[gone]
+        for gone in set(self.probed_at_s) - ready:
+            del self.probed_at_s[gone]
+        while len(self.pool) > self.policy.probe_pool_size:  # the oldest go: a full pool keeps the freshest
+            del self.pool[min(self.pool, key=lambda e: (self.pool[e][0], e))]
 
     def _record(self, probe: EndpointProbe, now_s: float) -> None:
         window = self.history.setdefault(probe.endpoint, deque(maxlen=max(self.policy.breaker_min_requests, 10)))
@@ -91,14 +124,16 @@ class EndpointSelector:
         return now_s < self.open_until_s.get(endpoint, -math.inf)
 
     def evaluate(self, probes: Sequence[EndpointProbe], *, ready: Sequence[str], now_s: float) -> tuple[str, ...]:
-        """The endpoints to keep, given this round's probes of the `ready` endpoints."""
+        """The endpoints to keep, given this round's probes of some of the `ready` endpoints: chosen among the
+        pool's probes (this round's and the latest of those probed before)."""
         ready_set = set(ready)
         for probe in probes:
             self._record(probe, now_s)
         for gone in set(self.history) - ready_set:  # forget endpoints that left the Service
             self.history.pop(gone)
             self.open_until_s.pop(gone, None)
-        healthy = [p for p in probes if p.ok and p.endpoint in ready_set and not self.breaker_open(p.endpoint, now_s)]
+        self._pool(probes, ready_set, now_s)
+        healthy = [p for p in self.pooled() if p.ok and not self.breaker_open(p.endpoint, now_s)]
         wanted = tuple(sorted(self._choose(healthy) if healthy else ready_set))
         still_good = {p.endpoint for p in healthy} if healthy else ready_set
         if wanted != self.selected:

@@ -4,8 +4,10 @@ For each AviatorPolicy (namespaced; `spec.targetRef` names a Service in its name
 `spec.evaluationInterval` the controller:
 
 1. reads the target Service's EndpointSlices (label `kubernetes.io/service-name`) and their ready endpoints;
-2. probes every ready endpoint's `/netaware/probe` (requests in flight, latency estimate) concurrently;
-3. chooses endpoints by the policy's algorithm with circuit breaker, hysteresis and dampening (core/endpoints.py);
+2. probes `spec.probesPerQuery` of the ready endpoints' `/netaware/probe` (requests in flight, latency estimate)
+   concurrently, those probed longest ago first, so a large Service is probed in rotation;
+3. chooses among the latest probes of at most `spec.probePoolSize` endpoints by the policy's algorithm, with circuit
+   breaker, hysteresis and dampening (core/endpoints.py);
 4. keeps a selector-less Service `<target>-aviator` with the target's ports, and its EndpointSlice holding the
    chosen endpoints, both owned by the policy: clients that call `<target>-aviator` reach only chosen endpoints,
    through kube-proxy as usual (an extra slice for the target Service itself would be added to its endpoints,
@@ -37,7 +39,7 @@ from flask import Flask, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from werkzeug.serving import make_server
 
-from netaware.core.endpoints import EndpointProbe, EndpointSelector, SelectionPolicy, latency_percentiles
+from netaware.core.endpoints import EndpointProbe, EndpointSelector, SelectionPolicy
 from netaware.core.quantities import duration_seconds
 from netaware.core.slices import SERVICE_NAME_LABEL, SliceEndpoint, slice_endpoints
 from netaware.kube import api as kube
@@ -46,54 +48,21 @@ from netaware.kube.applying import apply_manifests
 from netaware.kube.clients import api_client
 from netaware.kube.converters import GROUP, VERSION
 from netaware.kube.watching import list_raw
+from netaware.router.aviatorobjects import (
+    DEFAULT_INTERVAL_S,
+    FINALIZER,
+    PLURAL,
+    POLICY_LABEL,
+    SUFFIX,
+    PolicyError,
+    evaluated_status,
+    selection_policy,
+    shadow_service,
+    shadow_slices,
+)
 from netaware.router.replica import PROBE_PATH
 
 log = logging.getLogger("netaware.aviator")
-
-PLURAL = "aviatorpolicies"
-FINALIZER = "netaware.io/aviator-cleanup"
-MANAGED_BY = "aviator.netaware.io"
-MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
-POLICY_LABEL = "netaware.io/aviator-policy"
-SUFFIX = "-aviator"
-DEFAULT_INTERVAL_S = 5.0
-
-
-class PolicyError(ValueError):
-    """The policy cannot be evaluated as written (shown in its status message)."""
-
-
-def selection_policy(spec: dict[str, Any]) -> SelectionPolicy:
-    """The core selection settings an AviatorPolicy spec asks for; PolicyError naming the field otherwise."""
-    selection = spec.get("selection") or {}
-    algorithm = selection.get("algorithm", "PrequalHCL")
-    breaker = spec.get("circuitBreaker") or {}
-    dampening = spec.get("dampening") or {}
-    threshold_ms = selection.get("latencyThresholdMs")
-    try:
-        if threshold_ms is None and spec.get("latencyThreshold"):
-            threshold_ms = duration_seconds(spec["latencyThreshold"]) * 1e3
-        required = {"TopN": "topN", "Percentage": "percentage"}.get(algorithm)
-        if required and required not in selection:
-            raise PolicyError(f"spec.selection.{required} is required by algorithm {algorithm}")
-        if algorithm == "Threshold" and threshold_ms is None:
-            raise PolicyError("algorithm Threshold needs spec.selection.latencyThresholdMs or spec.latencyThreshold")
-        return SelectionPolicy(
-            algorithm=algorithm,
-            top_n=int(selection.get("topN", 1)),
-            percentage=int(selection.get("percentage", 50)),
-            latency_threshold_ms=float(threshold_ms) if threshold_ms is not None else float("inf"),
-            hot_quantile=float(spec.get("hotQuantile", 0.8)),
-            breaker_error_ratio=float(breaker.get("errorRatio", 0.5)),
-            breaker_min_requests=int(breaker.get("minRequests", 3)),
-            breaker_open_s=duration_seconds(breaker.get("openDuration", "30s")),
-            min_change_interval_s=duration_seconds(dampening.get("minChangeInterval", "0s")),
-            hysteresis_ratio=float(dampening.get("hysteresisRatio", 0.0)),
-        )
-    except PolicyError:
-        raise
-    except (TypeError, ValueError) as error:
-        raise PolicyError(str(error)) from None
 
 
 @dataclass
@@ -215,11 +184,12 @@ class AviatorController:
             self.selectors[key] = (generation, EndpointSelector(SelectionPolicy()))
             return
         known = self.selectors.get(key)
-        if known is None or known[0] != generation:  # a changed spec keeps the breaker's history
+        if known is None or known[0] != generation:  # a changed spec keeps the breaker's history and the pool
             selector = EndpointSelector(settings)
             if known is not None:
                 selector.history, selector.open_until_s = known[1].history, known[1].open_until_s
-                selector.selected = known[1].selected
+                selector.selected, selector.pool = known[1].selected, known[1].pool
+                selector.probed_at_s = known[1].probed_at_s
             self.selectors[key] = (generation, selector)
         selector = self.selectors[key][1]
         target_name = spec["targetRef"]["name"]
@@ -231,7 +201,7 @@ class AviatorController:
             )  # fmt: skip
             self.metrics.evaluations.labels("no-target").inc()
             return
-        probes = self._probe_all(list(target.endpoints))
+        probes = self._probe_all(selector.probe_targets(list(target.endpoints)))
         before = selector.selected
         selected = selector.evaluate(probes, ready=list(target.endpoints), now_s=now_s)
         if selected != before:
@@ -244,14 +214,11 @@ class AviatorController:
         if self.written.get(key) != fingerprint:
             self._write_shadow(policy, target_name, target, selected)
             self.written[key] = fingerprint
-        p50, p99 = latency_percentiles(probes, set(selected))
-        failed = sum(not p.ok for p in probes)
-        self._write_status(
-            policy,
-            {"activeEndpoints": len(selected), "totalEndpoints": len(target.endpoints), "p50LatencyMs": round(p50, 3),
-             "p99LatencyMs": round(p99, 3), "selectedEndpoints": list(selected), "service": target_name + SUFFIX,
-             "message": f"{failed} of {len(probes)} probes failed" if failed else "ok"},
+        status = evaluated_status(
+            target_name=target_name, selected=selected, total=len(target.endpoints), probes=probes,
+            pooled=selector.pooled(),
         )  # fmt: skip
+        self._write_status(policy, status)
         self.metrics.active.labels(namespace, name).set(len(selected))
         self.metrics.total.labels(namespace, name).set(len(target.endpoints))
         self.metrics.evaluations.labels("ok").inc()
@@ -287,46 +254,19 @@ class AviatorController:
 
     # --- owned objects ----------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _owner(policy: dict[str, Any]) -> dict[str, Any]:
-        meta = policy["metadata"]
-        return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "AviatorPolicy", "name": meta["name"],
-                "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}  # fmt: skip
-
     def _write_shadow(
         self, policy: dict[str, Any], target_name: str, target: Target, selected: tuple[str, ...]
     ) -> None:
         namespace, policy_name = policy["metadata"]["namespace"], policy["metadata"]["name"]
-        name = target_name + SUFFIX
-        labels = {POLICY_LABEL: policy_name}
-        service: dict[str, Any] = {
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": namespace, "labels": labels,
-                         "ownerReferences": [self._owner(policy)]},
-            "spec": {"ports": [{k: v for k, v in port.items() if k in ("name", "port", "protocol", "targetPort")}
-                               for port in target.service_ports]},
-        }  # fmt: skip
-        # One slice per (address type, ports) group, named after its first port so names stay stable.
-        groups: dict[str, dict[str, Any]] = {}
-        for address in selected:
-            source = target.endpoints[address]
-            slice_name = f"{name}-{source.address_type.lower()}-{source.ports[0]['port']}"
-            group = groups.setdefault(slice_name, {
-                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                "metadata": {"name": slice_name, "namespace": namespace, "ownerReferences": [self._owner(policy)],
-                             "labels": {SERVICE_NAME_LABEL: name, MANAGED_BY_LABEL: MANAGED_BY, **labels}},
-                "addressType": source.address_type, "endpoints": [], "ports": list(source.ports),
-            })  # fmt: skip
-            endpoint = {k: v for k, v in source.endpoint.items() if k in ("nodeName", "zone", "targetRef", "hostname")}
-            endpoint["addresses"] = [address.rsplit(":", 1)[0].strip("[]")]
-            endpoint["conditions"] = {"ready": True}
-            group["endpoints"].append(endpoint)
+        service = shadow_service(policy, target_name, target.service_ports)
+        slices = shadow_slices(policy, target_name, target.endpoints, selected)
+        names = {endpoint_slice["metadata"]["name"] for endpoint_slice in slices}
         # Server-side apply: creates or updates, and drops what we no longer declare (a port the target lost).
-        apply_manifests(self.api, [service, *groups.values()])
+        apply_manifests(self.api, [service, *slices])
         owned = list_raw(lambda **kw: self.discovery.list_namespaced_endpoint_slice(
             namespace, label_selector=f"{POLICY_LABEL}={policy_name}", **kw))  # fmt: skip
         for stale in owned.get("items") or []:
-            if stale["metadata"]["name"] not in groups:
+            if stale["metadata"]["name"] not in names:
                 self._delete_if_present(
                     self.discovery.delete_namespaced_endpoint_slice, stale["metadata"]["name"], namespace
                 )
