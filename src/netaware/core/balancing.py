@@ -216,6 +216,7 @@ class PrequalBalancer(_InFlight):
 
     def on_finish(self, replica: str, *, ok: bool, now_s: float, latency_ms: float | None = None) -> None:
         super().on_finish(replica, ok=ok, now_s=now_s)
+        self.pool.request_ended(replica)
         self.pool.record_outcome(replica, ok=ok, now_s=now_s)
 
     def choose(self, replicas: Sequence[str], *, now_s: float, exclude: frozenset[str] = frozenset()) -> str:

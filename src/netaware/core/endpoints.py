@@ -2,8 +2,8 @@
 
 Algorithms (`spec.selection.algorithm`):
 - `PrequalHCL`: the cold endpoints, hot-cold as in Prequal: an endpoint whose requests in flight (RIF) exceed the
-  Q_RIF quantile of all probed endpoints (rounded up to whole requests) is hot. kube-proxy then spreads traffic
-  over the cold ones. If every endpoint is hot, the lowest-RIF ones are kept.
+  Q_RIF quantile of all probed endpoints is hot. kube-proxy then spreads traffic over the cold ones. If every
+  endpoint is hot, the lowest-RIF ones are kept.
 - `TopN`: the N endpoints with the lowest latency estimate.
 - `Percentage`: the lowest-latency P% (rounded up, at least one).
 - `Threshold`: endpoints whose latency estimate is at most `latencyThresholdMs`; if none, the single best.
@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from netaware.core.selection import coldest_hot_rif, interpolated_quantile
+from netaware.core.selection import interpolated_quantile
 
 ALGORITHMS = ("PrequalHCL", "TopN", "Percentage", "Threshold")
 
@@ -167,7 +167,7 @@ class EndpointSelector:
             case "Threshold":
                 within = [p.endpoint for p in ranked if latency(p) <= self.policy.latency_threshold_ms]
                 return within or [ranked[0].endpoint]
-        threshold = coldest_hot_rif(interpolated_quantile([p.rif for p in healthy], self.policy.hot_quantile))
+        threshold = interpolated_quantile([p.rif for p in healthy], self.policy.hot_quantile)
         cold = [p.endpoint for p in healthy if rif(p) <= threshold]
         if cold:
             return cold

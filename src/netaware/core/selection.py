@@ -40,6 +40,9 @@ class Probe:
     """The replica's latency estimate for a query arriving now (median of recent latencies at similar RIF)."""
     received_at_s: float
     uses: int = 0
+    ours: int = 0
+    """Requests we sent on this probe that are still in flight: counted in `rif` until they end (the replica had not
+    seen them when it answered)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +125,17 @@ class ProbePool:
 
     # --- outcomes (error aversion) ------------------------------------------------------------------------
 
+    def request_ended(self, replica: str) -> None:
+        """One of our requests to `replica` ended: if the replica's probe in the pool still counts it (no fresh probe
+        has replaced it), it stops counting it. Without this, where probes take longer to come back than queries
+        take to arrive (a replica across a 20-ms link), our own count made the chosen replica hot at once and the
+        choice alternated between a near replica and a far one (41% of calls to the far one in the lab)."""
+        for probe in self.probes:
+            if probe.replica == replica and probe.ours:
+                probe.ours -= 1
+                probe.rif -= 1
+                return
+
     def record_outcome(self, replica: str, *, ok: bool, now_s: float = 0.0) -> None:
         window = self.outcomes.setdefault(replica, deque(maxlen=self.settings.error_window))
         window.append((now_s, ok))
@@ -176,12 +190,13 @@ class ProbePool:
         chosen = self._hot_cold(healthy)
         chosen.uses += 1
         chosen.rif += 1  # we are sending it one more request
+        chosen.ours += 1
         if chosen.uses >= self.reuse_budget(len(replicas)):
             self.probes.remove(chosen)
         return chosen.replica
 
     def _hot_cold(self, candidates: list[Probe]) -> Probe:
-        threshold = coldest_hot_rif(self.hot_threshold())
+        threshold = self.hot_threshold()
         cold = [p for p in candidates if p.rif <= threshold]
         if cold:
             return min(cold, key=lambda p: (p.latency_ms, p.rif))
@@ -208,15 +223,6 @@ def untried(replicas: Sequence[str], exclude: frozenset[str]) -> list[str]:
     if not replicas:
         raise ValueError("no replicas to choose from")
     return [r for r in replicas if r not in exclude] or list(replicas)
-
-
-def coldest_hot_rif(quantile_rif: float) -> int:
-    """The most requests in flight that are still cold, given the pool's Q_RIF quantile: the quantile rounded up.
-    RIFs are whole requests, so one request more than an idle peer is not load. With two replicas the interpolated
-    quantile sits between their two RIFs, and without the rounding the busier one was hot on any difference: Prequal
-    alternated between a near replica and a far one (41% of calls to the far one in the lab) instead of choosing by
-    latency."""
-    return math.ceil(round(quantile_rif, 9))  # 0.8 * 5 is 4.000000000000001, which is 4 requests
 
 
 def interpolated_quantile(values: Sequence[float], quantile: float) -> float:

@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -171,12 +172,23 @@ class Testbed:
 
 @contextlib.contextmanager
 def running(log_dir: Path) -> Iterator[Testbed]:
+    """A testbed whose processes are stopped on leaving, also when the caller is stopped with SIGTERM: they run in
+    sessions of their own, so without this a benchmark killed mid-run left its replicas and routers running (and
+    probing each other) behind it."""
     log_dir.mkdir(parents=True, exist_ok=True)
     testbed = Testbed(log_dir)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if in_main_thread else None
     try:
         yield testbed
     finally:
         testbed.stop()
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def wait_until_answering(url: str, testbed: Testbed, name: str, timeout_s: float = 30.0) -> None:
