@@ -31,7 +31,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ from netaware.lab.daemon import LabConfig
 from netaware.lab.installing import aggregator_command
 from netaware.lab.nodefiles import KERNEL_SYSCTLS
 from netaware.lab.running import LabError, down, shape, status, up
-from netaware.router.loadgen import open_loop
+from netaware.router.loadgen import LoadReport, open_loop
 from netaware.router.testbed import attempts_per_replica
 from netaware.workloads.graphs import Call, Service, ServiceGraph
 from netaware.workloads.manifests import render
@@ -706,6 +706,28 @@ def test_a_replica_killed_behind_the_router_loses_no_request_and_leaves_its_prob
     print(f"replica killed: out of the pool after {left_after[0] * 1e3:.0f} ms; {report.requests} GETs, none lost")
 
 
+def load_while(action: Callable[[], None], url: str, *, rate_per_s: float, chunk_s: float) -> list[LoadReport]:
+    """Open-loop GETs to `url`, in chunks of `chunk_s`, for as long as `action` runs on a thread of its own; what it
+    raised is raised here."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            action()
+        except BaseException as error:  # handed to the test's thread below
+            raised.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    reports = []
+    while thread.is_alive():
+        reports.append(asyncio.run(open_loop(url, rate_per_s=rate_per_s, duration_s=chunk_s, seed=len(reports))))
+    thread.join()
+    if raised:
+        raise raised[0]
+    return reports
+
+
 def test_the_router_follows_the_back_service_scaled_up_and_down_under_load(
     lab: tuple[LabConfig, client.ApiClient, ClusterSettings], watched: Watched
 ) -> None:
@@ -735,43 +757,34 @@ def test_the_router_follows_the_back_service_scaled_up_and_down_under_load(
     late_state: dict[str, Any] = {}
     """After its endpoint turned ready: when the router listed a new replica, when it sent it a first request."""
     removed_counts: list[dict[str, float]] = []
-    done = threading.Event()
 
     def scale_and_watch() -> None:
-        try:
-            time.sleep(2)
-            scaled = kubectl(settings, "scale", "deployment/back", "--replicas=4")
-            assert scaled.returncode == 0, scaled.stderr
-            ready_at: dict[str, float] = {}
-            deadline = time.monotonic() + 120
-            while len(served_after_s) < 2 and time.monotonic() < deadline:
-                for address in ready_endpoints() - before:
-                    ready_at.setdefault(address, time.monotonic())
-                counts, listed = attempts_per_replica(admin), routed()
-                for address, seen_at in ready_at.items():
-                    if address in listed:
-                        routed_after_s.setdefault(address, time.monotonic() - seen_at)
-                    if counts.get(address, 0) > 0:
-                        served_after_s.setdefault(address, time.monotonic() - seen_at)
-                    elif time.monotonic() - seen_at > 1.5 and address not in late_state:
-                        late_state[address] = requests.get(f"http://{admin}/v1/state", timeout=5).json()
-                time.sleep(0.05)
-            scaled = kubectl(settings, "scale", "deployment/back", "--replicas=2")
-            assert scaled.returncode == 0, scaled.stderr
-            wait_for(lambda: len(routed()) == 2, timeout_s=60, what="the router down to two replicas")
-            gone = set(before | set(served_after_s)) - set(routed())
-            removed_counts.append({a: attempts_per_replica(admin).get(a, 0) for a in gone})
-            time.sleep(2)
-            removed_counts.append({a: attempts_per_replica(admin).get(a, 0) for a in gone})
-        finally:
-            done.set()
+        time.sleep(2)
+        scaled = kubectl(settings, "scale", "deployment/back", "--replicas=4")
+        assert scaled.returncode == 0, scaled.stderr
+        ready_at: dict[str, float] = {}
+        deadline = time.monotonic() + 120
+        while len(served_after_s) < 2 and time.monotonic() < deadline:
+            for address in ready_endpoints() - before:
+                ready_at.setdefault(address, time.monotonic())
+            counts, listed = attempts_per_replica(admin), routed()
+            for address, seen_at in ready_at.items():
+                if address in listed:
+                    routed_after_s.setdefault(address, time.monotonic() - seen_at)
+                if counts.get(address, 0) > 0:
+                    served_after_s.setdefault(address, time.monotonic() - seen_at)
+                elif time.monotonic() - seen_at > 1.5 and address not in late_state:
+                    late_state[address] = requests.get(f"http://{admin}/v1/state", timeout=5).json()
+            time.sleep(0.05)
+        scaled = kubectl(settings, "scale", "deployment/back", "--replicas=2")
+        assert scaled.returncode == 0, scaled.stderr
+        wait_for(lambda: len(routed()) == 2, timeout_s=60, what="the router down to two replicas")
+        gone = set(before | set(served_after_s)) - set(routed())
+        removed_counts.append({a: attempts_per_replica(admin).get(a, 0) for a in gone})
+        time.sleep(2)
+        removed_counts.append({a: attempts_per_replica(admin).get(a, 0) for a in gone})
 
-    watcher = threading.Thread(target=scale_and_watch)
-    watcher.start()
-    reports = []
-    while not done.is_set():
-        reports.append(asyncio.run(open_loop(f"http://{watched.router}:8081/", rate_per_s=20, duration_s=3, seed=7)))
-    watcher.join()
+    reports = load_while(scale_and_watch, f"http://{watched.router}:8081/", rate_per_s=20, chunk_s=3)
     requests_sent = sum(r.requests for r in reports)
     failed = [sample for r in reports for sample in r.error_samples]
     assert sum(r.errors for r in reports) == 0, failed
@@ -839,30 +852,21 @@ def test_client_side_prequal_prefers_the_near_replica_and_follows_a_degraded_lin
             return counts
 
         samples: list[tuple[float, dict[str, float]]] = []  # (time, cumulative calls per zone)
-        done = threading.Event()
         changed_at: list[float] = []
 
         def watch_and_change() -> None:
-            try:
-                deadline = time.monotonic() + 8.0
-                while time.monotonic() < deadline:
-                    samples.append((time.monotonic(), calls_by_zone()))
-                    time.sleep(0.25)
-                shape(config.state_dir, {"fromZone": "zone-a", "toZone": "zone-b", "delayMs": 40.0})
-                changed_at.append(time.monotonic())
-                deadline = time.monotonic() + 12.0
-                while time.monotonic() < deadline:
-                    samples.append((time.monotonic(), calls_by_zone()))
-                    time.sleep(0.25)
-            finally:
-                done.set()
+            deadline = time.monotonic() + 8.0
+            while time.monotonic() < deadline:
+                samples.append((time.monotonic(), calls_by_zone()))
+                time.sleep(0.25)
+            shape(config.state_dir, {"fromZone": "zone-a", "toZone": "zone-b", "delayMs": 40.0})
+            changed_at.append(time.monotonic())
+            deadline = time.monotonic() + 12.0
+            while time.monotonic() < deadline:
+                samples.append((time.monotonic(), calls_by_zone()))
+                time.sleep(0.25)
 
-        watcher = threading.Thread(target=watch_and_change)
-        watcher.start()
-        reports = []
-        while not done.is_set():
-            reports.append(asyncio.run(open_loop(f"{front_url}/", rate_per_s=40, duration_s=2, seed=len(reports))))
-        watcher.join()
+        reports = load_while(watch_and_change, f"{front_url}/", rate_per_s=40, chunk_s=2)
     finally:
         shape(config.state_dir, {"fromZone": "zone-a", "toZone": "zone-b", "delayMs": 10.0})  # the profile's own
         kubectl(settings, "delete", "--ignore-not-found", "--wait=false", "-f", "-", stdin=manifest)
