@@ -31,8 +31,8 @@ log = logging.getLogger("netaware.following")
 
 class EndpointsFollower:
     """Keeps the endpoints of one Service port from its EndpointSlices and calls `on_change` with all of them
-    (ready, serving, terminating: SliceEndpoint's conditions) after the first list and after every change.
-    `on_change` runs on the follower's thread."""
+    (ready, serving, terminating: SliceEndpoint's conditions) after each list and after every change: its first
+    call means the Service was found and listed. `on_change` runs on the follower's thread."""
 
     def __init__(
         self,
@@ -46,15 +46,12 @@ class EndpointsFollower:
         self._discovery = client.DiscoveryV1Api(api)
         self._slices: dict[str, Mapping[str, Any]] = {}
         self._port_name: str | None = None
-        self.synced = threading.Event()
-        """Set once the Service was found and its slices listed."""
 
     # --- the watch sink (kube.watching.WatchSink) -------------------------------------------------------------
 
     def replace(self, kind: str, objects: Iterable[Mapping[str, Any]]) -> None:
         self._slices = {obj["metadata"]["name"]: obj for obj in objects}
         self._changed()
-        self.synced.set()
 
     def upsert(self, kind: str, obj: Mapping[str, Any]) -> None:
         self._slices[obj["metadata"]["name"]] = obj

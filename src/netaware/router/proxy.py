@@ -7,6 +7,9 @@ on the request's path: r_probe per request, and one when idle so the pool is fre
 Idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE) that fail (connection error, timeout, 5xx) are retried on
 another replica, up to `max_attempts`; others are answered with the replica's answer or a 502 naming it.
 
+The replicas are a static list, or a Service's endpoints followed through its EndpointSlices (`follow_service`:
+ready ones take new requests, terminating ones drain, deleted ones leave; none at all is a 503 naming the Service).
+
 The proxy forwards every path, so its own endpoints live on a separate admin port (as Envoy's do): `/healthz`,
 `/metrics`, `/v1/state` (the balancer's pool and in-flight counts).
 """
