@@ -6,9 +6,10 @@
 3. once the load ends, deploy the workload again (pods created after the change) and see where they land: the calls
    per request that still cross the degraded zone pair, before and after.
 
-(b), the router moving traffic away, needs the workloads to call through the router (issue 17); until then it is
-reported as not measured. The per-second latency timeline (p50 and p99 by send time) shows what the users of the
-old placement saw.
+(b), the router moving traffic away, needs callers with a choice: the workloads can route their own calls now
+(`--routing`), but this graph runs one replica per service, so it is reported as not measured here; the lab tier
+measures it on a replicated back (tests/lab/test_real_nodes.py). The per-second latency timeline (p50 and p99 by
+send time) shows what the users of the old placement saw.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class LiveChangeResult:
     timeline: list[dict[str, float]] = field(default_factory=list)
     """Per second of send time: requests, p50 and p99 (ms)."""
     rerouted_after_s: float | None = None
-    """(b): not measured until the workloads call through the router."""
+    """(b): not measured on a graph with one replica per service (nothing to move to)."""
 
 
 def per_second(sent_s: Sequence[float], latencies_ms: Sequence[float]) -> list[dict[str, float]]:

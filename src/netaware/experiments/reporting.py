@@ -193,8 +193,8 @@ def print_live_change(result: LiveChangeResult, console: Console) -> None:
     published = result.published_after_s
     table.add_row("(a) published in the NetworkTopology after",
                   "not within 90 s" if published is None else f"{published:.1f} s", "<= 25 s")  # fmt: skip
-    table.add_row("(b) router moved the traffic after", "not measured: the workloads do not call through the router "
-                  "yet", "<= 5 s")  # fmt: skip
+    table.add_row("(b) router moved the traffic after", "not measured here: one replica per service, nothing to "
+                  "move to (the lab tier measures it)", "<= 5 s")  # fmt: skip
     table.add_row(f"(c) calls/request over {a} <-> {b}: pods before -> pods created after",
                   f"{result.calls_before:g} -> {result.calls_after:g}", "fewer")  # fmt: skip
     table.add_row("    network ms/request on the changed links: before -> after",
