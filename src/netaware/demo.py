@@ -1,7 +1,9 @@
 """`netaware demo` (what `make demo` runs): the whole story on one machine. Start a local control plane and a lab on
 the `three-zones` profile (real nodes, netaware's telemetry installed from its own manifests), run the standard
-experiment (Online Boutique under the default scheduler, netaware, a random and the optimal placement), then a live
-link change on netaware's placement (experiments/live.py), print both, write the plots, tear everything down.
+experiment (Online Boutique under the default scheduler, netaware, a random and the optimal placement), then the
+routing experiment (two replicas per service spread over zones, on netaware's placement: kube-proxy's random replica
+vs each caller's Prequal router), then a live link change on netaware's placement (experiments/live.py), print all
+three, write the plots (one folder per act), tear everything down.
 
 It uses state folders and ports of its own (`~/.local/state/netaware/demo`, ports from 17000), so it never touches
 a cluster or lab you started yourself.
@@ -40,15 +42,17 @@ def demo(
     state_dir: Annotated[Path, typer.Option(help="State folder of the demo's cluster and lab")] = Path.home()
     / ".local/state/netaware/demo",
     out: Annotated[Path | None, typer.Option(help="Results folder [experiments/results/demo-TIME]")] = None,
-    requests: Annotated[int | None, typer.Option(min=10, help="Requests per policy [the experiment's 400]")] = None,
+    requests: Annotated[
+        int | None, typer.Option(min=10, help="Requests per policy in each experiment [the experiments' 400]")
+    ] = None,
     keep: Annotated[bool, typer.Option(help="Leave the cluster and lab running afterwards")] = False,
 ) -> None:
     """Control plane + lab + the standard experiment (Online Boutique on three-zones), then tear down."""
     exit_unless_plots(console)
     started = time.monotonic()
-    experiment = EXPERIMENTS["online-boutique"]
+    experiment, routing = EXPERIMENTS["online-boutique"], EXPERIMENTS["routing"]
     if requests:
-        experiment = replace(experiment, requests=requests)
+        experiment, routing = replace(experiment, requests=requests), replace(routing, requests=requests)
     cluster = ClusterSettings(state_dir=state_dir / "cluster", port_base=DEMO_PORT_BASE)
     kubeconfig = cluster.state_dir / "admin.kubeconfig"
     lab = LabConfig(
@@ -76,9 +80,11 @@ def demo(
             lab_up(lab, lambda phase: say(f"lab: {phase}"))
             runner = ExperimentRunner(kubeconfig=kubeconfig, lab_state_dir=lab.state_dir, progress=say)
             result = runner.run(experiment, list(POLICIES))
+            routed = runner.run(routing, list(routing.policies))
             live = follow_link_change(runner, experiment)
             say("writing results and plots")
-            written = write_report(result, out_dir) + write_live_change(live, out_dir)
+            written = write_report(result, out_dir) + write_report(routed, out_dir / "routing")
+            written += write_live_change(live, out_dir)
     except (ClusterError, LabError, ExperimentError) as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(code=1) from None
@@ -88,9 +94,8 @@ def demo(
             lab_down(lab.state_dir, kubeconfig, prefix=lab.prefix)
             cluster_down(cluster)
     output = Console(width=140)
-    print_comparison(
-        result, output, title=f"{result.workload} on {result.profile}: {experiment.requests} requests per policy"
-    )
+    for run, ran in ((result, experiment), (routed, routing)):
+        print_comparison(run, output, title=f"{run.workload} on {run.profile}: {ran.requests} requests per policy")
     print_live_change(live, output)
-    output.print(f"results and plots: {out_dir} ({', '.join(p.name for p in written)})")
+    output.print(f"results and plots: {out_dir} ({', '.join(str(p.relative_to(out_dir)) for p in written)})")
     output.print(f"demo took {time.monotonic() - started:.0f} s")

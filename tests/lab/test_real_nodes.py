@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import datetime
 import json
 import os
@@ -40,11 +39,11 @@ import pytest
 import requests
 import yaml
 from kubernetes import client
-from prometheus_client.parser import text_string_to_metric_families
 
 from netaware.controlplane.running import restart_component, running_cluster
 from netaware.controlplane.running import status as cluster_status
 from netaware.controlplane.settings import ClusterSettings
+from netaware.experiments.live import CallShares, calls_by_zone, routed_manifests
 from netaware.images.building import ImageSettings
 from netaware.kube.clients import api_client
 from netaware.kube.converters import GROUP, VERSION, parse_timestamp
@@ -797,97 +796,48 @@ def test_the_router_follows_the_back_service_scaled_up_and_down_under_load(
           f"after turning ready; {requests_sent} GETs, none failed")  # fmt: skip
 
 
-ROUTED = ServiceGraph("routed", "routed-front", (
-    Service("routed-front", (Call("routed-back"),), work_ms=0.0, cpu="100m", memory="64Mi"),
-    Service("routed-back", cpu="100m", memory="64Mi"),
-), zones={"routed-front": "zone-a"})  # fmt: skip
-"""A front in zone-a calling its back through client-side Prequal; the back runs in zone-b and zone-c."""
-
-
-def routed_manifests() -> list[dict[str, Any]]:
-    """ROUTED with `--routing prequal`, its back as one Deployment per far zone (20 and 40 ms RTT from the front)
-    behind the one Service."""
-    documents = []
-    for document in render(ROUTED, scheduler="default", routing="prequal"):
-        if document["kind"] != "Deployment" or document["metadata"]["name"] != "routed-back":
-            documents.append(document)
-            continue
-        for zone in ("zone-b", "zone-c"):
-            per_zone = copy.deepcopy(document)  # its labels, selector and template labels are one dict
-            per_zone["metadata"]["name"] = f"routed-back-{zone}"
-            per_zone["spec"]["selector"]["matchLabels"]["lab-zone"] = zone
-            per_zone["spec"]["template"]["spec"]["nodeSelector"] = {"topology.kubernetes.io/zone": zone}
-            documents.append(per_zone)
-    return documents
-
-
 def test_client_side_prequal_prefers_the_near_replica_and_follows_a_degraded_link_within_five_seconds(
     lab: tuple[LabConfig, client.ApiClient, ClusterSettings],
 ) -> None:
     """A front in zone-a routes its calls with Prequal (each probe's round trip counted) over back replicas in zone-b
     (20 ms RTT) and zone-c (40 ms) at 40 requests/s: most calls go to zone-b; then the zone-a <-> zone-b link is
-    slowed to 80 ms RTT (`lab shape`), and from 5 s after the change most calls go to zone-c. No request fails."""
+    slowed to 80 ms RTT (`lab shape`), and from 5 s after the change most calls go to zone-c. No request fails. The
+    demo's live act measures its (b) with the same pair (experiments/live.py)."""
     config, api, settings = lab
-    manifest = yaml.safe_dump_all(routed_manifests())
+    manifest = yaml.safe_dump_all(routed_manifests("default", "zone-a", ("zone-b", "zone-c")))
     applied = kubectl(settings, "apply", "-f", "-", stdin=manifest)
     assert applied.returncode == 0, applied.stderr
-    by_zone = nodes_by_zone(api)
+    zone_of = {node: zone for zone, node in nodes_by_zone(api).items()}
     try:
         waited = kubectl(settings, "wait", "--for=condition=Ready", "pod", "-l", "netaware.io/appgroup=routed",
                          "--timeout=120s", timeout_s=150)  # fmt: skip
         assert waited.returncode == 0, waited.stderr
         front = client.CoreV1Api(api).list_namespaced_pod("default", label_selector="app=routed-front").items
         front_url = f"http://{front[0].status.pod_ip}:8080"
-
-        def calls_by_zone() -> dict[str, float]:
-            text = requests.get(f"{front_url}/metrics", timeout=5).text
-            zone_of = {node: zone for zone, node in by_zone.items()}
-            counts = {"zone-b": 0.0, "zone-c": 0.0}
-            for family in text_string_to_metric_families(text):
-                if family.name == "netaware_workload_downstream_calls":
-                    for sample in family.samples:
-                        if sample.name.endswith("_total"):
-                            zone = zone_of.get(sample.labels["node"], "?")
-                            counts[zone] = counts.get(zone, 0.0) + sample.value
-            return counts
-
-        samples: list[tuple[float, dict[str, float]]] = []  # (time, cumulative calls per zone)
+        shares = CallShares()
         changed_at: list[float] = []
 
         def watch_and_change() -> None:
-            deadline = time.monotonic() + 8.0
-            while time.monotonic() < deadline:
-                samples.append((time.monotonic(), calls_by_zone()))
-                time.sleep(0.25)
+            shares.sample_every(0.25, 8.0, lambda: calls_by_zone(f"{front_url}/metrics", zone_of))
             shape(config.state_dir, {"fromZone": "zone-a", "toZone": "zone-b", "delayMs": 40.0})
             changed_at.append(time.monotonic())
-            deadline = time.monotonic() + 12.0
-            while time.monotonic() < deadline:
-                samples.append((time.monotonic(), calls_by_zone()))
-                time.sleep(0.25)
+            shares.sample_every(0.25, 12.0, lambda: calls_by_zone(f"{front_url}/metrics", zone_of))
 
         reports = load_while(watch_and_change, f"{front_url}/", rate_per_s=40, chunk_s=2)
     finally:
         shape(config.state_dir, {"fromZone": "zone-a", "toZone": "zone-b", "delayMs": 10.0})  # the profile's own
         kubectl(settings, "delete", "--ignore-not-found", "--wait=false", "-f", "-", stdin=manifest)
 
-    def share_c(since: float, until: float) -> float:
-        """zone-c's share of the calls answered between two sample times."""
-        first = next(counts for at, counts in samples if at >= since)
-        last = [counts for at, counts in samples if at <= until][-1]
-        b, c = last["zone-b"] - first["zone-b"], last["zone-c"] - first["zone-c"]
-        return c / (b + c) if b + c else float("nan")
-
     assert sum(r.errors for r in reports) == 0, [e for r in reports for e in r.error_samples]
     change = changed_at[0]
-    before = share_c(change - 7.5, change)
-    after = share_c(change + 5.0, samples[-1][0])
+    before = shares.share("zone-c", change - 7.5, change)
+    after = shares.share("zone-c", change + 5.0, shares.samples[-1][0])
     # Prequal spreads by requests in flight too, and the caller's own requests count until they return, a round
     # trip later: at 40/s the near replica is busy with one of ours a third of the time, so it gets a majority,
     # not all. 7.5 s at 40/s is 300 calls: a share's standard deviation is under 3 points.
     assert before <= 0.45, f"zone-c had {before:.0%} of the calls before the change: the near replica should lead"
     assert after >= 0.55, f"zone-c had {after:.0%} of the calls from 5 s after the change: the calls should follow"
-    flipped = next((at - change for at, _ in samples if at >= change + 1.0 and share_c(at - 1.0, at) > 0.5), None)
+    flipped = shares.majority_after("zone-c", change)
     print(f"client-side Prequal: zone-c's share {before:.0%} before, {after:.0%} from 5 s after the change; the first "
           f"1-s window with most calls on zone-c ended {flipped:.2f} s after it")  # fmt: skip
 

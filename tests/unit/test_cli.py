@@ -166,6 +166,14 @@ def test_experiment_live_refuses_an_unknown_experiment_and_a_change_outside_the_
     assert "Traceback" not in unknown.stderr + outside.stderr
 
 
+def test_experiment_run_refuses_an_unknown_placement_or_routing_naming_the_known_ones() -> None:
+    placement = netaware("experiment", "run", "routing", "--policies", "netaware,volcano+prequal")
+    assert placement.returncode == 2 and "unknown placement 'volcano'" in placement.stderr, placement.stderr
+    routing = netaware("experiment", "run", "routing", "--policies", "netaware+istio")
+    assert routing.returncode == 2 and "unknown routing 'istio'" in routing.stderr, routing.stderr
+    assert "p2c-peak-ewma" in " ".join(routing.stderr.split()) and "Traceback" not in routing.stderr
+
+
 def test_experiments_without_a_cluster_say_how_to_start_one(tmp_path: Path) -> None:
     for command in ("run", "live"):
         result = netaware("experiment", command, "chain", "--kubeconfig", str(tmp_path / "none.kubeconfig"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,29 @@ def result(netaware_p50: float) -> ExperimentResult:
     links = [{"origin": "n1", "destination": "n2", "rttMs": 20.0, "bandwidthMbps": 100.0, "lossRatio": 0.0},
              {"origin": "n2", "destination": "n1", "rttMs": 20.0, "bandwidthMbps": None, "lossRatio": 0.0}]  # fmt: skip
     return ExperimentResult("chain", "chain", "three-zones", 0, 20.0, 100, "now", nodes, links, policies)
+
+
+def routed(prequal_p99: float) -> ExperimentResult:
+    """The routing experiment: netaware's placement with kube-proxy (p50 100, p99 300) and with Prequal (p50 60)."""
+    base = result(100.0)
+    netaware = next(p for p in base.policies if p.policy == "netaware")
+    replicas = {"a": ["n1"], "b": ["n1", "n2"]}
+    kube_proxy = replace(netaware, replica_nodes=replicas, load={**netaware.load, "p99Ms": 300.0})
+    prequal = replace(kube_proxy, policy="netaware+prequal", routing="prequal",
+                      load={**netaware.load, "p50Ms": 60.0, "p99Ms": prequal_p99})  # fmt: skip
+    return replace(base, experiment="routing", policies=[kube_proxy, prequal])
+
+
+def test_the_routing_targets_compare_prequal_with_kube_proxy_on_the_same_placement(tmp_path: Path) -> None:
+    met = {name: (value, ok) for name, value, ok in targets(routed(prequal_p99=150.0))}
+    assert met == {"Prequal routing p50 < kube-proxy's, on netaware's placement": ("0.60 x", True),
+                   "Prequal routing p99 < kube-proxy's, on netaware's placement": ("0.50 x", True)}  # fmt: skip
+    missed = {name: ok for name, _, ok in targets(routed(prequal_p99=330.0))}
+    assert missed["Prequal routing p99 < kube-proxy's, on netaware's placement"] is False
+    rows = table_rows(routed(150.0))
+    assert [row["zones"] for row in rows] == ["2", "2"]  # b's second replica is in zone-b
+    write_report(routed(150.0), tmp_path)
+    assert "| b | n1 (zone-a), n2 (zone-b) | n1 (zone-a), n2 (zone-b) |" in (tmp_path / "summary.md").read_text()
 
 
 def test_targets_follow_the_figures() -> None:

@@ -102,6 +102,18 @@ def test_client_side_routing_gives_callers_the_flag_and_an_account_that_may_read
         render(graph_named("chain"), routing="istio")
 
 
+def test_spread_replicas_carry_a_zone_spread_constraint_over_their_own_pods() -> None:
+    graph = graph_named("replicated")
+    pods = {d["metadata"]["name"]: d for d in render(graph) if d["kind"] == "Deployment"}
+    assert "topologySpreadConstraints" not in pods["frontend"]["spec"]["template"]["spec"]
+    for name in ("catalog", "currency", "cart"):
+        assert pods[name]["spec"]["replicas"] == 2
+        (constraint,) = pods[name]["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        own_pods = {"matchLabels": pods[name]["spec"]["selector"]["matchLabels"]}
+        assert constraint == {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                              "whenUnsatisfiable": "DoNotSchedule", "labelSelector": own_pods}  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("host", "expected"),
     [

@@ -17,9 +17,10 @@ from rich.table import Table
 
 from netaware.experiments.live import follow_link_change
 from netaware.experiments.reporting import print_comparison, print_live_change, write_live_change, write_report
-from netaware.experiments.running import EXPERIMENTS, POLICIES, ExperimentError, ExperimentRunner
+from netaware.experiments.running import EXPERIMENTS, POLICIES, ExperimentError, ExperimentRunner, split_policy
 from netaware.paths import REPO_ROOT, cluster_kubeconfig, lab_state_dir
 from netaware.plotting import exit_unless_plots
+from netaware.workloads.routing import ROUTINGS
 
 experiment_app = typer.Typer(
     help="Deploy a workload graph on the lab under each placement policy, drive load, measure, plot.",
@@ -70,8 +71,12 @@ def experiment_list() -> None:
 def experiment_run(
     name: Annotated[str, typer.Argument(help="Experiment name (see `netaware experiment list`)")] = "online-boutique",
     policies: Annotated[
-        str, typer.Option(help=f"Comma-separated placement policies: {', '.join(POLICIES)}, netaware-<strategy>")
-    ] = ",".join(POLICIES),
+        str | None,
+        typer.Option(
+            help=f"Comma-separated policies, each PLACEMENT[+ROUTING]: placements {', '.join(POLICIES)}, "
+            f"netaware-<strategy>; routings {', '.join(ROUTINGS)} (kube-proxy unless named) [the experiment's]"
+        ),
+    ] = None,
     rate: Annotated[float | None, typer.Option(min=0.1, help="Requests per second [the experiment's]")] = None,
     requests: Annotated[int | None, typer.Option(min=10, help="Requests per policy [the experiment's]")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random placement")] = 0,
@@ -83,15 +88,15 @@ def experiment_run(
     if name not in EXPERIMENTS:
         console.print(f"[red]error:[/red] unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
         raise typer.Exit(code=2)
-    chosen = [p.strip() for p in policies.split(",") if p.strip()]
-    unknown = [p for p in chosen if p not in POLICIES and not p.startswith("netaware-")]
-    if unknown:
-        console.print(
-            f"[red]error:[/red] unknown policies {unknown}; known: {', '.join(POLICIES)}, netaware-<strategy>"
-        )
-        raise typer.Exit(code=2)
-    exit_unless_plots(console)
     experiment = EXPERIMENTS[name]
+    chosen = [p.strip() for p in policies.split(",") if p.strip()] if policies else list(experiment.policies)
+    try:
+        for policy in chosen:
+            split_policy(policy)
+    except ExperimentError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(code=2) from None
+    exit_unless_plots(console)
     if rate is not None or requests is not None:
         experiment = replace(
             experiment, rate_per_s=rate or experiment.rate_per_s, requests=requests or experiment.requests

@@ -6,29 +6,113 @@
 3. once the load ends, deploy the workload again (pods created after the change) and see where they land: the calls
    per request that still cross the degraded zone pair, before and after.
 
-(b), the router moving traffic away, needs callers with a choice: the workloads can route their own calls now
-(`--routing`), but this graph runs one replica per service, so it is reported as not measured here; the lab tier
-measures it on a replicated back (tests/lab/test_real_nodes.py). The per-second latency timeline (p50 and p99 by
-send time) shows what the users of the old placement saw.
+(b), the router moving traffic away, needs callers with a choice, and the workload's graph runs one replica per
+service. So beside it runs a small routed pair (`routed_manifests`): a front in one zone of the degraded pair routing
+its calls with Prequal over two back replicas, one across the degraded link (the nearer one before the change) and
+one in the third zone; its front's own call counts per answering node, sampled four times a second, show when most
+calls have moved to the third zone. The per-second latency timeline (p50 and p99 by send time) shows what the users
+of the old placement saw.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from netaware.core.placement import network_cost
-from netaware.experiments.running import Experiment, ExperimentError, ExperimentRunner
+from netaware.experiments.running import Experiment, ExperimentError, ExperimentRunner, first_replicas
 from netaware.lab.running import LabError
 from netaware.lab.running import shape as lab_shape
-from netaware.workloads.graphs import graph_named
+from netaware.scraping import counter_totals
+from netaware.workloads.graphs import Call, Service, ServiceGraph, graph_named
+from netaware.workloads.manifests import PORT, ZONE_LABEL, render
 
 PUBLISHED_TIMEOUT_S = 90.0
+ROUTED_NAMESPACE = "exp-live-routed"
+
+ROUTED = ServiceGraph("routed", "routed-front", (
+    Service("routed-front", (Call("routed-back"),), work_ms=0.0, cpu="100m", memory="64Mi"),
+    Service("routed-back", replicas=2, cpu="100m", memory="64Mi"),
+), description="a front routing its calls with Prequal over two back replicas in two other zones")  # fmt: skip
+
+
+def routed_manifests(namespace: str, front_zone: str, back_zones: Sequence[str]) -> list[dict[str, Any]]:
+    """ROUTED with `--routing prequal`: its front pinned to `front_zone`, its back as one Deployment of one replica
+    per zone of `back_zones`, all behind the one Service (kube-scheduler places them; nothing here needs netaware)."""
+    documents = []
+    for document in render(ROUTED, namespace=namespace, scheduler="default", routing="prequal"):
+        name = document["metadata"]["name"]
+        if document["kind"] != "Deployment":
+            documents.append(document)
+        elif name == "routed-front":
+            document["spec"]["template"]["spec"]["nodeSelector"] = {ZONE_LABEL: front_zone}
+            documents.append(document)
+        else:
+            for zone in back_zones:
+                per_zone = copy.deepcopy(document)  # its labels, selector and template labels are one dict
+                per_zone["metadata"]["name"] = f"{name}-{zone}"
+                per_zone["spec"]["replicas"] = 1
+                per_zone["spec"]["selector"]["matchLabels"]["lab-zone"] = zone
+                per_zone["spec"]["template"]["spec"]["nodeSelector"] = {ZONE_LABEL: zone}
+                documents.append(per_zone)
+    return documents
+
+
+def calls_by_zone(metrics_url: str, zone_of: Mapping[str, str]) -> dict[str, float]:
+    """A workload's downstream calls so far (its /metrics), by the zone of the node that answered."""
+    counts: dict[str, float] = {}
+    for (node,), count in counter_totals(metrics_url, "netaware_workload_downstream_calls", ("node",)).items():
+        zone = zone_of.get(node, "?")
+        counts[zone] = counts.get(zone, 0.0) + count
+    return counts
+
+
+@dataclass
+class CallShares:
+    """A caller's cumulative calls per zone of the answering node, sampled over time (monotonic seconds)."""
+
+    samples: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+
+    def sample_every(self, period_s: float, seconds: float, read: Callable[[], dict[str, float]]) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.samples.append((time.monotonic(), read()))
+            time.sleep(period_s)
+
+    def share(self, zone: str, since: float, until: float) -> float:
+        """`zone`'s share of the calls answered between the first sample at or after `since` and the last at or
+        before `until` (NaN without calls between them)."""
+        first = next(counts for at, counts in self.samples if at >= since)
+        last = [counts for at, counts in self.samples if at <= until][-1]
+        delta = {z: last.get(z, 0.0) - first.get(z, 0.0) for z in last}
+        total = sum(delta.values())
+        return delta.get(zone, 0.0) / total if total else float("nan")
+
+    def majority_after(self, zone: str, since: float, window_s: float = 1.0) -> float | None:
+        """Seconds from `since` to the end of the first `window_s` window, wholly after `since`, in which `zone`
+        answered most calls (None: never)."""
+        return next((at - since for at, _ in self.samples
+                     if at >= since + window_s and self.share(zone, at - window_s, at) > 0.5), None)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Reroute:
+    """(b): a front in `front_zone` over back replicas in `near_zone` (across the degraded link) and `far_zone`."""
+
+    front_zone: str
+    near_zone: str
+    far_zone: str
+    far_share_before: float
+    far_share_after: float
+    """The far zone's share of the front's calls: in the 10 s before the change; from 5 s after it to the end."""
+    moved_after_s: float | None
+    """From the change to the end of the first 1-s window in which the far zone answered most calls."""
 
 
 @dataclass
@@ -54,8 +138,26 @@ class LiveChangeResult:
     """Network time per request of each placement on the links as published after the change."""
     timeline: list[dict[str, float]] = field(default_factory=list)
     """Per second of send time: requests, p50 and p99 (ms)."""
-    rerouted_after_s: float | None = None
-    """(b): not measured on a graph with one replica per service (nothing to move to)."""
+    reroute: Reroute | None = None
+    not_rerouted: str = ""
+    """(b), or why it was not measured."""
+
+
+def reroute_zones(
+    pair: tuple[str, str], one_way_ms: Mapping[tuple[str, str], float], added_ms: float
+) -> tuple[str, str, str] | None:
+    """(front, near, far) for the routed pair: the front in a zone of the degraded `pair` for which the pair's other
+    end is nearer than the third zone before the change (`added_ms` more one-way delay) and farther after it, so the
+    change turns its preferred replica into the slow one; None when neither zone of the pair is such a zone, or the
+    profile has not three zones. `one_way_ms`: (zone, zone) -> one-way delay."""
+    zones = sorted({zone for link in one_way_ms for zone in link})
+    if len(zones) != 3:
+        return None
+    (far,) = set(zones) - set(pair)
+    for front, near in (pair, pair[::-1]):
+        if one_way_ms[(front, near)] < one_way_ms[(front, far)] < one_way_ms[(front, near)] + added_ms:
+            return front, near, far
+    return None
 
 
 def per_second(sent_s: Sequence[float], latencies_ms: Sequence[float]) -> list[dict[str, float]]:
@@ -95,6 +197,7 @@ def follow_link_change(
     *,
     added_delay_ms: float = 40.0,
     rate_per_s: float = 10.0,
+    routed_rate_per_s: float = 20.0,
     seconds: float = 60.0,
     change_after_s: float = 15.0,
 ) -> LiveChangeResult:
@@ -103,7 +206,7 @@ def follow_link_change(
     problem = runner.problem(graph, lab)
     zone_of = {node: spec["zone"] for node, spec in lab["nodes"].items()}
     calls = {edge: float(n) for edge, n in graph.calls_per_request().items()}
-    before, _ = runner.deploy(graph, problem, "netaware", "exp-live", lab)
+    before = first_replicas(runner.deploy(graph, problem, "netaware", "exp-live", lab)[0])
     pair = busiest_zone_pair(calls, before, zone_of)
     if pair is None:
         raise ExperimentError("netaware placed the whole graph in one zone: no inter-zone link to degrade")
@@ -114,26 +217,48 @@ def follow_link_change(
         raise ExperimentError(f"the links between {pair[0]} and {pair[1]} differ in delay; cannot restore them as one")
     original_ms = next(iter(one_way.values()))
     degraded_rtt_ms = 2 * (original_ms + added_delay_ms)
+    zone_delay = {(zone_of[o], zone_of[d]): float(shape["delayMs"]) for (o, d), shape in shapes.items()}
+    routed_zones = reroute_zones(pair, zone_delay, added_delay_ms)
+    routed_front = ""
+    if routed_zones:
+        front_zone, near_zone, far_zone = routed_zones
+        documents = routed_manifests(ROUTED_NAMESPACE, front_zone, (near_zone, far_zone))
+        routed_nodes, _ = runner.deploy_documents(documents, ROUTED, "routed pair", ROUTED_NAMESPACE, lab)
+        routed_front = routed_nodes["routed-front"][0]
+        pods: list[Any] = runner.core.list_namespaced_pod(ROUTED_NAMESPACE, label_selector="app=routed-front").items
+        front_metrics = f"http://{pods[0].status.pod_ip}:{PORT}/metrics"
 
     entry_namespace = lab["nodes"][before[graph.entry]]["namespace"]
     count = int(rate_per_s * seconds)
     load: dict[str, Any] = {}
+    routed_load: dict[str, Any] = {}
+    shares = CallShares()
 
-    def drive() -> None:
+    def drive(into: dict[str, Any], client_namespace: str, namespace: str, entry: str, rate: float) -> None:
         try:
-            load.update(runner.drive(entry_namespace, "exp-live", graph.entry, rate=rate_per_s, count=count, lab=lab))
+            into.update(runner.drive(client_namespace, namespace, entry, rate=rate, count=int(rate * seconds), lab=lab))
         except ExperimentError as error:  # raised again below, in the caller's thread
-            load["failure"] = str(error)
+            into["failure"] = str(error)
 
     runner.progress(f"live change: {count} requests at {rate_per_s:g}/s on netaware's placement")
-    driver = threading.Thread(target=drive, name="live-load", daemon=True)
+    threads = [threading.Thread(target=drive, args=(load, entry_namespace, "exp-live", graph.entry, rate_per_s),
+                                name="live-load", daemon=True)]  # fmt: skip
+    if routed_zones:
+        routed_namespace = lab["nodes"][routed_front]["namespace"]
+        threads.append(threading.Thread(
+            target=drive, args=(routed_load, routed_namespace, ROUTED_NAMESPACE, "routed-front", routed_rate_per_s),
+            name="routed-load", daemon=True))  # fmt: skip
+        threads.append(threading.Thread(
+            target=shares.sample_every, args=(0.25, seconds, lambda: calls_by_zone(front_metrics, zone_of)),
+            name="routed-shares", daemon=True))  # fmt: skip
     load_started = time.time()
-    driver.start()
+    for thread in threads:
+        thread.start()
     time.sleep(change_after_s)
     change = {"fromZone": pair[0], "toZone": pair[1], "delayMs": original_ms + added_delay_ms}
     published_after_s: float | None = None
     try:
-        changed_at = time.time()
+        changed_at, changed_at_monotonic = time.time(), time.monotonic()
         lab_shape(runner.lab_state_dir, change)
         runner.progress(f"live change: {pair[0]} <-> {pair[1]} one-way delay {original_ms:g} -> "
                         f"{original_ms + added_delay_ms:g} ms; waiting for the NetworkTopology")  # fmt: skip
@@ -144,21 +269,35 @@ def follow_link_change(
                 published_after_s = time.time() - changed_at
                 break
             time.sleep(0.5)
-        driver.join(timeout=seconds + 180)
-        if not load.get("latenciesMs"):
-            reason = load.get("failure") or load.get("errorSamples") or "the load driver did not finish"
-            raise ExperimentError(f"the live change's load returned no latencies: {reason}")
+        for thread in threads:
+            thread.join(timeout=seconds + 180)
+        for name, result in (("live change", load), ("routed pair", routed_load)):
+            if (result is load or routed_zones) and not result.get("latenciesMs"):
+                reason = result.get("failure") or result.get("errorSamples") or "the load driver did not finish"
+                raise ExperimentError(f"the {name}'s load returned no latencies: {reason}")
         runner.progress("live change: deploying netaware again (pods created after the change)")
         runner.delete_namespace("exp-live")
+        runner.delete_namespace(ROUTED_NAMESPACE)
         lab_after = runner.lab()
         problem_after = runner.problem(graph, lab_after)
-        after, _ = runner.deploy(graph, problem_after, "netaware", "exp-live-after", lab_after)
+        after = first_replicas(runner.deploy(graph, problem_after, "netaware", "exp-live-after", lab_after)[0])
         runner.delete_namespace("exp-live-after")
     finally:
         try:
             lab_shape(runner.lab_state_dir, {**change, "delayMs": original_ms})
         except LabError as error:
             runner.progress(f"live change: could not restore the link: {error}")
+    reroute = None
+    if routed_zones:
+        front_zone, near_zone, far_zone = routed_zones
+        reroute = Reroute(
+            front_zone=front_zone,
+            near_zone=near_zone,
+            far_zone=far_zone,
+            far_share_before=shares.share(far_zone, changed_at_monotonic - 10.0, changed_at_monotonic),
+            far_share_after=shares.share(far_zone, changed_at_monotonic + 5.0, shares.samples[-1][0]),
+            moved_after_s=shares.majority_after(far_zone, changed_at_monotonic),
+        )
     return LiveChangeResult(
         zones=pair,
         added_delay_ms=added_delay_ms,
@@ -172,4 +311,8 @@ def follow_link_change(
         network_ms_before=network_cost(problem_after, before),
         network_ms_after=network_cost(problem_after, after),
         timeline=per_second(load["sentS"], load["latenciesMs"]),
+        reroute=reroute,
+        not_rerouted=""
+        if routed_zones
+        else (f"no zone of {pair[0]} <-> {pair[1]} prefers the other before the change and the third zone after it"),
     )

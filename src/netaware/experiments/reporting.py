@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from netaware.experiments.live import LiveChangeResult
-from netaware.experiments.running import ExperimentResult
+from netaware.experiments.running import ExperimentResult, PolicyResult
 from netaware.plotting import pyplot
 
 COLUMNS = ("policy", "p50 ms", "p95 ms", "p99 ms", "req/s", "errors", "network ms/req", "cross-zone KB/req", "zones")
@@ -36,10 +36,17 @@ def table_rows(result: ExperimentResult) -> list[dict[str, str]]:
                 "errors": f"{load['errors']} ({100 * load['errorRate']:.1f}%)",
                 "network ms/req": f"{policy.network_cost_ms:.1f}",
                 "cross-zone KB/req": f"{policy.cross_zone_bytes / requests / 1024:.1f}",
-                "zones": str(len(set(policy.zones.values()))),
+                "zones": str(len(set(replica_zones(policy, result.nodes)))),
             }
         )
     return rows
+
+
+def replica_zones(policy: PolicyResult, zone_of: dict[str, str]) -> list[str]:
+    """The zone of each pod (one per replica)."""
+    if policy.replica_nodes:
+        return [zone_of[node] for nodes in policy.replica_nodes.values() for node in nodes]
+    return list(policy.zones.values())
 
 
 def print_comparison(result: ExperimentResult, console: Console, *, title: str) -> None:
@@ -67,6 +74,12 @@ def targets(result: ExperimentResult) -> list[tuple[str, str, bool | None]]:
     if netaware and optimal:
         ratio = netaware.load["p50Ms"] / optimal.load["p50Ms"]
         checks.append(("netaware p50 <= 1.1 x optimal p50", f"{ratio:.2f} x", ratio <= 1.1))
+    prequal = result.policy("netaware+prequal")
+    if netaware and prequal:
+        for key, name in (("p50Ms", "p50"), ("p99Ms", "p99")):
+            ratio = prequal.load[key] / netaware.load[key]
+            checks.append((f"Prequal routing {name} < kube-proxy's, on netaware's placement", f"{ratio:.2f} x",
+                           ratio < 1.0))  # fmt: skip
     return checks
 
 
@@ -111,7 +124,9 @@ def markdown(result: ExperimentResult, rows: list[dict[str, str]]) -> str:
     lines += ["| service | " + " | ".join(p.policy for p in result.policies) + " |"]
     lines += ["|---|" + "---|" * len(result.policies)]
     for service in services:
-        cells = [f"{p.placement.get(service, '-')} ({p.zones.get(service, '-')})" for p in result.policies]
+        cells = [", ".join(f"{node} ({result.nodes.get(node, '-')})"
+                           for node in p.replica_nodes.get(service) or [p.placement.get(service, "-")])
+                 for p in result.policies]  # fmt: skip
         lines.append(f"| {service} | " + " | ".join(cells) + " |")
     lines += ["", "Plots: latency-cdf.png, latency-percentiles.png, placements.png, measured-rtt.png", ""]
     return "\n".join(lines)
@@ -150,10 +165,11 @@ def plot(result: ExperimentResult, out_dir: Path) -> list[Path]:
     figure, axis = plt.subplots(figsize=(7, 4.5))
     bottom = np.zeros(len(result.policies))
     for zone in zones:
-        counts = np.array([sum(1 for z in p.zones.values() if z == zone) for p in result.policies], dtype=float)
+        counts = np.array([sum(1 for z in replica_zones(p, result.nodes) if z == zone) for p in result.policies],
+                          dtype=float)  # fmt: skip
         axis.bar(names, counts, bottom=bottom, label=zone)
         bottom += counts
-    axis.set_ylabel("services")
+    axis.set_ylabel("pods")
     axis.set_title("where each policy put the services, by zone")
     axis.legend()
     written.append(_save(figure, out_dir / "placements.png"))
@@ -193,8 +209,15 @@ def print_live_change(result: LiveChangeResult, console: Console) -> None:
     published = result.published_after_s
     table.add_row("(a) published in the NetworkTopology after",
                   "not within 90 s" if published is None else f"{published:.1f} s", "<= 25 s")  # fmt: skip
-    table.add_row("(b) router moved the traffic after", "not measured here: one replica per service, nothing to "
-                  "move to (the lab tier measures it)", "<= 5 s")  # fmt: skip
+    reroute = result.reroute
+    if reroute is None:
+        table.add_row("(b) the router moved the traffic after", f"not measured: {result.not_rerouted}", "<= 5 s")
+    else:
+        moved = "not within the run" if reroute.moved_after_s is None else f"{reroute.moved_after_s:.1f} s"
+        table.add_row(f"(b) a {reroute.front_zone} caller's Prequal moved its calls to {reroute.far_zone} after",
+                      moved, "<= 5 s")  # fmt: skip
+        table.add_row(f"    {reroute.far_zone}'s share of its calls: 10 s before -> from 5 s after",
+                      f"{reroute.far_share_before:.0%} -> {reroute.far_share_after:.0%}", "most after")  # fmt: skip
     table.add_row(f"(c) calls/request over {a} <-> {b}: pods before -> pods created after",
                   f"{result.calls_before:g} -> {result.calls_after:g}", "fewer")  # fmt: skip
     table.add_row("    network ms/request on the changed links: before -> after",

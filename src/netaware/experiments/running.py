@@ -4,15 +4,19 @@ same load through it, and record what the network and the application saw.
 Per policy, in its own namespace `exp-<policy>`:
 1. render the graph's manifests for the policy (default scheduler; netaware's scheduler with the dependency-order
    gate and one of its strategies; or a placement computed here, random or optimal, pinned by node selector) and
-   apply them with server-side apply;
-2. wait until every pod is Ready (the lab's node agent runs them) and every Service has its endpoints;
+   apply them with server-side apply. A policy is `PLACEMENT[+ROUTING]`: with `+prequal` (or another of the router's
+   policies) every caller routes its own calls with it, without it calls go through kube-proxy;
+2. wait until every replica is Ready (the lab's kubelets run them) and every Service has its endpoints;
 3. warm up, then send `requests` requests at `rate` per second (open loop) to the entry service from the namespace
    of the node that runs it (the client sits next to the entry, as an ingress would);
 4. read the link emulator's byte counters before and after: bytes that crossed zones;
 5. delete the namespace and wait until its pods are gone (so the next policy finds the nodes empty).
 
 The network-level figures are the links as the lab measured them (ICMP, iperf3) and the traffic-weighted RTT of each
-placement; the application-level ones are latency percentiles, throughput and errors from the load driver.
+placement: predicted from the call graph where each service has one replica, and where some have more (the routing
+then decides which pair of nodes a call crosses) measured, from the calls each caller counted per answering node
+(`netaware_workload_downstream_calls_total`) times the RTT between the two nodes. The application-level figures are
+latency percentiles, throughput and errors from the load driver.
 """
 
 from __future__ import annotations
@@ -35,16 +39,31 @@ from netaware.kube.api import ApiException
 from netaware.kube.applying import apply_manifests
 from netaware.kube.clients import api_client
 from netaware.lab.running import status as lab_status
+from netaware.scraping import counter_totals
 from netaware.workloads.graphs import ServiceGraph, graph_named
 from netaware.workloads.manifests import PORT, render
+from netaware.workloads.routing import KUBE_PROXY, ROUTINGS
 
 POLICIES = ("default", "netaware", "random", "optimal")
+"""The placement policies; `netaware-<strategy>` picks one of the extender's strategies too."""
 READY_TIMEOUT_S = 240.0
 DELETE_TIMEOUT_S = 120.0
 
 
 class ExperimentError(RuntimeError):
     """A problem the user can act on."""
+
+
+def split_policy(policy: str) -> tuple[str, str]:
+    """`PLACEMENT[+ROUTING]` -> (placement, routing); ExperimentError naming what is known if either is not."""
+    placement, _, routing = policy.partition("+")
+    if placement not in POLICIES and not placement.startswith("netaware-"):
+        raise ExperimentError(f"unknown placement {placement!r} in {policy!r}; known: {', '.join(POLICIES)}, "
+                              "netaware-<strategy>")  # fmt: skip
+    routing = routing or KUBE_PROXY
+    if routing not in ROUTINGS:
+        raise ExperimentError(f"unknown routing {routing!r} in {policy!r}; known: {', '.join(ROUTINGS)}")
+    return placement, routing
 
 
 @dataclass(frozen=True)
@@ -56,6 +75,8 @@ class Experiment:
     requests: int = 400
     warmup: int = 40
     description: str = ""
+    policies: tuple[str, ...] = POLICIES
+    """What `experiment run` compares unless told otherwise."""
 
 
 EXPERIMENTS = {
@@ -71,6 +92,14 @@ EXPERIMENTS = {
         Experiment("star", "star", "three-zones", description="A -> B1..B4"),
         Experiment("cross", "cross", "three-zones", description="A -> B <- C"),
         Experiment("cloud-edge", "cloud-edge", "cloud-edge", description="an edge sensor pipeline into the cloud"),
+        Experiment(
+            "routing",
+            "replicated",
+            "three-zones",
+            description="routing on netaware's placement: kube-proxy's random replica vs each caller's Prequal "
+            "router, over two replicas per service spread across zones",
+            policies=("netaware", "netaware+prequal"),
+        ),
     )
 }
 
@@ -79,15 +108,20 @@ EXPERIMENTS = {
 class PolicyResult:
     policy: str
     placement: dict[str, str]
+    """service -> node of its first replica (of its only one, for most graphs)"""
     zones: dict[str, str]
-    """service -> zone of its node"""
+    """service -> zone of that node"""
     network_cost_ms: float
-    """Traffic-weighted measured RTT of the placement (ms of network time per request, sequential calls)."""
+    """Traffic-weighted measured RTT of the placement (ms of network time per request, sequential calls): predicted
+    from the call graph with one replica per service, measured from the callers' counts with more."""
     load: dict[str, Any]
     cross_zone_bytes: int
     total_link_bytes: int
     latencies_ms: list[float] = field(default_factory=list)
     seconds_to_ready: float = 0.0
+    replica_nodes: dict[str, list[str]] = field(default_factory=dict)
+    """service -> the nodes of all its replicas"""
+    routing: str = KUBE_PROXY
 
 
 @dataclass
@@ -171,6 +205,11 @@ class ExperimentRunner:
                 f"note: the lab runs {lab.get('profile')!r}; {experiment.name} is meant for {experiment.profile!r}"
             )
         graph = graph_named(experiment.workload)
+        replicated = [s.name for s in graph.services if s.replicas > 1]
+        pinned = sorted({p for p in policies if split_policy(p)[0] in ("random", "optimal")})
+        if replicated and pinned:
+            raise ExperimentError(f"{', '.join(pinned)} pin one node per service; {graph.name} runs "
+                                  f"{', '.join(replicated)} with more than one replica")  # fmt: skip
         problem = self.problem(graph, lab)
         result = ExperimentResult(
             experiment=experiment.name,
@@ -206,8 +245,9 @@ class ExperimentRunner:
         policy: str,
         lab: Mapping[str, Any],
     ) -> PolicyResult:
-        namespace = f"exp-{policy}"
-        placement, seconds_to_ready = self.deploy(graph, problem, policy, namespace, lab)
+        namespace = f"exp-{policy.replace('+', '-')}"
+        replica_nodes, seconds_to_ready = self.deploy(graph, problem, policy, namespace, lab)
+        placement = first_replicas(replica_nodes)
         zones = {node: spec["zone"] for node, spec in lab["nodes"].items()}
         entry_node = placement[graph.entry]
         client_namespace = lab["nodes"][entry_node]["namespace"]
@@ -215,12 +255,23 @@ class ExperimentRunner:
         self.drive(
             client_namespace, namespace, graph.entry, rate=experiment.rate_per_s, count=experiment.warmup, lab=lab
         )
+        replicated = any(len(nodes) > 1 for nodes in replica_nodes.values())
+        calls_before = self.calls_between_nodes(namespace) if replicated else {}
         before = self.link_bytes()
         self.progress(f"{policy}: {experiment.requests} requests at {experiment.rate_per_s:g}/s")
         load = self.drive(
             client_namespace, namespace, graph.entry, rate=experiment.rate_per_s, count=experiment.requests, lab=lab
         )
         after = self.link_bytes()
+        if replicated:
+            calls = self.calls_between_nodes(namespace)
+            answered = max(1, int(load.get("requests", 0)) - int(load.get("errors", 0)))
+            network_ms = (
+                sum((count - calls_before.get(pair, 0.0)) * problem.rtt(*pair) for pair, count in calls.items())
+                / answered
+            )
+        else:
+            network_ms = network_cost(problem, placement)
         delta = {pair: after.get(pair, 0) - before.get(pair, 0) for pair in after}
         cross = sum(v for (o, d), v in delta.items() if zones[o] != zones[d])
         latencies = load.pop("latenciesMs", [])
@@ -232,28 +283,56 @@ class ExperimentRunner:
             policy=policy,
             placement=placement,
             zones={service: zones[node] for service, node in placement.items()},
-            network_cost_ms=network_cost(problem, placement),
+            network_cost_ms=network_ms,
             load=load,
             cross_zone_bytes=cross,
             total_link_bytes=sum(delta.values()),
             latencies_ms=latencies,
             seconds_to_ready=seconds_to_ready,
+            replica_nodes=replica_nodes,
+            routing=split_policy(policy)[1],
         )
+
+    def calls_between_nodes(self, namespace: str) -> dict[tuple[str, str], float]:
+        """(caller's node, answering node) -> downstream calls so far, summed over every pod in `namespace`, from
+        each pod's own count (the host reaches pod addresses on the lab, as the API server does on any cluster)."""
+        calls: dict[tuple[str, str], float] = {}
+        pods: list[Any] = self.core.list_namespaced_pod(namespace, field_selector="status.phase=Running").items
+        for pod in pods:
+            url = f"http://{pod.status.pod_ip}:{PORT}/metrics"
+            try:
+                totals = counter_totals(url, "netaware_workload_downstream_calls", ("node",))
+            except OSError as error:  # requests' errors are OSErrors
+                raise ExperimentError(f"cannot read {pod.metadata.name}'s calls at {url}: {error}") from None
+            for (node,), count in totals.items():
+                if not node:
+                    raise ExperimentError(f"{pod.metadata.name} counted calls answered by a replica of no node")
+                pair = (pod.spec.node_name, node)
+                calls[pair] = calls.get(pair, 0.0) + count
+        return calls
 
     def deploy(
         self, graph: ServiceGraph, problem: PlacementProblem, policy: str, namespace: str, lab: Mapping[str, Any]
-    ) -> tuple[dict[str, str], float]:
-        """The graph deployed under `policy` in a fresh `namespace`, every pod Ready and every Service routable:
-        service -> node, and the seconds that took."""
+    ) -> tuple[dict[str, list[str]], float]:
+        """The graph deployed under `policy` in a fresh `namespace`, every replica Ready and every Service routable:
+        service -> the nodes of its replicas, and the seconds that took."""
+        placement_policy, routing = split_policy(policy)
         self.delete_namespace(namespace)
-        pinned = self.pinned_placement(policy, problem)
-        scheduler = "netaware" if policy.startswith("netaware") else "default"
-        documents = render(graph, namespace=namespace, scheduler=scheduler, pinned=pinned)
-        if policy.startswith("netaware-"):
-            strategy = policy.removeprefix("netaware-")
+        pinned = self.pinned_placement(placement_policy, problem)
+        scheduler = "netaware" if placement_policy.startswith("netaware") else "default"
+        documents = render(graph, namespace=namespace, scheduler=scheduler, pinned=pinned, routing=routing)
+        if placement_policy.startswith("netaware-"):
+            strategy = placement_policy.removeprefix("netaware-")
             for document in documents:
                 if document["kind"] == "AppGroup":
                     document["spec"]["strategy"] = strategy
+        return self.deploy_documents(documents, graph, policy, namespace, lab)
+
+    def deploy_documents(
+        self, documents: list[dict[str, Any]], graph: ServiceGraph, policy: str, namespace: str, lab: Mapping[str, Any]
+    ) -> tuple[dict[str, list[str]], float]:
+        """`documents` (the graph's, as rendered for `policy`) applied in `namespace`, then waited for as deploy()
+        does."""
         self.progress(f"{policy}: deploying {len(graph.services)} services")
         started = time.monotonic()
         apply_manifests(self.api, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}])
@@ -263,20 +342,20 @@ class ExperimentRunner:
         self.wait_endpoints(namespace, graph, lab)
         return placement, seconds_to_ready
 
-    def wait_ready(self, namespace: str, graph: ServiceGraph, policy: str) -> dict[str, str]:
-        """service -> node once one pod per service is Ready."""
+    def wait_ready(self, namespace: str, graph: ServiceGraph, policy: str) -> dict[str, list[str]]:
+        """service -> the nodes of its replicas (sorted) once every replica of every service is Ready."""
         deadline = time.monotonic() + READY_TIMEOUT_S
-        wanted = {s.name for s in graph.services}
+        wanted = {s.name: s.replicas for s in graph.services}
         while True:
             pods: list[Any] = self.core.list_namespaced_pod(namespace).items
-            placement = {}
+            placement: dict[str, list[str]] = {}
             for pod in pods:
                 app = (pod.metadata.labels or {}).get("app")
                 conditions = {c.type: c.status for c in (pod.status.conditions or [])}
                 if app in wanted and pod.spec.node_name and conditions.get("Ready") == "True":
-                    placement[app] = pod.spec.node_name
-            if set(placement) == wanted:
-                return placement
+                    placement.setdefault(app, []).append(pod.spec.node_name)
+            if {app: len(nodes) for app, nodes in placement.items()} == wanted:
+                return {app: sorted(nodes) for app, nodes in placement.items()}
             if time.monotonic() > deadline:
                 states = sorted(
                     f"{p.metadata.name}: {p.status.phase} on {p.spec.node_name or '-'}"
@@ -286,7 +365,8 @@ class ExperimentRunner:
                 raise ExperimentError(
                     f"{policy}: not every pod Ready after {READY_TIMEOUT_S:.0f} s: {'; '.join(states) or 'no pods'}"
                 )
-            self.progress(f"{policy}: {len(placement)}/{len(wanted)} pods ready")
+            ready = sum(len(nodes) for nodes in placement.values())
+            self.progress(f"{policy}: {ready}/{sum(wanted.values())} pods ready")
             time.sleep(1.0)
 
     def wait_endpoints(self, namespace: str, graph: ServiceGraph, lab: Mapping[str, Any]) -> None:
@@ -360,3 +440,8 @@ class ExperimentRunner:
                 raise
             time.sleep(0.5)
         raise ExperimentError(f"namespace {namespace} still terminating after {DELETE_TIMEOUT_S:.0f} s")
+
+
+def first_replicas(replica_nodes: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """service -> the node of its first replica (its only one, in a graph of one replica per service)."""
+    return {service: nodes[0] for service, nodes in replica_nodes.items()}

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from netaware import processes
 from netaware.router.replica import PROBE_PATH
+from netaware.scraping import counter_totals
 
 HOST = "127.0.0.1"
 GUNICORN_LISTENING = re.compile(r"Listening at: http://(?P<address>[^ ]+)")
@@ -217,12 +217,5 @@ def drain(replicas: Sequence[str], timeout_s: float = 120.0) -> None:
 
 def attempts_per_replica(admin_address: str) -> dict[str, float]:
     """Attempts the router sent to each replica so far (from its /metrics)."""
-    counts: dict[str, float] = {}
-    text = requests.get(f"http://{admin_address}/metrics", timeout=5).text
-    for family in text_string_to_metric_families(text):
-        if family.name == "netaware_router_attempts":
-            for sample in family.samples:
-                if sample.name.endswith("_total"):
-                    replica = sample.labels["replica"]
-                    counts[replica] = counts.get(replica, 0.0) + sample.value
-    return counts
+    totals = counter_totals(f"http://{admin_address}/metrics", "netaware_router_attempts", ("replica",))
+    return {replica: count for (replica,), count in totals.items()}

@@ -29,6 +29,9 @@ class Service:
     replicas: int = 1
     cpu: str = "500m"
     memory: str = "128Mi"
+    spread: bool = False
+    """Spread the replicas over zones, as a user does for availability: no zone holds two more than another (a
+    topology spread constraint kube-scheduler enforces, whichever scheduler scores)."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,20 @@ def _online_boutique() -> ServiceGraph:
     )
 
 
+def _replicated() -> ServiceGraph:
+    # Where routing matters: every callee has two replicas spread over zones, so each caller has a replica nearby
+    # and one across a zone boundary; kube-proxy picks either at random, a client-side router can pick the near one.
+    return ServiceGraph(
+        "replicated",
+        "frontend",
+        (
+            Service("frontend", (Call("catalog", 2), Call("currency", 2), Call("cart")), work_ms=2.0),
+            *(Service(name, replicas=2, cpu="250m", spread=True) for name in ("catalog", "currency", "cart")),
+        ),
+        "a frontend over catalog, currency and cart, two replicas each spread over zones",
+    )
+
+
 def _cloud_edge() -> ServiceGraph:
     # Sensors at the edge push readings through a filter; aggregation and storage live in the cloud.
     return ServiceGraph(
@@ -172,7 +189,7 @@ def _cloud_edge() -> ServiceGraph:
 
 
 GRAPHS: dict[str, ServiceGraph] = {
-    graph.name: graph for graph in (_chain(), _star(), _cross(), _online_boutique(), _cloud_edge())
+    graph.name: graph for graph in (_chain(), _star(), _cross(), _online_boutique(), _replicated(), _cloud_edge())
 }
 
 

@@ -107,6 +107,11 @@ def render(
             selector[ZONE_LABEL] = graph.zones[service.name]
         if selector:
             pod_spec["nodeSelector"] = selector
+        if service.spread:
+            pod_spec["topologySpreadConstraints"] = [
+                {"maxSkew": 1, "topologyKey": ZONE_LABEL, "whenUnsatisfiable": "DoNotSchedule",
+                 "labelSelector": {"matchLabels": dict(labels)}}
+            ]  # fmt: skip
         documents.append(
             {
                 "apiVersion": "apps/v1",
