@@ -98,8 +98,20 @@ def test_client_side_routing_gives_callers_the_flag_and_an_account_that_may_read
     assert callers == {s.name for s in graph_named("chain").services if s.calls}  # the last one calls nobody
     assert all(pods[name]["serviceAccountName"] == "netaware-workload" for name in callers)
     assert not any(d["kind"] == "Role" for d in render(graph_named("chain")))  # kube-proxy: nothing extra
-    with pytest.raises(ValueError, match="routing must be one of kube-proxy, random"):
+    with pytest.raises(ValueError, match="routing must be one of kube-proxy, prefer-close, random"):
         render(graph_named("chain"), routing="istio")
+
+
+def test_prefer_close_routing_is_kube_proxy_over_services_that_prefer_the_callers_zone() -> None:
+    documents = render(graph_named("replicated"), routing="prefer-close")
+    services = [d for d in documents if d["kind"] == "Service"]
+    assert services and all(s["spec"]["trafficDistribution"] == "PreferClose" for s in services)
+    pods = [d["spec"]["template"]["spec"] for d in documents if d["kind"] == "Deployment"]
+    assert not any("--routing" in " ".join(p["containers"][0]["args"]) or "serviceAccountName" in p for p in pods)
+    assert not any(d["kind"] == "Role" for d in documents)
+    assert not any(
+        "trafficDistribution" in d["spec"] for d in render(graph_named("replicated")) if d["kind"] == "Service"
+    )
 
 
 def test_spread_replicas_carry_a_zone_spread_constraint_over_their_own_pods() -> None:

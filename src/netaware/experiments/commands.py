@@ -20,7 +20,7 @@ from netaware.experiments.reporting import print_comparison, print_live_change, 
 from netaware.experiments.running import EXPERIMENTS, POLICIES, ExperimentError, ExperimentRunner, split_policy
 from netaware.paths import REPO_ROOT, cluster_kubeconfig, lab_state_dir
 from netaware.plotting import exit_unless_plots
-from netaware.workloads.routing import ROUTINGS
+from netaware.workloads.routing import MANIFEST_ROUTINGS
 
 experiment_app = typer.Typer(
     help="Deploy a workload graph on the lab under each placement policy, drive load, measure, plot.",
@@ -74,7 +74,7 @@ def experiment_run(
         str | None,
         typer.Option(
             help=f"Comma-separated policies, each PLACEMENT[+ROUTING]: placements {', '.join(POLICIES)}, "
-            f"netaware-<strategy>; routings {', '.join(ROUTINGS)} (kube-proxy unless named) [the experiment's]"
+            f"netaware-<strategy>; routings {', '.join(MANIFEST_ROUTINGS)} (kube-proxy unless named) [the experiment's]"
         ),
     ] = None,
     rate: Annotated[float | None, typer.Option(min=0.1, help="Requests per second [the experiment's]")] = None,

@@ -248,9 +248,14 @@ def follow_link_change(
         threads.append(threading.Thread(
             target=drive, args=(routed_load, routed_namespace, ROUTED_NAMESPACE, "routed-front", routed_rate_per_s),
             name="routed-load", daemon=True))  # fmt: skip
-        threads.append(threading.Thread(
-            target=shares.sample_every, args=(0.25, seconds, lambda: calls_by_zone(front_metrics, zone_of)),
-            name="routed-shares", daemon=True))  # fmt: skip
+
+        def sample() -> None:
+            try:
+                shares.sample_every(0.25, seconds, lambda: calls_by_zone(front_metrics, zone_of))
+            except OSError as error:  # requests' errors are OSErrors; reported as (b) not measured, below
+                routed_load["samplingFailure"] = f"reading {front_metrics}: {error}"
+
+        threads.append(threading.Thread(target=sample, name="routed-shares", daemon=True))
     load_started = time.time()
     for thread in threads:
         thread.start()
@@ -287,8 +292,12 @@ def follow_link_change(
             lab_shape(runner.lab_state_dir, {**change, "delayMs": original_ms})
         except LabError as error:
             runner.progress(f"live change: could not restore the link: {error}")
-    reroute = None
-    if routed_zones:
+    reroute, not_rerouted = None, ""
+    if not routed_zones:
+        not_rerouted = f"no zone of {pair[0]} <-> {pair[1]} prefers the other before the change and the third after"
+    elif "samplingFailure" in routed_load:
+        not_rerouted = f"the routed front's call counts stopped: {routed_load['samplingFailure']}"
+    else:
         front_zone, near_zone, far_zone = routed_zones
         reroute = Reroute(
             front_zone=front_zone,
@@ -312,7 +321,5 @@ def follow_link_change(
         network_ms_after=network_cost(problem_after, after),
         timeline=per_second(load["sentS"], load["latenciesMs"]),
         reroute=reroute,
-        not_rerouted=""
-        if routed_zones
-        else (f"no zone of {pair[0]} <-> {pair[1]} prefers the other before the change and the third zone after it"),
+        not_rerouted=not_rerouted,
     )

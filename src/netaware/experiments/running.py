@@ -42,7 +42,7 @@ from netaware.lab.running import status as lab_status
 from netaware.scraping import counter_totals
 from netaware.workloads.graphs import ServiceGraph, graph_named
 from netaware.workloads.manifests import PORT, render
-from netaware.workloads.routing import KUBE_PROXY, ROUTINGS
+from netaware.workloads.routing import KUBE_PROXY, MANIFEST_ROUTINGS
 
 POLICIES = ("default", "netaware", "random", "optimal")
 """The placement policies; `netaware-<strategy>` picks one of the extender's strategies too."""
@@ -61,8 +61,8 @@ def split_policy(policy: str) -> tuple[str, str]:
         raise ExperimentError(f"unknown placement {placement!r} in {policy!r}; known: {', '.join(POLICIES)}, "
                               "netaware-<strategy>")  # fmt: skip
     routing = routing or KUBE_PROXY
-    if routing not in ROUTINGS:
-        raise ExperimentError(f"unknown routing {routing!r} in {policy!r}; known: {', '.join(ROUTINGS)}")
+    if routing not in MANIFEST_ROUTINGS:
+        raise ExperimentError(f"unknown routing {routing!r} in {policy!r}; known: {', '.join(MANIFEST_ROUTINGS)}")
     return placement, routing
 
 
@@ -96,9 +96,10 @@ EXPERIMENTS = {
             "routing",
             "replicated",
             "three-zones",
-            description="routing on netaware's placement: kube-proxy's random replica vs each caller's Prequal "
-            "router, over two replicas per service spread across zones",
-            policies=("netaware", "netaware+prequal"),
+            description="routing on netaware's placement: kube-proxy's random replica, kube-proxy preferring the "
+            "caller's zone (PreferClose) and each caller's Prequal router, over two replicas per service spread "
+            "across zones",
+            policies=("netaware", "netaware+prefer-close", "netaware+prequal"),
         ),
     )
 }

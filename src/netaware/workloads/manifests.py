@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from netaware.workloads.graphs import ServiceGraph
-from netaware.workloads.routing import KUBE_PROXY, ROUTINGS
+from netaware.workloads.routing import KUBE_PROXY, MANIFEST_ROUTINGS, PREFER_CLOSE
 
 IMAGE = "netaware/netaware:0.1.0"
 PORT = 8080
@@ -55,7 +55,7 @@ def _container(graph: ServiceGraph, name: str, routing: str) -> dict[str, Any]:
         f"--payload-bytes={service.payload_bytes}",
     ]
     args += [f"--call={call.callee}:{PORT}*{call.calls}" for call in service.calls]
-    if routing != KUBE_PROXY and service.calls:
+    if routing not in (KUBE_PROXY, PREFER_CLOSE) and service.calls:
         args.append(f"--routing={routing}")
     return {
         "name": "service",
@@ -83,19 +83,20 @@ def render(
 ) -> list[dict[str, Any]]:
     """Deployments, Services and the AppGroup. `scheduler`: `netaware` or `default`; `pinned`: service -> node
     (kube-scheduler then only checks that the pod fits there); `routing`: how callers pick a callee's replica,
-    kube-proxy or a balancing policy each caller runs itself (its pods then get a service account that may read
-    EndpointSlices)."""
+    kube-proxy (at random, or `prefer-close`: the Services' PreferClose traffic distribution) or a balancing policy
+    each caller runs itself (its pods then get a service account that may read EndpointSlices)."""
     if scheduler not in ("netaware", "default"):
         raise ValueError(f"scheduler must be netaware or default, got {scheduler!r}")
-    if routing not in ROUTINGS:
-        raise ValueError(f"routing must be one of {', '.join(ROUTINGS)}, got {routing!r}")
-    documents: list[dict[str, Any]] = [] if routing == KUBE_PROXY else routing_access(namespace)
+    if routing not in MANIFEST_ROUTINGS:
+        raise ValueError(f"routing must be one of {', '.join(MANIFEST_ROUTINGS)}, got {routing!r}")
+    client_side = routing not in (KUBE_PROXY, PREFER_CLOSE)
+    documents: list[dict[str, Any]] = routing_access(namespace) if client_side else []
     for service in graph.services:
         labels = {"app": service.name, APPGROUP_LABEL: graph.name}
         pod_spec: dict[str, Any] = {
             "containers": [_container(graph, service.name, routing)], "terminationGracePeriodSeconds": 2
         }  # fmt: skip
-        if routing != KUBE_PROXY and service.calls:
+        if client_side and service.calls:
             pod_spec["serviceAccountName"] = ROUTING_ACCOUNT
         if scheduler == "netaware":
             pod_spec["schedulerName"] = NETAWARE_SCHEDULER
@@ -132,7 +133,11 @@ def render(
                 "apiVersion": "v1",
                 "kind": "Service",
                 "metadata": {"name": service.name, "namespace": namespace, "labels": labels},
-                "spec": {"selector": labels, "ports": [{"name": "http", "port": PORT, "targetPort": "http"}]},
+                "spec": {
+                    "selector": labels,
+                    "ports": [{"name": "http", "port": PORT, "targetPort": "http"}],
+                    **({"trafficDistribution": "PreferClose"} if routing == PREFER_CLOSE else {}),
+                },
             }
         )
     documents.append(appgroup(graph, namespace=namespace))

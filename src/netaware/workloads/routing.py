@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 KUBE_PROXY = "kube-proxy"
 ROUTINGS = (KUBE_PROXY, *POLICIES)
 """`--routing` choices: kube-proxy (the Service's address) or a balancing policy run by the caller itself."""
+PREFER_CLOSE = "prefer-close"
+"""kube-proxy with the Services' `trafficDistribution: PreferClose` (Kubernetes' own topology-aware routing: an
+endpoint in the caller's zone if there is one, else any): a choice of the manifests, not of the caller."""
+MANIFEST_ROUTINGS = (KUBE_PROXY, PREFER_CLOSE, *POLICIES)
 
 
 class CallError(Exception):
