@@ -388,3 +388,46 @@ def test_with_no_neighbour_placed_the_most_central_node_wins() -> None:
     central = min(expected, key=expected.__getitem__)
     assert scores[central].extender_score == 10
     assert len(set(expected.values())) > 1, "the triangle should not be symmetric, or this test proves nothing"
+
+
+ZONES = symmetric({("a", "b"): (20, 200, 0.0), ("a", "c"): (40, 100, 0.0), ("b", "c"): (30, 200, 0.0)})
+"""One node per zone, as three-zones' RTTs: b is the centre."""
+
+
+def test_routed_spreads_a_callee_to_where_its_callers_lack_a_near_replica_where_the_mean_packs_it() -> None:
+    """Frontends in every zone, one catalog replica already in the central zone b. The replica mean prices the
+    second replica by its mean link to all frontends and packs it in b again; `routed` prices what each frontend's
+    router will pay (mostly its nearest replica), so the second goes where a frontend has none near: c, whose
+    nearest is 30 ms away (a's is 20)."""
+    group = shop()
+    placements = {"frontend": ["a", "b", "c"], "cart": ["b"]}
+    scores = {strategy: score_nodes(link_costs=build_link_costs(ZONES.dense()), appgroup=group, workload="cart",
+                                    placements=placements, candidates=["a", "b", "c"], strategy=strategy)
+              for strategy in ("seed", "routed")}  # fmt: skip
+    assert scores["seed"][0].node == "b"
+    assert scores["routed"][0].node == "c" and scores["routed"][-1].node == "b"
+
+    # Nothing placed of its own: `routed` prices a first replica as the mean does (it would be every call's target).
+    def first_replica(strategy: str) -> dict[str, float]:
+        rows = score_nodes(link_costs=build_link_costs(ZONES.dense()), appgroup=group, workload="cart",
+                           placements={"frontend": ["a", "b", "c"]}, candidates="abc", strategy=strategy)  # fmt: skip
+        return {s.node: s.total_cost for s in rows}
+
+    assert first_replica("routed") == pytest.approx(first_replica("seed"))
+
+
+def test_routed_prices_a_caller_at_mostly_its_nearest_replica() -> None:
+    """A frontend candidate over cart replicas on a and c: 0.8 x the cheaper link + 0.2 x their mean, by hand."""
+    from netaware.core.scoring import ROUTED_NEAR_SHARE
+
+    link_costs = build_link_costs(ZONES.dense())
+    index = {n: i for i, n in enumerate(ZONES.dense().nodes)}
+    rows = {s.node: s for s in score_nodes(link_costs=link_costs, appgroup=shop(), workload="frontend",
+            placements={"cart": ["a", "c"]}, candidates=["a", "b", "c", "ghost"], strategy="routed")}  # fmt: skip
+    for node in ("a", "b", "c"):
+        to_replicas = [float(link_costs.cost[index[node], index[m]]) if m != node else 0.0 for m in ("a", "c")]
+        expected = ROUTED_NEAR_SHARE * min(to_replicas) + (1 - ROUTED_NEAR_SHARE) * sum(to_replicas) / 2
+        assert rows[node].dependency_cost == pytest.approx(expected, abs=1e-6)
+    # A node the topology does not know is as far as the worst link from every replica: never cheaper than measured.
+    assert rows["ghost"].dependency_cost == pytest.approx(link_costs.worst_link_cost)
+    assert all(rows["ghost"].dependency_cost > rows[n].dependency_cost for n in "abc")
