@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from netaware.cli import app
 from netaware.experiments.reporting import table_rows, targets, write_report
-from netaware.experiments.running import ExperimentResult, PolicyResult
+from netaware.experiments.running import ExperimentResult, PolicyResult, merged_loads
 from netaware.plotting import INSTALL_HINT, PlotsUnavailableError
 
 
@@ -103,3 +103,17 @@ def test_without_the_plots_extra_a_report_command_stops_first_saying_what_to_ins
     assert outcome.exit_code == 2
     assert INSTALL_HINT in " ".join(outcome.output.split())
     assert not (tmp_path / "simulation").exists()  # stopped before any work
+
+
+def test_load_from_clients_in_every_zone_is_pooled_on_one_clock() -> None:
+    def raw(started: float, latencies: list[float], errors: int, duration: float) -> dict[str, object]:
+        sent = [0.5 * i for i in range(len(latencies))]
+        return {"startedAt": started, "latenciesMs": latencies, "sentS": sent, "errors": errors,
+                "errorSamples": ["boom"] * errors, "durationS": duration, "callsPerRequest": 5.0}  # fmt: skip
+
+    pooled = merged_loads([raw(100.0, [10.0, 20.0], 0, 10.0), raw(101.0, [30.0, 40.0, 1000.0], 1, 12.0)])
+    assert pooled["requests"] == 6 and pooled["ok"] == 5 and pooled["errors"] == 1
+    assert pooled["p50Ms"] == 30.0 and pooled["errorRate"] == pytest.approx(1 / 6)
+    assert pooled["throughputPerS"] == pytest.approx(5 / 12.0)
+    assert pooled["startedAt"] == 100.0 and pooled["sentS"] == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert pooled["errorSamples"] == ["boom"] and pooled["callsPerRequest"] == 5.0

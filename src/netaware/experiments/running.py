@@ -26,6 +26,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from netaware.kube.clients import api_client
 from netaware.lab.running import status as lab_status
 from netaware.scraping import counter_totals
 from netaware.workloads.graphs import ServiceGraph, graph_named
+from netaware.workloads.load import LoadResult
 from netaware.workloads.manifests import PORT, render
 from netaware.workloads.routing import KUBE_PROXY, MANIFEST_ROUTINGS
 
@@ -77,6 +79,9 @@ class Experiment:
     description: str = ""
     policies: tuple[str, ...] = POLICIES
     """What `experiment run` compares unless told otherwise."""
+    clients_in_every_zone: bool = False
+    """One load client next to each replica of the entry service, sending it its share of the rate directly (a
+    zonal ingress per zone); otherwise one client next to the entry's first replica, through its Service."""
 
 
 EXPERIMENTS = {
@@ -100,6 +105,23 @@ EXPERIMENTS = {
             "caller's zone (PreferClose) and each caller's Prequal router, over two replicas per service spread "
             "across zones",
             policies=("netaware", "netaware+prefer-close", "netaware+prequal"),
+        ),
+        Experiment(
+            "joint",
+            "zonal",
+            "three-zones",
+            description="placement and routing together: a frontend in every zone with its own clients, three "
+            "replicas per callee placed by the policy (default, netaware's mean, netaware-routed), routed by "
+            "kube-proxy or Prequal",
+            policies=(
+                "default",
+                "default+prequal",
+                "netaware",
+                "netaware+prequal",
+                "netaware-routed",
+                "netaware-routed+prequal",
+            ),
+            clients_in_every_zone=True,
         ),
     )
 }
@@ -250,19 +272,13 @@ class ExperimentRunner:
         replica_nodes, seconds_to_ready = self.deploy(graph, problem, policy, namespace, lab)
         placement = first_replicas(replica_nodes)
         zones = {node: spec["zone"] for node, spec in lab["nodes"].items()}
-        entry_node = placement[graph.entry]
-        client_namespace = lab["nodes"][entry_node]["namespace"]
         self.progress(f"{policy}: warming up ({experiment.warmup} requests)")
-        self.drive(
-            client_namespace, namespace, graph.entry, rate=experiment.rate_per_s, count=experiment.warmup, lab=lab
-        )
+        self.drive_clients(experiment, namespace, graph, replica_nodes, experiment.warmup, lab)
         replicated = any(len(nodes) > 1 for nodes in replica_nodes.values())
         calls_before = self.calls_between_nodes(namespace) if replicated else {}
         before = self.link_bytes()
         self.progress(f"{policy}: {experiment.requests} requests at {experiment.rate_per_s:g}/s")
-        load = self.drive(
-            client_namespace, namespace, graph.entry, rate=experiment.rate_per_s, count=experiment.requests, lab=lab
-        )
+        load = self.drive_clients(experiment, namespace, graph, replica_nodes, experiment.requests, lab)
         after = self.link_bytes()
         if replicated:
             calls = self.calls_between_nodes(namespace)
@@ -394,17 +410,63 @@ class ExperimentRunner:
             time.sleep(0.5)
         raise ExperimentError(f"Services in {namespace} still without ready endpoints after 60 s")
 
-    def drive(
-        self, client_namespace: str, namespace: str, entry: str, *, rate: float, count: int, lab: Mapping[str, Any]
+    def drive_clients(
+        self,
+        experiment: Experiment,
+        namespace: str,
+        graph: ServiceGraph,
+        replica_nodes: Mapping[str, Sequence[str]],
+        count: int,
+        lab: Mapping[str, Any],
     ) -> dict[str, Any]:
-        """The open-loop load driver in `client_namespace` (the entry pod's node). On real nodes it sends to the
-        entry Service's ClusterIP through that node's kube-proxy (the machine's own resolver is never asked); on
-        the process runtime, through the lab's Service table."""
+        """`count` requests at the experiment's rate from its clients: one next to the entry's first replica, or
+        one next to each entry replica, sending to it directly, the rate split evenly, their results merged."""
+        if not experiment.clients_in_every_zone:
+            client_namespace = lab["nodes"][replica_nodes[graph.entry][0]]["namespace"]
+            return self.drive(client_namespace, namespace, graph.entry, rate=experiment.rate_per_s, count=count,
+                              lab=lab)  # fmt: skip
+        entries: list[Any] = self.core.list_namespaced_pod(namespace, label_selector=f"app={graph.entry}").items
+        clients = [(lab["nodes"][pod.spec.node_name]["namespace"], f"{pod.status.pod_ip}:{PORT}") for pod in entries]
+        results: list[dict[str, Any]] = [{} for _ in clients]
+
+        def client(position: int) -> None:
+            client_namespace, target = clients[position]
+            try:
+                share = experiment.rate_per_s / len(clients), count // len(clients)
+                results[position] = self.drive(client_namespace, namespace, graph.entry, target=target, lab=lab,
+                                               rate=share[0], count=share[1])  # fmt: skip
+            except ExperimentError as error:  # raised again below, in the caller's thread
+                results[position] = {"failure": str(error)}
+
+        threads = [threading.Thread(target=client, args=(i,), name=f"client-{i}") for i in range(len(clients))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        failures = [r["failure"] for r in results if "failure" in r]
+        if failures:
+            raise ExperimentError(f"{len(failures)} of {len(clients)} load clients failed: {failures[0]}")
+        return merged_loads(results)
+
+    def drive(
+        self,
+        client_namespace: str,
+        namespace: str,
+        entry: str,
+        *,
+        rate: float,
+        count: int,
+        lab: Mapping[str, Any],
+        target: str | None = None,
+    ) -> dict[str, Any]:
+        """The open-loop load driver in `client_namespace` (the entry pod's node). To `target` (host:port) if given;
+        on real nodes, else to the entry Service's ClusterIP through that node's kube-proxy (the machine's own
+        resolver is never asked); on the process runtime, through the lab's Service table."""
         env = {**os.environ, "POD_NAMESPACE": namespace}
-        if lab.get("runtime") == "process":
+        if target is None and lab.get("runtime") == "process":
             target = f"{entry}:{PORT}"
             env["NETAWARE_LAB_SERVICES"] = lab["servicesFile"]
-        else:
+        elif target is None:
             service: Any = self.core.read_namespaced_service(entry, namespace)
             target = f"{service.spec.cluster_ip}:{PORT}"
         command = [
@@ -446,3 +508,19 @@ class ExperimentRunner:
 def first_replicas(replica_nodes: Mapping[str, Sequence[str]]) -> dict[str, str]:
     """service -> the node of its first replica (its only one, in a graph of one replica per service)."""
     return {service: nodes[0] for service, nodes in replica_nodes.items()}
+
+
+def merged_loads(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Several load drivers' raw results as one: their requests pooled (percentiles over all of them, send times
+    on the earliest driver's clock), errors summed, throughput over the longest run."""
+    started = min(float(r["startedAt"]) for r in results)
+    pooled = LoadResult(
+        latencies_ms=[latency for r in results for latency in r["latenciesMs"]],
+        sent_s=[float(r["startedAt"]) - started + sent for r in results for sent in r["sentS"]],
+        started_at_s=started,
+        errors=sum(int(r["errors"]) for r in results),
+        error_samples=[sample for r in results for sample in r.get("errorSamples", [])],
+        duration_s=max(float(r["durationS"]) for r in results),
+        calls=[int(r["callsPerRequest"]) for r in results],
+    )
+    return {**pooled.summary(), "latenciesMs": pooled.latencies_ms, "sentS": pooled.sent_s, "startedAt": started}

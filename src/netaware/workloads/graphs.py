@@ -171,6 +171,26 @@ def _replicated() -> ServiceGraph:
     )
 
 
+def _zonal() -> ServiceGraph:
+    # Placement and routing together: a frontend in every zone (its clients there too), each callee with three
+    # replicas the placement policy may spread or pack; each frontend's calls go where its routing sends them.
+    return ServiceGraph(
+        "zonal",
+        "frontend",
+        (
+            Service(
+                "frontend",
+                (Call("catalog", 2), Call("currency", 2), Call("cart")),
+                work_ms=2.0,
+                replicas=3,
+                spread=True,
+            ),  # fmt: skip
+            *(Service(name, replicas=3, cpu="250m") for name in ("catalog", "currency", "cart")),
+        ),
+        "a frontend in every zone over catalog, currency and cart, three replicas each placed by the policy",
+    )
+
+
 def _cloud_edge() -> ServiceGraph:
     # Sensors at the edge push readings through a filter; aggregation and storage live in the cloud.
     return ServiceGraph(
@@ -189,7 +209,8 @@ def _cloud_edge() -> ServiceGraph:
 
 
 GRAPHS: dict[str, ServiceGraph] = {
-    graph.name: graph for graph in (_chain(), _star(), _cross(), _online_boutique(), _replicated(), _cloud_edge())
+    graph.name: graph
+    for graph in (_chain(), _star(), _cross(), _online_boutique(), _replicated(), _zonal(), _cloud_edge())
 }
 
 
