@@ -184,7 +184,7 @@ def _zonal() -> ServiceGraph:
                 work_ms=2.0,
                 replicas=3,
                 spread=True,
-            ),  # fmt: skip
+            ),
             *(Service(name, replicas=3, cpu="250m") for name in ("catalog", "currency", "cart")),
         ),
         "a frontend in every zone over catalog, currency and cart, three replicas each placed by the policy",
