@@ -375,6 +375,11 @@ def test_a_workload_routing_its_own_calls_with_prequal_sends_more_of_them_to_the
             shares[policy] = fast / (fast + slow)
             counted = requests.get(f"http://{front}/metrics", timeout=5).text
             assert 'netaware_workload_downstream_calls_total{node="",service="fast-slow"}' in counted
+            routing = requests.get(f"http://{front}/v1/routing", timeout=5).json()
+            downstream = routing["downstreams"]["fast-slow:80"]
+            assert routing["routing"] == policy and downstream["policy"] == policy, routing
+            assert sorted(downstream["replicas"]) == sorted([ROUTED_FAST.address, ROUTED_SLOW.address]), routing
+            assert policy == "random" or downstream["pool"], routing  # Prequal shows the probes it chooses by
     # 320 calls each: a binomial share's standard deviation is under 3 points, so 15 points apart is no accident.
     assert shares["prequal"] >= shares["random"] + 0.15, shares
     print(f"\nthe fast replica's share of the calls: {', '.join(f'{p} {s:.0%}' for p, s in shares.items())}")

@@ -800,9 +800,9 @@ def test_client_side_prequal_prefers_the_near_replica_and_follows_a_degraded_lin
     lab: tuple[LabConfig, client.ApiClient, ClusterSettings],
 ) -> None:
     """A front in zone-a routes its calls with Prequal (each probe's round trip counted) over back replicas in zone-b
-    (20 ms RTT) and zone-c (40 ms) at 40 requests/s: most calls go to zone-b; then the zone-a <-> zone-b link is
-    slowed to 80 ms RTT (`lab shape`), and from 5 s after the change most calls go to zone-c. No request fails. The
-    demo's live act measures its (b) with the same pair (experiments/live.py)."""
+    (20 ms RTT) and zone-c (40 ms) at 40 requests/s: at least 75% of the calls go to zone-b; then the zone-a <->
+    zone-b link is slowed to 80 ms RTT (`lab shape`), and from 5 s after the change at least 75% go to zone-c. No
+    request fails. The demo's live act measures its (b) with the same pair (experiments/live.py)."""
     config, api, settings = lab
     manifest = yaml.safe_dump_all(routed_manifests("default", "zone-a", ("zone-b", "zone-c")))
     applied = kubectl(settings, "apply", "-f", "-", stdin=manifest)
@@ -832,11 +832,12 @@ def test_client_side_prequal_prefers_the_near_replica_and_follows_a_degraded_lin
     change = changed_at[0]
     before = shares.share("zone-c", change - 7.5, change)
     after = shares.share("zone-c", change + 5.0, shares.samples[-1][0])
-    # Prequal spreads by requests in flight too, and the caller's own requests count until they return, a round
-    # trip later: at 40/s the near replica is busy with one of ours a third of the time, so it gets a majority,
-    # not all. 7.5 s at 40/s is 300 calls: a share's standard deviation is under 3 points.
-    assert before <= 0.45, f"zone-c had {before:.0%} of the calls before the change: the near replica should lead"
-    assert after >= 0.55, f"zone-c had {after:.0%} of the calls from 5 s after the change: the calls should follow"
+    # The caller counts its own requests in flight for the share of their time they spend at the replica (a twentieth
+    # across this link), not as the probe that followed one found it: the near replica takes nearly every call (3%
+    # to zone-c measured) until the change makes it the slow one. 7.5 s at 40/s is 300 calls: a share's standard
+    # deviation is under 3 points.
+    assert before <= 0.25, f"zone-c had {before:.0%} of the calls before the change: the near replica should lead"
+    assert after >= 0.75, f"zone-c had {after:.0%} of the calls from 5 s after the change: the calls should follow"
     flipped = shares.majority_after("zone-c", change)
     print(f"client-side Prequal: zone-c's share {before:.0%} before, {after:.0%} from 5 s after the change; the first "
           f"1-s window with most calls on zone-c ended {flipped:.2f} s after it")  # fmt: skip

@@ -123,6 +123,29 @@ def test_prequal_counts_what_the_caller_waits_for(settings: SelectionSettings, e
     assert balancer.choose(["near", "far"], now_s=0.1) == expected
 
 
+@pytest.mark.parametrize(
+    ("work_ms", "count_probe_rtt", "second"),
+    [
+        pytest.param(1.0, True, "near", id="1 ms of work 20 ms away: ours is a twentieth of a request there"),
+        pytest.param(30.0, True, "far", id="30 ms of work: ours is most of a request there, the replica is busy"),
+        pytest.param(1.0, False, "far", id="server-side only (the paper's): ours counts whole"),
+    ],
+)
+def test_our_request_in_flight_counts_for_the_share_of_its_time_at_the_replica(
+    work_ms: float, count_probe_rtt: bool, second: str
+) -> None:
+    """Two idle replicas, near (20 ms round trip) and far (40 ms): the first query goes near; while it is on its
+    way, a second query sees the near replica with one of ours in flight, which is hot only if that request spends
+    most of its time at the replica, not on the wire."""
+    settings = SelectionSettings(remove_worst_every=0, reuse_budget=None, count_probe_rtt=count_probe_rtt)
+    balancer = PrequalBalancer(settings=settings, rng=random.Random(3))
+    balancer.on_probe("near", rif=0, latency_ms=work_ms, now_s=0.0, rtt_ms=20.0)
+    balancer.on_probe("far", rif=0, latency_ms=work_ms + 0.5, now_s=0.0, rtt_ms=40.0)
+    assert balancer.choose(["near", "far"], now_s=0.01) == "near"
+    balancer.on_start("near")
+    assert balancer.choose(["near", "far"], now_s=0.012) == second
+
+
 def test_the_paper_parameters_count_server_side_latency_only() -> None:
     assert PAPER_UPKEEP["count_probe_rtt"] is False and SelectionSettings().count_probe_rtt is True
 

@@ -19,7 +19,7 @@ from flask import Flask
 from werkzeug.serving import make_server
 
 from netaware.core.selection import LatencyEstimator
-from netaware.router.replica import PROBE_PATH, ProbeMiddleware
+from netaware.router.replica import CALLER_HEADER, PROBE_PATH, ProbeMiddleware
 
 
 @pytest.mark.parametrize(
@@ -76,15 +76,17 @@ def replica() -> Iterator[tuple[str, ProbeMiddleware]]:
     thread.join(timeout=5)
 
 
-def get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=5) as response:
+def get(url: str, caller: str | None = None) -> bytes:
+    request = urllib.request.Request(url, headers={CALLER_HEADER: caller} if caller else {})
+    with urllib.request.urlopen(request, timeout=5) as response:
         return response.read()  # type: ignore[no-any-return]
 
 
 def test_probe_reports_load_at_once_and_then_the_latency(replica: tuple[str, ProbeMiddleware]) -> None:
     url, middleware = replica
-    assert json.loads(get(url + PROBE_PATH)) == {"rif": 0, "latencyMs": 0.0}
-    workers = [threading.Thread(target=get, args=(url + "/work",)) for _ in range(4)]
+    assert json.loads(get(url + PROBE_PATH)) == {"rif": 0, "latencyMs": 0.0, "yours": 0}
+    callers = ("router-a", "router-a", "router-b", None)  # three named, one not
+    workers = [threading.Thread(target=get, args=(url + "/work", caller)) for caller in callers]
     for worker in workers:
         worker.start()
     deadline = time.monotonic() + 2
@@ -92,11 +94,13 @@ def test_probe_reports_load_at_once_and_then_the_latency(replica: tuple[str, Pro
         time.sleep(0.005)
     during = json.loads(get(url + PROBE_PATH))
     # Answered while all four were in flight: had the probe queued behind them, it would read 0.
-    assert during["rif"] == 4
+    assert during["rif"] == 4 and during["yours"] == 0  # an unnamed probe: none are its own
+    assert json.loads(get(url + PROBE_PATH, "router-a"))["yours"] == 2
+    assert json.loads(get(url + PROBE_PATH, "router-b"))["yours"] == 1
     for worker in workers:
         worker.join()
-    after = json.loads(get(url + PROBE_PATH))
-    assert after["rif"] == 0
+    after = json.loads(get(url + PROBE_PATH, "router-a"))
+    assert after["rif"] == 0 and after["yours"] == 0 and middleware.by_caller == {}
     assert WORK_S * 1e3 <= after["latencyMs"] < WORK_S * 1e3 * 1.5
 
 
@@ -104,4 +108,4 @@ def test_health_checks_are_neither_counted_nor_timed(replica: tuple[str, ProbeMi
     url, _ = replica
     for _ in range(5):
         assert get(url + "/healthz") == b"ok"
-    assert json.loads(get(url + PROBE_PATH)) == {"rif": 0, "latencyMs": 0.0}  # still a replica nobody has used
+    assert json.loads(get(url + PROBE_PATH)) == {"rif": 0, "latencyMs": 0.0, "yours": 0}  # nobody has used it yet

@@ -36,9 +36,12 @@ class Balancer(Protocol):
         """Replicas to probe now: `query` is True when called for a request, False from the idle timer."""
         ...
 
-    def on_probe(self, replica: str, *, rif: int, latency_ms: float, now_s: float, rtt_ms: float = 0.0) -> None:
-        """A probe's answer: the replica's requests in flight and latency estimate, and `rtt_ms`, the probe's own
-        round trip as the caller measured it (the network, and the replica's accept queue)."""
+    def on_probe(
+        self, replica: str, *, rif: int, latency_ms: float, now_s: float, rtt_ms: float = 0.0, yours: int = 0
+    ) -> None:
+        """A probe's answer: the replica's requests in flight and latency estimate, `rtt_ms`, the probe's own round
+        trip as the caller measured it (the network, and the replica's accept queue), and `yours`, how many of the
+        requests in flight were this caller's."""
 
     def on_start(self, replica: str) -> None: ...
 
@@ -63,7 +66,9 @@ class _InFlight:
     def on_finish(self, replica: str, *, ok: bool, now_s: float, latency_ms: float | None = None) -> None:
         self.in_flight[replica] = max(0, self.in_flight.get(replica, 0) - 1)
 
-    def on_probe(self, replica: str, *, rif: int, latency_ms: float, now_s: float, rtt_ms: float = 0.0) -> None:
+    def on_probe(
+        self, replica: str, *, rif: int, latency_ms: float, now_s: float, rtt_ms: float = 0.0, yours: int = 0
+    ) -> None:
         return None
 
     def probe_targets(self, replicas: Sequence[str], *, now_s: float, query: bool) -> list[str]:
@@ -167,7 +172,9 @@ class LowestLatencyBalancer(_InFlight):
         self.last_refresh_s = now_s
         return list(replicas)
 
-    def on_probe(self, replica: str, *, rif: int, latency_ms: float, now_s: float, rtt_ms: float = 0.0) -> None:
+    def on_probe(
+        self, replica: str, *, rif: int, latency_ms: float, now_s: float, rtt_ms: float = 0.0, yours: int = 0
+    ) -> None:
         self.latest[replica] = latency_ms + rtt_ms  # what the caller waits for, as Aviator measures it
 
     def choose(self, replicas: Sequence[str], *, now_s: float, exclude: frozenset[str] = frozenset()) -> str:
@@ -209,10 +216,19 @@ class PrequalBalancer(_InFlight):
             self.last_probe_s = now_s
         return targets
 
-    def on_probe(self, replica: str, *, rif: int, latency_ms: float, now_s: float, rtt_ms: float = 0.0) -> None:
+    def on_probe(
+        self, replica: str, *, rif: int, latency_ms: float, now_s: float, rtt_ms: float = 0.0, yours: int = 0
+    ) -> None:
+        """Our own requests are counted by us, from the moment we send each until it ends, instead of as the
+        replica saw them (`yours`, subtracted): `at_replica` of one each, the share of its time it spends there."""
+        at_replica = 1.0
         if self.settings.count_probe_rtt:
+            if latency_ms > 0:  # an estimate of how long a request stays at the replica: the rest is the network
+                at_replica = latency_ms / (latency_ms + rtt_ms)
             latency_ms += rtt_ms
-        self.pool.add(Probe(replica=replica, rif=rif, latency_ms=latency_ms, received_at_s=now_s))
+        ours, others = self.in_flight.get(replica, 0), max(0, rif - yours)
+        self.pool.add(Probe(replica, rif=others + ours * at_replica, latency_ms=latency_ms, received_at_s=now_s,
+                            ours=ours, at_replica=at_replica))  # fmt: skip
 
     def on_finish(self, replica: str, *, ok: bool, now_s: float, latency_ms: float | None = None) -> None:
         super().on_finish(replica, ok=ok, now_s=now_s)
@@ -226,7 +242,7 @@ class PrequalBalancer(_InFlight):
         return {
             **super().state(),
             "pool": [
-                {"replica": p.replica, "rif": p.rif, "latencyMs": p.latency_ms, "uses": p.uses}
+                {"replica": p.replica, "rif": round(p.rif, 3), "latencyMs": p.latency_ms, "uses": p.uses}
                 for p in self.pool.probes
             ],
             "errorRatio": {r: round(self.pool.error_ratio(r), 3) for r in self.pool.outcomes},

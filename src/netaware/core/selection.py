@@ -34,15 +34,19 @@ from typing import Any
 @dataclass(slots=True)
 class Probe:
     replica: str
-    rif: int
-    """Requests in flight at the replica when it answered (plus what we sent since)."""
+    rif: float
+    """Requests in flight at the replica when it answered (plus what we sent since, `at_replica` each)."""
     latency_ms: float
     """The replica's latency estimate for a query arriving now (median of recent latencies at similar RIF)."""
     received_at_s: float
     uses: int = 0
     ours: int = 0
-    """Requests we sent on this probe that are still in flight: counted in `rif` until they end (the replica had not
-    seen them when it answered)."""
+    """Our requests to the replica still in flight (those it had when it answered, less the replica's own count of
+    them, and those sent since): counted in `rif` until each ends."""
+    at_replica: float = 1.0
+    """How much one of our requests adds to `rif`: the share of its time it spends at the replica rather than on the
+    way there and back. A request to a replica 20 ms away that serves it in 1 ms is at the replica for 1 ms of 21:
+    counted whole, it made the near replica hot for the whole round trip, and the next query went to the far one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,14 +130,14 @@ class ProbePool:
     # --- outcomes (error aversion) ------------------------------------------------------------------------
 
     def request_ended(self, replica: str) -> None:
-        """One of our requests to `replica` ended: if the replica's probe in the pool still counts it (no fresh probe
-        has replaced it), it stops counting it. Without this, where probes take longer to come back than queries
-        take to arrive (a replica across a 20-ms link), our own count made the chosen replica hot at once and the
-        choice alternated between a near replica and a far one (41% of calls to the far one in the lab)."""
+        """One of our requests to `replica` ended: the replica's probe in the pool stops counting it. Without this,
+        where probes take longer to come back than queries take to arrive (a replica across a 20-ms link), our own
+        requests kept the chosen replica hot after they had ended, and the choice alternated between a near replica
+        and a far one."""
         for probe in self.probes:
             if probe.replica == replica and probe.ours:
                 probe.ours -= 1
-                probe.rif -= 1
+                probe.rif -= probe.at_replica
                 return
 
     def record_outcome(self, replica: str, *, ok: bool, now_s: float = 0.0) -> None:
@@ -161,7 +165,7 @@ class ProbePool:
     def hot_threshold(self) -> float:
         """The Q_RIF quantile of the pool's RIFs, linearly interpolated (nearest-rank would make the 0.8-quantile
         of a small pool its maximum, so nothing could ever be above it)."""
-        return interpolated_quantile([p.rif for p in self.probes], self.settings.hot_quantile)
+        return interpolated_quantile([whole_requests(p.rif) for p in self.probes], self.settings.hot_quantile)
 
     def select(
         self, replicas: Sequence[str], *, now_s: float, rng: random.Random, exclude: frozenset[str] = frozenset()
@@ -189,7 +193,7 @@ class ProbePool:
             healthy = probed  # every replica is erroring: still prefer the least bad by HCL
         chosen = self._hot_cold(healthy)
         chosen.uses += 1
-        chosen.rif += 1  # we are sending it one more request
+        chosen.rif += chosen.at_replica  # we are sending it one more request
         chosen.ours += 1
         if chosen.uses >= self.reuse_budget(len(replicas)):
             self.probes.remove(chosen)
@@ -197,7 +201,7 @@ class ProbePool:
 
     def _hot_cold(self, candidates: list[Probe]) -> Probe:
         threshold = self.hot_threshold()
-        cold = [p for p in candidates if p.rif <= threshold]
+        cold = [p for p in candidates if whole_requests(p.rif) <= threshold]
         if cold:
             return min(cold, key=lambda p: (p.latency_ms, p.rif))
         return min(candidates, key=lambda p: (p.rif, p.latency_ms))
@@ -215,7 +219,17 @@ class ProbePool:
 
     def _remove_worst(self) -> None:
         if len(self.probes) > 1:
-            self.probes.remove(max(self.probes, key=lambda p: (self._erroring(p.replica), p.rif, p.latency_ms)))
+            # RIF in whole requests, as hot-cold compares it: a twentieth of one of ours is no reason to drop the probe
+            # of the near replica and be left with the far one.
+            worst = max(self.probes, key=lambda p: (self._erroring(p.replica), whole_requests(p.rif), p.latency_ms))
+            self.probes.remove(worst)
+
+
+def whole_requests(rif: float) -> int:
+    """RIF as the hot-cold rule compares it: to the nearest whole request (half up), so that our own requests'
+    shares, a twentieth of a request each across a 20-ms link, make no idle replica hot, while one of ours to a
+    replica next door (most of its time spent there) still counts as the request it is."""
+    return math.floor(rif + 0.5)
 
 
 def untried(replicas: Sequence[str], exclude: frozenset[str]) -> list[str]:

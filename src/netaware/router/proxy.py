@@ -23,6 +23,7 @@ import logging
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -34,7 +35,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from netaware.core.balancing import Balancer
 from netaware.core.slices import ServiceReference, SliceEndpoint, routable
-from netaware.router.replica import PROBE_PATH
+from netaware.router.replica import CALLER_HEADER, PROBE_PATH
 
 if TYPE_CHECKING:
     from netaware.kube.api import ApiClient
@@ -116,6 +117,9 @@ class Router:
     ) -> None:
         self.replicas = list(replicas)
         """Where new requests go (a static list, or a followed Service's routable endpoints)."""
+        self.caller = uuid.uuid4().hex[:16]
+        """This router's name on its requests and probes (CALLER_HEADER): replicas say how many of their requests
+        in flight are its own."""
         self.draining: list[str] = []
         """Terminating endpoints of a followed Service: their requests in flight finish, no new ones start."""
         self.source = "static" if replicas else "none"
@@ -175,16 +179,20 @@ class Router:
         timeout = aiohttp.ClientTimeout(total=self.settings.probe_timeout_s)
         sent_s = time.monotonic()
         try:
-            async with self.session.get(f"http://{replica}{PROBE_PATH}", timeout=timeout) as answer:
+            async with self.session.get(
+                f"http://{replica}{PROBE_PATH}", timeout=timeout, headers={CALLER_HEADER: self.caller}
+            ) as answer:
                 answer.raise_for_status()
                 body = await answer.json(content_type=None)
-            rif, latency_ms = int(body["rif"]), float(body["latencyMs"])
+            rif, latency_ms, yours = int(body["rif"]), float(body["latencyMs"]), int(body.get("yours", 0))
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
             self.metrics.probes.labels("error").inc()
             return
         self.metrics.probes.labels("ok").inc()
         now_s = time.monotonic()
-        self.balancer.on_probe(replica, rif=rif, latency_ms=latency_ms, now_s=now_s, rtt_ms=(now_s - sent_s) * 1e3)
+        self.balancer.on_probe(
+            replica, rif=rif, latency_ms=latency_ms, now_s=now_s, rtt_ms=(now_s - sent_s) * 1e3, yours=yours
+        )
 
     async def _idle_probing(self) -> None:
         while True:
@@ -256,8 +264,10 @@ class Router:
         self, method: str, path: str, replica: str, headers: CIMultiDict[str] | None, body: bytes
     ) -> Answer:
         timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout_s)
+        named = CIMultiDict(headers or {})
+        named[CALLER_HEADER] = self.caller  # this hop's caller is this router, whoever called it
         async with self.session.request(
-            method, f"http://{replica}{path}", headers=headers, data=body or None, timeout=timeout,
+            method, f"http://{replica}{path}", headers=named, data=body or None, timeout=timeout,
             allow_redirects=False,
         ) as answer:  # fmt: skip
             payload = await answer.read()

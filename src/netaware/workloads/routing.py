@@ -106,6 +106,14 @@ class RoutedCalls:
             raise CallError(f"HTTP {answer.status} from {answer.replica or 'the router'}: {reason}")
         return CallAnswer(answer.body, answer.replica)
 
+    def state(self) -> dict[str, object]:
+        """Each downstream's router state (its `/v1/state` as the proxy serves it), read on the routing loop."""
+
+        async def read() -> dict[str, object]:
+            return {f"{host}:{port}": router.state() for (host, port), router in self.routers.items()}
+
+        return asyncio.run_coroutine_threadsafe(read(), self._loop).result(timeout=5)
+
     def stop(self) -> None:
         for stop in self._stops:
             stop.set()

@@ -3,7 +3,8 @@
 `GET /` does `work_ms` of work, calls each downstream in order (`calls` times each), and answers with a JSON body
 padded to `payload_bytes`, carrying how many calls the request caused below it and the nodes it crossed. A failing
 downstream turns into a 502 naming it. Wrapped in the router's ProbeMiddleware, so it answers Prequal probes
-(`/netaware/probe`: requests in flight and latency estimate); `/healthz` and `/metrics` as every service.
+(`/netaware/probe`: requests in flight and latency estimate); `/healthz` and `/metrics` as every service, and
+`/v1/routing`: what each downstream's router knows when it routes its own calls (the proxy's `/v1/state`).
 
 Downstream calls go through kube-proxy by default: service names resolve through the lab's Service table (a JSON
 file named by NETAWARE_LAB_SERVICES: one random ready endpoint per call, as kube-proxy does), without it to cluster
@@ -179,6 +180,12 @@ def create_app(settings: ServiceSettings, resolver: Resolver, routed: RoutedCall
         if routed is not None and not routed.synced:  # not ready before it knows where its calls can go
             return jsonify(status="starting", service=settings.name, waiting_for="downstream endpoints"), 503
         return jsonify(status="ok", service=settings.name), 200
+
+    @app.get("/v1/routing")
+    def routing_state() -> tuple[Response, int]:
+        if routed is None:
+            return jsonify(routing="kube-proxy", detail="calls go to the Services' addresses; kube-proxy chooses"), 200
+        return jsonify(routing=routed.policy, downstreams=routed.state()), 200
 
     @app.get("/metrics")
     def metrics() -> Response:
