@@ -117,3 +117,12 @@ def test_load_from_clients_in_every_zone_is_pooled_on_one_clock() -> None:
     assert pooled["throughputPerS"] == pytest.approx(5 / 12.0)
     assert pooled["startedAt"] == 100.0 and pooled["sentS"] == [0.0, 0.5, 1.0, 1.5, 2.0]
     assert pooled["errorSamples"] == ["boom"] and pooled["callsPerRequest"] == 5.0
+
+
+def test_the_joint_target_wants_the_routing_aware_strategy_with_prequal_lowest_in_every_cell() -> None:
+    base = routed(prequal_p99=150.0)  # netaware (100/300) and netaware+prequal (60/150)
+    best = replace(base.policies[1], policy="netaware-routed+prequal", load={**base.policies[1].load, "p50Ms": 50.0})
+    checks = {name: (value, ok) for name, value, ok in targets(replace(base, policies=[*base.policies, best]))}
+    assert checks["netaware-routed+prequal has the lowest p50 of every cell"] == (
+        "0.83 x the next (netaware+prequal)", True)  # fmt: skip
+    assert checks["netaware-routed+prequal has the lowest p99 of every cell"][1] is False  # 150 ties 150: not lower

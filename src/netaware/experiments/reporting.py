@@ -81,6 +81,14 @@ def targets(result: ExperimentResult) -> list[tuple[str, str, bool | None]]:
                 ratio = prequal.load[key] / baseline.load[key]
                 checks.append((f"Prequal routing {percentile} < {name}, on netaware's placement", f"{ratio:.2f} x",
                                ratio < 1.0))  # fmt: skip
+    joint = result.policy("netaware-routed+prequal")
+    others = [p for p in result.policies if p is not joint]
+    if joint and others:
+        for key, percentile in (("p50Ms", "p50"), ("p99Ms", "p99")):
+            best = min(others, key=lambda p: p.load[key])
+            ratio = joint.load[key] / best.load[key]
+            checks.append((f"netaware-routed+prequal has the lowest {percentile} of every cell",
+                           f"{ratio:.2f} x the next ({best.policy})", ratio < 1.0))  # fmt: skip
     return checks
 
 
