@@ -114,10 +114,10 @@ def test_a_graph_runs_as_processes_and_serves_through_service_names(lab: tuple[L
     config, api = lab
     runner = deploy_chain(config, api, "lab-chain")
     graph = graph_named("chain")
-    placement = runner.wait_ready("lab-chain", graph, "default")
+    replica_nodes = runner.wait_ready("lab-chain", graph, "default")
     state = status(config.state_dir)
     runner.wait_endpoints("lab-chain", graph, state)
-    entry_namespace = state["nodes"][placement["a"]]["namespace"]
+    entry_namespace = state["nodes"][replica_nodes["a"][0]]["namespace"]
     load = runner.drive(entry_namespace, "lab-chain", "a", rate=20, count=30, lab=state)
     assert load["ok"] == 30 and load["errors"] == 0, load
     assert load["callsPerRequest"] == 3  # a -> b -> c -> d, every hop resolved by Service name
