@@ -8,7 +8,8 @@ Per policy, in its own namespace `exp-<policy>`:
    policies) every caller routes its own calls with it, without it calls go through kube-proxy;
 2. wait until every replica is Ready (the lab's kubelets run them) and every Service has its endpoints;
 3. warm up, then send `requests` requests at `rate` per second (open loop) to the entry service from the namespace
-   of the node that runs it (the client sits next to the entry, as an ingress would);
+   of the node that runs it (the client sits next to the entry, as an ingress would; with `clients_in_every_zone`
+   one client next to each entry replica, sending to it directly, its share of the rate);
 4. read the link emulator's byte counters before and after: bytes that crossed zones;
 5. delete the namespace and wait until its pods are gone (so the next policy finds the nodes empty).
 
