@@ -223,6 +223,7 @@ def follow_link_change(
     if routed_zones:
         front_zone, near_zone, far_zone = routed_zones
         documents = routed_manifests(ROUTED_NAMESPACE, front_zone, (near_zone, far_zone))
+        runner.delete_namespace(ROUTED_NAMESPACE)  # a fresh one, as deploy() makes (a failed run may have left it)
         routed_nodes, _ = runner.deploy_documents(documents, ROUTED, "routed pair", ROUTED_NAMESPACE, lab)
         routed_front = routed_nodes["routed-front"][0]
         pods: list[Any] = runner.core.list_namespaced_pod(ROUTED_NAMESPACE, label_selector="app=routed-front").items
