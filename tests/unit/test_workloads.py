@@ -241,3 +241,37 @@ def test_the_load_driver_counts_successes_and_errors(chain: tuple[Served, Path])
 def test_rendered_yaml_round_trips() -> None:
     documents = list(yaml.safe_load_all(rendered_yaml(graph_named("star"))))
     assert documents == render(graph_named("star"))
+
+
+def test_faults_change_while_the_service_runs_and_bad_changes_are_refused_with_reasons() -> None:
+    served = Served(ServiceSettings(name="leaf", work_ms=0.0), Resolver(None, "t"))
+    base = f"http://127.0.0.1:{served.port}"
+    try:
+        assert requests.get(f"{base}/", timeout=5).status_code == 200
+        assert requests.get(f"{base}/v1/faults", timeout=5).json() == {"workMs": 0.0, "failRatio": 0.0}
+        changed = requests.put(f"{base}/v1/faults", json={"failRatio": 1.0}, timeout=5)
+        assert changed.status_code == 200 and changed.json() == {"workMs": 0.0, "failRatio": 1.0}
+        assert requests.get(f"{base}/", timeout=5).status_code == 503  # every request fails now
+        refused = {
+            "not an object": [1, 2],
+            "unknown field": {"failRatio": 0.5, "latency": 3},
+            "ratio above 1": {"failRatio": 1.5},
+            "negative work": {"workMs": -1},
+            "boolean": {"workMs": True},
+            "string": {"workMs": "5"},
+        }
+        for case, body in refused.items():
+            answer = requests.put(f"{base}/v1/faults", json=body, timeout=5)
+            assert answer.status_code == 400, case
+            assert answer.json()["error"], case
+        not_json = requests.put(f"{base}/v1/faults", data="{oops", timeout=5)
+        assert not_json.status_code == 400
+        # Nothing refused changed anything.
+        assert requests.get(f"{base}/v1/faults", timeout=5).json() == {"workMs": 0.0, "failRatio": 1.0}
+        requests.put(f"{base}/v1/faults", json={"failRatio": 0, "workMs": 30}, timeout=5).raise_for_status()
+        slowed = requests.get(f"{base}/", timeout=5)
+        assert slowed.status_code == 200 and slowed.elapsed.total_seconds() >= 0.03
+        # Fault changes are not traffic: the probe's latency estimate stays the requests' own.
+        assert requests.get(f"{base}/netaware/probe", timeout=5).json()["rif"] == 0
+    finally:
+        served.stop()

@@ -4,6 +4,7 @@ its own capacity) and routers (`netaware-router proxy`), started, waited for, dr
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -80,16 +81,23 @@ class Testbed:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     replicas: dict[str, str] = field(default_factory=dict)
     """A started replica's address -> its process name."""
+    serial: Iterator[int] = field(default_factory=itertools.count)
+    """Numbers for process names, never reused within a testbed."""
+    log_starts: dict[str, int] = field(default_factory=dict)
+    """Where each process's output begins in its log: logs are appended to, and an earlier run in the same folder
+    left lines (its listening address) that are not this process's."""
 
     def start(self, name: str, argv: list[str]) -> None:
         """Start `argv` as `name`, its output in `<log_dir>/<name>.log`."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        log = self.log_dir / f"{name}.log"
+        self.log_starts[name] = log.stat().st_size if log.exists() else 0
         # A session of its own, so a kill reaches gunicorn's worker too, not only its master.
-        self.processes[name] = processes.spawn(argv, log=self.log_dir / f"{name}.log", env=env)
+        self.processes[name] = processes.spawn(argv, log=log, env=env)
 
     def start_replica(self, spec: ReplicaSpec, *, threads: int = 256) -> str:
         """Start a replica and wait until it answers; returns its address (the port the kernel picked for port 0)."""
-        name = f"replica-{spec.port or len(self.processes)}"
+        name = f"replica-{spec.port or next(self.serial)}"
         inside = ["ip", "netns", "exec", spec.netns] if spec.netns else []
         self.start(
             name,
@@ -115,7 +123,7 @@ class Testbed:
         """Start a router over `replicas` (none: `extra` says where they come from, e.g. `--service`) and wait
         until it listens, and unless `wait_healthy` is False until its /healthz is OK; port 0 (the default) lets the
         kernel pick."""
-        name = f"router-{policy}-{port or len(self.processes)}"
+        name = f"router-{policy}-{port or next(self.serial)}"
         argv = [sys.executable, "-m", "netaware.router.commands", "proxy", "--listen", f"{HOST}:{port}",
                 "--admin", f"{HOST}:{admin_port}", "--policy", policy, *extra]  # fmt: skip
         for replica in replicas:
@@ -134,8 +142,9 @@ class Testbed:
         log = self.log_dir / f"{name}.log"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            with contextlib.suppress(FileNotFoundError):
-                for line in log.read_text(errors="replace").splitlines():
+            with contextlib.suppress(FileNotFoundError), log.open("rb") as output:
+                output.seek(self.log_starts.get(name, 0))
+                for line in output.read().decode(errors="replace").splitlines():
                     if (found := extract(line)) is not None:
                         return found
             if (reason := self.exited(name)) is not None:
@@ -213,6 +222,45 @@ def drain(replicas: Sequence[str], timeout_s: float = 120.0) -> None:
                 return
             time.sleep(0.2)
     raise TimeoutError(f"replicas still busy after {timeout_s:.0f} s")
+
+
+@dataclass(frozen=True)
+class RouterCounts:
+    """A router's counters at one moment, from its /metrics; `since` gives what happened between two of them."""
+
+    picks: dict[str, float]
+    """Requests sent to each replica (retries included), counted when sent."""
+    failed: float
+    """Attempts that ended in an error (5xx, timeout, connection error)."""
+    probes: float
+    """Probes sent, whatever their outcome."""
+
+    def since(self, earlier: RouterCounts) -> RouterCounts:
+        return RouterCounts(
+            picks={r: n - earlier.picks.get(r, 0.0) for r, n in self.picks.items()},
+            failed=self.failed - earlier.failed,
+            probes=self.probes - earlier.probes,
+        )
+
+
+def router_counts(admin_address: str) -> RouterCounts:
+    metrics = f"http://{admin_address}/metrics"
+    picks = counter_totals(metrics, "netaware_router_picks", ("replica",))
+    attempts = counter_totals(metrics, "netaware_router_attempts", ("outcome",))
+    probes = counter_totals(metrics, "netaware_router_probes", ())
+    return RouterCounts(
+        picks={replica: count for (replica,), count in picks.items()},
+        failed=attempts.get(("error",), 0.0),
+        probes=sum(probes.values()),
+    )
+
+
+def set_faults(replica: str, *, work_ms: float | None = None, fail_ratio: float | None = None) -> None:
+    """Change a running replica's work time or failure ratio (the workload service's `PUT /v1/faults`)."""
+    body = {"workMs": work_ms, "failRatio": fail_ratio}
+    requests.put(
+        f"http://{replica}/v1/faults", json={k: v for k, v in body.items() if v is not None}, timeout=5
+    ).raise_for_status()
 
 
 def attempts_per_replica(admin_address: str) -> dict[str, float]:

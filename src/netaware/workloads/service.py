@@ -3,8 +3,10 @@
 `GET /` does `work_ms` of work, calls each downstream in order (`calls` times each), and answers with a JSON body
 padded to `payload_bytes`, carrying how many calls the request caused below it and the nodes it crossed. A failing
 downstream turns into a 502 naming it. Wrapped in the router's ProbeMiddleware, so it answers Prequal probes
-(`/netaware/probe`: requests in flight and latency estimate); `/healthz` and `/metrics` as every service, and
-`/v1/routing`: what each downstream's router knows when it routes its own calls (the proxy's `/v1/state`).
+(`/netaware/probe`: requests in flight and latency estimate); `/healthz` and `/metrics` as every service,
+`/v1/routing`: what each downstream's router knows when it routes its own calls (the proxy's `/v1/state`), and
+`/v1/faults`: the work time and failure ratio in force, which `PUT` changes while the service runs (a replica that
+slows down or starts failing mid-run, for the router's benchmark and fault experiments).
 
 Downstream calls go through kube-proxy by default: service names resolve through the lab's Service table (a JSON
 file named by NETAWARE_LAB_SERVICES: one random ready endpoint per call, as kube-proxy does), without it to cluster
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import random
 import threading
@@ -24,15 +27,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from netaware.router.replica import ProbeMiddleware
 from netaware.workloads.routing import CallError, RoutedCalls
 
 CALL_TIMEOUT_S = 10.0
+log = logging.getLogger("netaware.workload")
 
 
 @dataclass(frozen=True)
@@ -101,10 +106,38 @@ class ServiceSettings:
     """Share of requests answered 503 at once, without work: a replica failing fast (fault experiments)."""
 
     def __post_init__(self) -> None:
-        if self.capacity < 0 or self.work_ms < 0 or self.payload_bytes < 0:
-            raise ValueError("capacity, work_ms and payload_bytes must be >= 0")
-        if not 0.0 <= self.fail_ratio <= 1.0:
-            raise ValueError("fail_ratio must be within 0..1")
+        if self.capacity < 0 or self.payload_bytes < 0:
+            raise ValueError("capacity and payload_bytes must be >= 0")
+        Faults(self.work_ms, self.fail_ratio)  # the same rules as a change at runtime
+
+
+@dataclass(frozen=True)
+class Faults:
+    """What the service does to each request now: `work_ms` of work, or a 503 at once for `fail_ratio` of them."""
+
+    work_ms: float
+    fail_ratio: float
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.work_ms, int | float) and 0 <= self.work_ms <= 60_000):
+            raise ValueError(f"workMs must be a number of milliseconds within 0..60000, not {self.work_ms!r}")
+        if not (isinstance(self.fail_ratio, int | float) and 0.0 <= self.fail_ratio <= 1.0):
+            raise ValueError(f"failRatio must be a number within 0..1, not {self.fail_ratio!r}")
+
+    def changed(self, body: Any) -> Faults:
+        """These faults with the fields `body` (a PUT's JSON object: workMs, failRatio) names; ValueError says why a
+        body is refused."""
+        if not isinstance(body, dict):
+            raise ValueError("expected a JSON object with workMs and/or failRatio")
+        unknown = sorted(set(body) - {"workMs", "failRatio"})
+        if unknown:
+            raise ValueError(f"unknown fields {unknown}: expected workMs and/or failRatio")
+        if any(isinstance(value, bool) for value in body.values()):
+            raise ValueError("workMs and failRatio are numbers, not booleans")
+        return Faults(body.get("workMs", self.work_ms), body.get("failRatio", self.fail_ratio))
+
+    def as_json(self) -> dict[str, float]:
+        return {"workMs": self.work_ms, "failRatio": self.fail_ratio}
 
 
 def create_app(settings: ServiceSettings, resolver: Resolver, routed: RoutedCalls | None = None) -> Flask:
@@ -132,6 +165,7 @@ def create_app(settings: ServiceSettings, resolver: Resolver, routed: RoutedCall
     # the requests in flight and the latency a probe reports include the wait, as on a busy server.
     work_slots = threading.BoundedSemaphore(settings.capacity) if settings.capacity else contextlib.nullcontext()
     failures = random.Random()
+    faults = Faults(settings.work_ms, settings.fail_ratio)  # replaced whole by a PUT: a request reads one version
 
     def session() -> requests.Session:
         if not hasattr(sessions, "session"):
@@ -142,12 +176,13 @@ def create_app(settings: ServiceSettings, resolver: Resolver, routed: RoutedCall
     def serve() -> tuple[Response, int]:
         started = time.perf_counter()
         in_flight.inc()
+        now = faults
         try:
-            if settings.fail_ratio and failures.random() < settings.fail_ratio:
+            if now.fail_ratio and failures.random() < now.fail_ratio:
                 served.labels("503").inc()
                 return jsonify(service=settings.name, error="injected failure"), 503
             with work_slots:
-                time.sleep(settings.work_ms / 1e3)
+                time.sleep(now.work_ms / 1e3)
             calls, nodes = 0, {node} if node else set()
             for downstream in settings.downstreams:
                 for _ in range(downstream.calls):
@@ -186,6 +221,20 @@ def create_app(settings: ServiceSettings, resolver: Resolver, routed: RoutedCall
         if routed is None:
             return jsonify(routing="kube-proxy", detail="calls go to the Services' addresses; kube-proxy chooses"), 200
         return jsonify(routing=routed.policy, downstreams=routed.state()), 200
+
+    @app.get("/v1/faults")
+    def faults_in_force() -> tuple[Response, int]:
+        return jsonify(faults.as_json()), 200
+
+    @app.put("/v1/faults")
+    def change_faults() -> tuple[Response, int]:
+        nonlocal faults
+        try:
+            faults = faults.changed(request.get_json(force=True, silent=True))
+        except ValueError as error:
+            return jsonify(error=str(error)), 400
+        log.info("faults changed", extra={"service": settings.name, **faults.as_json()})
+        return jsonify(faults.as_json()), 200
 
     @app.get("/metrics")
     def metrics() -> Response:
