@@ -91,6 +91,11 @@ class RouterMetrics:
             "netaware_router_attempts", "Requests sent to a replica (retries included)", ["replica", "outcome"],
             registry=registry,
         )  # fmt: skip
+        self.picks = Counter(
+            "netaware_router_picks", "Requests sent to each replica, counted when sent (attempts counts them when "
+            "they end): where the balancer sends traffic now, even to a replica that is slow to answer", ["replica"],
+            registry=registry,
+        )  # fmt: skip
         self.retries = Counter("netaware_router_retries", "Attempts that were retries", registry=registry)
         self.latency = Histogram(
             "netaware_router_request_seconds",
@@ -185,13 +190,20 @@ class Router:
                 answer.raise_for_status()
                 body = await answer.json(content_type=None)
             rif, latency_ms, yours = int(body["rif"]), float(body["latencyMs"]), int(body.get("yours", 0))
+            per_request_ms = max(0.0, float(body.get("perRequestMs", 0.0)))
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
             self.metrics.probes.labels("error").inc()
             return
         self.metrics.probes.labels("ok").inc()
         now_s = time.monotonic()
         self.balancer.on_probe(
-            replica, rif=rif, latency_ms=latency_ms, now_s=now_s, rtt_ms=(now_s - sent_s) * 1e3, yours=yours
+            replica,
+            rif=rif,
+            latency_ms=latency_ms,
+            now_s=now_s,
+            rtt_ms=(now_s - sent_s) * 1e3,
+            yours=yours,
+            per_request_ms=per_request_ms,
         )
 
     async def _idle_probing(self) -> None:
@@ -238,6 +250,7 @@ class Router:
             replica = self.balancer.choose(self.replicas, now_s=now_s, exclude=frozenset(tried))
             self._probe_soon(self.balancer.probe_targets(self.replicas, now_s=now_s, query=True))
             tried.add(replica)
+            self.metrics.picks.labels(replica).inc()
             if attempt:
                 self.metrics.retries.inc()
             self.balancer.on_start(replica)
