@@ -146,6 +146,34 @@ def test_our_request_in_flight_counts_for_the_share_of_its_time_at_the_replica(
     assert balancer.choose(["near", "far"], now_s=0.012) == second
 
 
+@pytest.mark.parametrize(
+    ("per_request_ms", "second"),
+    [
+        pytest.param(40.0, "b", id="one-slot replicas: ours in flight at a makes it 40 ms slower, b is next"),
+        pytest.param(0.0, "a", id="a replica that does not say: its estimate stays as probed"),
+    ],
+)
+def test_our_requests_move_a_probed_latency_estimate_by_what_each_adds(per_request_ms: float, second: str) -> None:
+    """Two idle replicas whose estimates differ by noise (39 and 41 ms); hot-cold sees both cold at one request
+    in flight. The estimate of a, which now has one of ours in flight, is 39 + 40 ms when the replica said one more
+    request costs 40."""
+    balancer = PrequalBalancer(settings=SelectionSettings(remove_worst_every=0), rng=random.Random(3))
+    for replica, latency in (("a", 39.0), ("b", 41.0)):
+        balancer.on_probe(replica, rif=0, latency_ms=latency, now_s=0.0, per_request_ms=per_request_ms)
+    balancer.on_probe("c", rif=1, latency_ms=80.0, now_s=0.0, per_request_ms=per_request_ms)  # busy: sets the quantile
+    assert balancer.choose(["a", "b", "c"], now_s=0.01) == "a"
+    balancer.on_start("a")
+    assert balancer.choose(["a", "b", "c"], now_s=0.012) == second
+    # The replica's estimate was for what it had in flight: a probe at one request in flight, ours among them.
+    balancer.on_finish("a", ok=True, now_s=0.02)
+    balancer.on_start("b")  # one of ours at b before its probe comes back
+    balancer.on_probe("b", rif=1, yours=1, latency_ms=41.0 + per_request_ms, now_s=0.03, per_request_ms=per_request_ms)
+    (probe_b,) = [p for p in balancer.pool.probes if p.replica == "b"]
+    assert probe_b.expected_latency_ms() == pytest.approx(41.0 + per_request_ms)
+    balancer.on_finish("b", ok=True, now_s=0.04)
+    assert probe_b.expected_latency_ms() == pytest.approx(41.0)
+
+
 def test_the_paper_parameters_count_server_side_latency_only() -> None:
     assert PAPER_UPKEEP["count_probe_rtt"] is False and SelectionSettings().count_probe_rtt is True
 

@@ -84,7 +84,7 @@ def get(url: str, caller: str | None = None) -> bytes:
 
 def test_probe_reports_load_at_once_and_then_the_latency(replica: tuple[str, ProbeMiddleware]) -> None:
     url, middleware = replica
-    assert json.loads(get(url + PROBE_PATH)) == {"rif": 0, "latencyMs": 0.0, "yours": 0}
+    assert json.loads(get(url + PROBE_PATH)) == {"rif": 0, "latencyMs": 0.0, "perRequestMs": 0.0, "yours": 0}
     callers = ("router-a", "router-a", "router-b", None)  # three named, one not
     workers = [threading.Thread(target=get, args=(url + "/work", caller)) for caller in callers]
     for worker in workers:
@@ -108,4 +108,18 @@ def test_health_checks_are_neither_counted_nor_timed(replica: tuple[str, ProbeMi
     url, _ = replica
     for _ in range(5):
         assert get(url + "/healthz") == b"ok"
-    assert json.loads(get(url + PROBE_PATH)) == {"rif": 0, "latencyMs": 0.0, "yours": 0}  # nobody has used it yet
+    # Nobody has used it yet.
+    assert json.loads(get(url + PROBE_PATH)) == {"rif": 0, "latencyMs": 0.0, "perRequestMs": 0.0, "yours": 0}
+
+
+def test_a_probe_says_what_one_more_request_in_flight_adds() -> None:
+    middleware = ProbeMiddleware(lambda environ, start_response: [b""])
+    for _ in range(10):  # a one-slot replica: a request that found one in flight waited for it
+        middleware.estimator.record(rif_at_arrival=0, latency_ms=40.0)
+        middleware.estimator.record(rif_at_arrival=1, latency_ms=80.0)
+    assert middleware.probe() == {"rif": 0, "latencyMs": 40.0, "perRequestMs": 40.0, "yours": 0}
+    unlimited = ProbeMiddleware(lambda environ, start_response: [b""])
+    for rif in range(4):  # many threads: more in flight costs nothing
+        for _ in range(10):
+            unlimited.estimator.record(rif_at_arrival=rif, latency_ms=5.0)
+    assert unlimited.probe()["perRequestMs"] == 0.0

@@ -37,11 +37,20 @@ class Balancer(Protocol):
         ...
 
     def on_probe(
-        self, replica: str, *, rif: int, latency_ms: float, now_s: float, rtt_ms: float = 0.0, yours: int = 0
+        self,
+        replica: str,
+        *,
+        rif: int,
+        latency_ms: float,
+        now_s: float,
+        rtt_ms: float = 0.0,
+        yours: int = 0,
+        per_request_ms: float = 0.0,
     ) -> None:
         """A probe's answer: the replica's requests in flight and latency estimate, `rtt_ms`, the probe's own round
-        trip as the caller measured it (the network, and the replica's accept queue), and `yours`, how many of the
-        requests in flight were this caller's."""
+        trip as the caller measured it (the network, and the replica's accept queue), `yours`, how many of the
+        requests in flight were this caller's, and `per_request_ms`, how much one more request in flight adds to
+        the replica's latency estimate."""
 
     def on_start(self, replica: str) -> None: ...
 
@@ -67,7 +76,15 @@ class _InFlight:
         self.in_flight[replica] = max(0, self.in_flight.get(replica, 0) - 1)
 
     def on_probe(
-        self, replica: str, *, rif: int, latency_ms: float, now_s: float, rtt_ms: float = 0.0, yours: int = 0
+        self,
+        replica: str,
+        *,
+        rif: int,
+        latency_ms: float,
+        now_s: float,
+        rtt_ms: float = 0.0,
+        yours: int = 0,
+        per_request_ms: float = 0.0,
     ) -> None:
         return None
 
@@ -173,7 +190,15 @@ class LowestLatencyBalancer(_InFlight):
         return list(replicas)
 
     def on_probe(
-        self, replica: str, *, rif: int, latency_ms: float, now_s: float, rtt_ms: float = 0.0, yours: int = 0
+        self,
+        replica: str,
+        *,
+        rif: int,
+        latency_ms: float,
+        now_s: float,
+        rtt_ms: float = 0.0,
+        yours: int = 0,
+        per_request_ms: float = 0.0,
     ) -> None:
         self.latest[replica] = latency_ms + rtt_ms  # what the caller waits for, as Aviator measures it
 
@@ -217,7 +242,15 @@ class PrequalBalancer(_InFlight):
         return targets
 
     def on_probe(
-        self, replica: str, *, rif: int, latency_ms: float, now_s: float, rtt_ms: float = 0.0, yours: int = 0
+        self,
+        replica: str,
+        *,
+        rif: int,
+        latency_ms: float,
+        now_s: float,
+        rtt_ms: float = 0.0,
+        yours: int = 0,
+        per_request_ms: float = 0.0,
     ) -> None:
         """Our own requests are counted by us, from the moment we send each until it ends, instead of as the
         replica saw them (`yours`, subtracted): `at_replica` of one each, the share of its time it spends there."""
@@ -227,8 +260,12 @@ class PrequalBalancer(_InFlight):
                 at_replica = latency_ms / (latency_ms + rtt_ms)
             latency_ms += rtt_ms
         ours, others = self.in_flight.get(replica, 0), max(0, rif - yours)
-        self.pool.add(Probe(replica, rif=others + ours * at_replica, latency_ms=latency_ms, received_at_s=now_s,
-                            ours=ours, at_replica=at_replica))  # fmt: skip
+        counted = others + ours * at_replica
+        # The pool keeps the estimate at no request in flight, and moves it by `per_request_ms` for each one it
+        # counts (ours as we send them and see them end): the replica's own estimate was for the `rif` it had.
+        latency_ms -= per_request_ms * rif
+        self.pool.add(Probe(replica, rif=counted, latency_ms=latency_ms, received_at_s=now_s, ours=ours,
+                            at_replica=at_replica, per_request_ms=per_request_ms))  # fmt: skip
 
     def on_finish(self, replica: str, *, ok: bool, now_s: float, latency_ms: float | None = None) -> None:
         super().on_finish(replica, ok=ok, now_s=now_s)
@@ -242,7 +279,12 @@ class PrequalBalancer(_InFlight):
         return {
             **super().state(),
             "pool": [
-                {"replica": p.replica, "rif": round(p.rif, 3), "latencyMs": p.latency_ms, "uses": p.uses}
+                {
+                    "replica": p.replica,
+                    "rif": round(p.rif, 3),
+                    "latencyMs": round(p.expected_latency_ms(), 3),
+                    "uses": p.uses,
+                }
                 for p in self.pool.probes
             ],
             "errorRatio": {r: round(self.pool.error_ratio(r), 3) for r in self.pool.outcomes},

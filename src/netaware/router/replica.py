@@ -1,7 +1,8 @@
 """Replica side of Prequal probing: a WSGI middleware that counts requests in flight, times every request, and
-answers `GET /netaware/probe` at once with {"rif", "latencyMs", "yours"}: the requests in flight, the latency
-estimate for a query arriving now, and how many of those requests came from the caller that probes (named by the
-`X-Netaware-Caller` header on its requests and probes; 0 without it).
+answers `GET /netaware/probe` at once with {"rif", "latencyMs", "perRequestMs", "yours"}: the requests in flight, the
+latency estimate for a query arriving now, how much one more request in flight would add to that estimate, and how
+many of those requests came from the caller that probes (named by the `X-Netaware-Caller` header on its requests and
+probes; 0 without it).
 
 Wrap any WSGI app: `app.wsgi_app = ProbeMiddleware(app.wsgi_app)`. The probe never waits for the app: it reads
 two counters under a lock and computes a median over at most `window` samples.
@@ -24,11 +25,12 @@ it routed and found that request still being served: the near replica answered "
 had ended by the time the answer came back, looked busy, and the next query went to the far one (41% of the calls
 in the lab). With `yours` the caller subtracts its own requests and counts them itself, for as long as they last."""
 _CALLER_KEY = "HTTP_" + CALLER_HEADER.upper().replace("-", "_")
-UNTIMED_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/metrics", "/v1/routing"})
-"""Health checks, scrapes and routing state pass through uncounted and untimed: not the traffic a router balances.
-Timing them priced a fresh replica by its kubelet's first probes (a new process answers its first requests slowly):
-in the lab a replica that had just joined reported 26 ms against its peers' 1.5 ms and got no request for 4 s. With
-no sample at all the estimate is 0 ms, so a new replica is tried at once and its real figures take over."""
+UNTIMED_PATHS = frozenset({"/healthz", "/readyz", "/livez", "/metrics", "/v1/routing", "/v1/faults"})
+"""Health checks, scrapes, routing state and fault changes pass through uncounted and untimed: not the traffic a
+router balances. Timing them priced a fresh replica by its kubelet's first probes (a new process answers its first
+requests slowly): in the lab a replica that had just joined reported 26 ms against its peers' 1.5 ms and got no
+request for 4 s. With no sample at all the estimate is 0 ms, so a new replica is tried at once and its real figures
+take over."""
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -47,7 +49,10 @@ class ProbeMiddleware:
         with self._lock:
             rif = self.rif
             yours = self.by_caller.get(caller, 0) if caller else 0
-            return {"rif": rif, "latencyMs": round(self.estimator.estimate(rif), 3), "yours": yours}
+            now = self.estimator.estimate(rif)
+            one_more = self.estimator.estimate(rif + 1)
+        return {"rif": rif, "latencyMs": round(now, 3), "perRequestMs": round(max(0.0, one_more - now), 3),
+                "yours": yours}  # fmt: skip
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO")
