@@ -27,7 +27,7 @@ from netaware.core.balancing import (
     RoundRobinBalancer,
     make_balancer,
 )
-from netaware.core.selection import PAPER_UPKEEP, SelectionSettings
+from netaware.core.selection import PAPER_UPKEEP, ProbeAnswer, SelectionSettings
 
 REPLICAS = ["a", "b", "c", "d"]
 
@@ -82,7 +82,7 @@ def test_lowest_latency_probes_all_once_per_refresh_and_herds() -> None:
     assert balancer.probe_targets(REPLICAS, now_s=0.0, query=True) == REPLICAS
     assert balancer.probe_targets(REPLICAS, now_s=0.2, query=False) == []
     for replica, latency in zip(REPLICAS, [9.0, 3.0, 5.0, 4.0], strict=True):
-        balancer.on_probe(replica, rif=0, latency_ms=latency, now_s=0.1)
+        balancer.on_probe(replica, ProbeAnswer(rif=0, latency_ms=latency), now_s=0.1)
     assert Counter(balancer.choose(REPLICAS, now_s=0.3) for _ in range(20)) == {"b": 20}
     assert balancer.choose(REPLICAS, now_s=0.3, exclude=frozenset({"b"})) == "d"
     assert balancer.probe_targets(REPLICAS, now_s=0.6, query=True) == REPLICAS
@@ -99,7 +99,7 @@ def test_prequal_probes_per_query_and_when_idle() -> None:
 def test_prequal_chooses_cold_and_fast_and_honours_exclude() -> None:
     balancer = PrequalBalancer(settings=SelectionSettings(remove_worst_every=0), rng=random.Random(1))
     for replica, rif, latency in [("a", 9, 1.0), ("b", 1, 20.0), ("c", 1, 5.0), ("d", 2, 8.0)]:
-        balancer.on_probe(replica, rif=rif, latency_ms=latency, now_s=0.0)
+        balancer.on_probe(replica, ProbeAnswer(rif=rif, latency_ms=latency), now_s=0.0)
     assert balancer.choose(REPLICAS, now_s=0.1) == "c"  # a is hot (RIF 9), c is the fastest cold one
     assert balancer.choose(REPLICAS, now_s=0.1, exclude=frozenset({"c"})) == "d"
     assert any(p.replica == "c" for p in balancer.pool.probes)  # the retry left c's probe in the pool
@@ -118,8 +118,10 @@ def test_prequal_chooses_cold_and_fast_and_honours_exclude() -> None:
 )
 def test_prequal_counts_what_the_caller_waits_for(settings: SelectionSettings, expected: str) -> None:
     balancer = PrequalBalancer(settings=settings, rng=random.Random(2))
-    balancer.on_probe("near", rif=0, latency_ms=3.0, now_s=0.0, rtt_ms=1.0)  # 3 ms of work, 1 ms away
-    balancer.on_probe("far", rif=0, latency_ms=2.0, now_s=0.0, rtt_ms=40.0)  # 2 ms of work across a slow link
+    balancer.on_probe("near", ProbeAnswer(rif=0, latency_ms=3.0, rtt_ms=1.0), now_s=0.0)  # 3 ms of work, 1 ms away
+    balancer.on_probe(
+        "far", ProbeAnswer(rif=0, latency_ms=2.0, rtt_ms=40.0), now_s=0.0
+    )  # 2 ms of work across a slow link
     assert balancer.choose(["near", "far"], now_s=0.1) == expected
 
 
@@ -139,8 +141,8 @@ def test_our_request_in_flight_counts_for_the_share_of_its_time_at_the_replica(
     most of its time at the replica, not on the wire."""
     settings = SelectionSettings(remove_worst_every=0, reuse_budget=None, count_probe_rtt=count_probe_rtt)
     balancer = PrequalBalancer(settings=settings, rng=random.Random(3))
-    balancer.on_probe("near", rif=0, latency_ms=work_ms, now_s=0.0, rtt_ms=20.0)
-    balancer.on_probe("far", rif=0, latency_ms=work_ms + 0.5, now_s=0.0, rtt_ms=40.0)
+    balancer.on_probe("near", ProbeAnswer(rif=0, latency_ms=work_ms, rtt_ms=20.0), now_s=0.0)
+    balancer.on_probe("far", ProbeAnswer(rif=0, latency_ms=work_ms + 0.5, rtt_ms=40.0), now_s=0.0)
     assert balancer.choose(["near", "far"], now_s=0.01) == "near"
     balancer.on_start("near")
     assert balancer.choose(["near", "far"], now_s=0.012) == second
@@ -159,15 +161,19 @@ def test_our_requests_move_a_probed_latency_estimate_by_what_each_adds(per_reque
     request costs 40."""
     balancer = PrequalBalancer(settings=SelectionSettings(remove_worst_every=0), rng=random.Random(3))
     for replica, latency in (("a", 39.0), ("b", 41.0)):
-        balancer.on_probe(replica, rif=0, latency_ms=latency, now_s=0.0, per_request_ms=per_request_ms)
-    balancer.on_probe("c", rif=1, latency_ms=80.0, now_s=0.0, per_request_ms=per_request_ms)  # busy: sets the quantile
+        balancer.on_probe(replica, ProbeAnswer(rif=0, latency_ms=latency, per_request_ms=per_request_ms), now_s=0.0)
+    balancer.on_probe(
+        "c", ProbeAnswer(rif=1, latency_ms=80.0, per_request_ms=per_request_ms), now_s=0.0
+    )  # busy: sets the quantile
     assert balancer.choose(["a", "b", "c"], now_s=0.01) == "a"
     balancer.on_start("a")
     assert balancer.choose(["a", "b", "c"], now_s=0.012) == second
     # The replica's estimate was for what it had in flight: a probe at one request in flight, ours among them.
     balancer.on_finish("a", ok=True, now_s=0.02)
     balancer.on_start("b")  # one of ours at b before its probe comes back
-    balancer.on_probe("b", rif=1, yours=1, latency_ms=41.0 + per_request_ms, now_s=0.03, per_request_ms=per_request_ms)
+    balancer.on_probe(
+        "b", ProbeAnswer(rif=1, yours=1, latency_ms=41.0 + per_request_ms, per_request_ms=per_request_ms), now_s=0.03
+    )
     (probe_b,) = [p for p in balancer.pool.probes if p.replica == "b"]
     assert probe_b.expected_latency_ms() == pytest.approx(41.0 + per_request_ms)
     balancer.on_finish("b", ok=True, now_s=0.04)
@@ -187,7 +193,9 @@ def test_prequal_avoids_a_replica_that_fails_fast() -> None:
         for target in balancer.probe_targets(REPLICAS, now_s=now, query=True):
             # "a" fails at once, so it looks idle and fast; the others are busy and slower.
             fast_failure = target == "a"
-            balancer.on_probe(target, rif=0 if fast_failure else 2, latency_ms=0.5 if fast_failure else 10.0, now_s=now)
+            balancer.on_probe(
+                target, ProbeAnswer(rif=0 if fast_failure else 2, latency_ms=0.5 if fast_failure else 10.0), now_s=now
+            )
         chosen = balancer.choose(REPLICAS, now_s=now)
         picks[chosen] += 1
         balancer.on_start(chosen)
@@ -219,9 +227,9 @@ def test_prequal_forgets_old_errors_so_a_recovered_replica_gets_traffic_again() 
     balancer = PrequalBalancer(settings=SelectionSettings(error_memory_s=5.0, remove_worst_every=0))
     for _ in range(10):
         balancer.on_finish("a", ok=False, now_s=0.0)
-    balancer.on_probe("a", rif=0, latency_ms=1.0, now_s=0.9)
-    balancer.on_probe("b", rif=0, latency_ms=9.0, now_s=0.9)
+    balancer.on_probe("a", ProbeAnswer(rif=0, latency_ms=1.0), now_s=0.9)
+    balancer.on_probe("b", ProbeAnswer(rif=0, latency_ms=9.0), now_s=0.9)
     assert balancer.choose(["a", "b"], now_s=1.0) == "b"  # a failed everything it was sent
-    balancer.on_probe("a", rif=0, latency_ms=1.0, now_s=6.0)
-    balancer.on_probe("b", rif=0, latency_ms=9.0, now_s=6.0)
+    balancer.on_probe("a", ProbeAnswer(rif=0, latency_ms=1.0), now_s=6.0)
+    balancer.on_probe("b", ProbeAnswer(rif=0, latency_ms=9.0), now_s=6.0)
     assert balancer.choose(["a", "b"], now_s=6.1) == "a"  # those failures are more than 5 s old

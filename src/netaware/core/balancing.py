@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
-from netaware.core.selection import Probe, ProbePool, SelectionSettings, untried
+from netaware.core.selection import Probe, ProbeAnswer, ProbePool, SelectionSettings, untried
 
 
 class Balancer(Protocol):
@@ -36,21 +36,8 @@ class Balancer(Protocol):
         """Replicas to probe now: `query` is True when called for a request, False from the idle timer."""
         ...
 
-    def on_probe(
-        self,
-        replica: str,
-        *,
-        rif: int,
-        latency_ms: float,
-        now_s: float,
-        rtt_ms: float = 0.0,
-        yours: int = 0,
-        per_request_ms: float = 0.0,
-    ) -> None:
-        """A probe's answer: the replica's requests in flight and latency estimate, `rtt_ms`, the probe's own round
-        trip as the caller measured it (the network, and the replica's accept queue), `yours`, how many of the
-        requests in flight were this caller's, and `per_request_ms`, how much one more request in flight adds to
-        the replica's latency estimate."""
+    def on_probe(self, replica: str, answer: ProbeAnswer, *, now_s: float) -> None:
+        """A probe's answer from `replica`, received at `now_s`."""
 
     def on_start(self, replica: str) -> None: ...
 
@@ -75,17 +62,7 @@ class _InFlight:
     def on_finish(self, replica: str, *, ok: bool, now_s: float, latency_ms: float | None = None) -> None:
         self.in_flight[replica] = max(0, self.in_flight.get(replica, 0) - 1)
 
-    def on_probe(
-        self,
-        replica: str,
-        *,
-        rif: int,
-        latency_ms: float,
-        now_s: float,
-        rtt_ms: float = 0.0,
-        yours: int = 0,
-        per_request_ms: float = 0.0,
-    ) -> None:
+    def on_probe(self, replica: str, answer: ProbeAnswer, *, now_s: float) -> None:
         return None
 
     def probe_targets(self, replicas: Sequence[str], *, now_s: float, query: bool) -> list[str]:
@@ -189,18 +166,8 @@ class LowestLatencyBalancer(_InFlight):
         self.last_refresh_s = now_s
         return list(replicas)
 
-    def on_probe(
-        self,
-        replica: str,
-        *,
-        rif: int,
-        latency_ms: float,
-        now_s: float,
-        rtt_ms: float = 0.0,
-        yours: int = 0,
-        per_request_ms: float = 0.0,
-    ) -> None:
-        self.latest[replica] = latency_ms + rtt_ms  # what the caller waits for, as Aviator measures it
+    def on_probe(self, replica: str, answer: ProbeAnswer, *, now_s: float) -> None:
+        self.latest[replica] = answer.latency_ms + answer.rtt_ms  # what the caller waits for, as Aviator measures it
 
     def choose(self, replicas: Sequence[str], *, now_s: float, exclude: frozenset[str] = frozenset()) -> str:
         candidates = untried(replicas, exclude)
@@ -241,31 +208,21 @@ class PrequalBalancer(_InFlight):
             self.last_probe_s = now_s
         return targets
 
-    def on_probe(
-        self,
-        replica: str,
-        *,
-        rif: int,
-        latency_ms: float,
-        now_s: float,
-        rtt_ms: float = 0.0,
-        yours: int = 0,
-        per_request_ms: float = 0.0,
-    ) -> None:
+    def on_probe(self, replica: str, answer: ProbeAnswer, *, now_s: float) -> None:
         """Our own requests are counted by us, from the moment we send each until it ends, instead of as the
         replica saw them (`yours`, subtracted): `at_replica` of one each, the share of its time it spends there."""
-        at_replica = 1.0
+        at_replica, latency_ms = 1.0, answer.latency_ms
         if self.settings.count_probe_rtt:
             if latency_ms > 0:  # an estimate of how long a request stays at the replica: the rest is the network
-                at_replica = latency_ms / (latency_ms + rtt_ms)
-            latency_ms += rtt_ms
-        ours, others = self.in_flight.get(replica, 0), max(0, rif - yours)
+                at_replica = latency_ms / (latency_ms + answer.rtt_ms)
+            latency_ms += answer.rtt_ms
+        ours, others = self.in_flight.get(replica, 0), max(0, answer.rif - answer.yours)
         counted = others + ours * at_replica
         # The pool keeps the estimate at no request in flight, and moves it by `per_request_ms` for each one it
         # counts (ours as we send them and see them end): the replica's own estimate was for the `rif` it had.
-        latency_ms -= per_request_ms * rif
+        latency_ms -= answer.per_request_ms * answer.rif
         self.pool.add(Probe(replica, rif=counted, latency_ms=latency_ms, received_at_s=now_s, ours=ours,
-                            at_replica=at_replica, per_request_ms=per_request_ms))  # fmt: skip
+                            at_replica=at_replica, per_request_ms=answer.per_request_ms))  # fmt: skip
 
     def on_finish(self, replica: str, *, ok: bool, now_s: float, latency_ms: float | None = None) -> None:
         super().on_finish(replica, ok=ok, now_s=now_s)

@@ -31,6 +31,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+@dataclass(frozen=True, slots=True)
+class ProbeAnswer:
+    """What a replica answered to a probe (`GET /netaware/probe`), and the probe's round trip."""
+
+    rif: int
+    """Requests in flight at the replica."""
+    latency_ms: float
+    """The replica's latency estimate for a query arriving now."""
+    rtt_ms: float = 0.0
+    """The probe's own round trip as the caller measured it (the network, and the replica's accept queue)."""
+    yours: int = 0
+    """How many of the requests in flight were the prober's."""
+    per_request_ms: float = 0.0
+    """How much one more request in flight adds to the replica's latency estimate."""
+
+
 @dataclass(slots=True)
 class Probe:
     replica: str

@@ -34,6 +34,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from netaware.core.balancing import Balancer
+from netaware.core.selection import ProbeAnswer
 from netaware.core.slices import ServiceReference, SliceEndpoint, routable
 from netaware.router.replica import CALLER_HEADER, PROBE_PATH
 
@@ -196,15 +197,8 @@ class Router:
             return
         self.metrics.probes.labels("ok").inc()
         now_s = time.monotonic()
-        self.balancer.on_probe(
-            replica,
-            rif=rif,
-            latency_ms=latency_ms,
-            now_s=now_s,
-            rtt_ms=(now_s - sent_s) * 1e3,
-            yours=yours,
-            per_request_ms=per_request_ms,
-        )
+        probed = ProbeAnswer(rif, latency_ms, rtt_ms=(now_s - sent_s) * 1e3, yours=yours, per_request_ms=per_request_ms)
+        self.balancer.on_probe(replica, probed, now_s=now_s)
 
     async def _idle_probing(self) -> None:
         while True:
