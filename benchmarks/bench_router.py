@@ -6,7 +6,8 @@ between runs. Load is a share of the capacity of the replicas that answer (the s
 
 Scenarios (the issue's targets, printed as met or NOT met):
 1. heterogeneous: 8 replicas, 2 slowed (twice the work time); every policy (random, round-robin, least-request,
-   p2c-peak-ewma, lowest-latency, prequal, and prequal with the paper's pool upkeep) from 50% to 150% of capacity.
+   p2c-peak-ewma, lowest-latency, prequal, prequal with the paper's pool upkeep, and prequal with 2 probes per
+   request) from 50% to 150% of capacity.
    Prequal's p99 against round-robin's (<= 0.33x at 90% and above), lowest-latency's (< 1), P2C + peak-EWMA's,
    Linkerd's balancer (<= 0.8x at 90%, <= 0.65x at 100% and above), and the paper's upkeep (<= 1).
 2. uniform: 8 equal replicas, 50% to 150%: Prequal's p99 at most 1.10x round-robin's and P2C + peak-EWMA's at every
@@ -65,8 +66,10 @@ from netaware.router.testbed import (
 console = Console()
 VARIANTS: dict[str, tuple[str, ...]] = {policy: (policy,) for policy in POLICIES} | {
     "prequal-paper": ("prequal", "--paper-parameters"),
+    "prequal-2-probes": ("prequal", "--probes-per-query", "2"),
 }
-"""Each router run: its name in the tables, and its policy and flags (prequal with the paper's pool upkeep too)."""
+"""Each router run: its name in the tables, and its policy and flags (prequal with the paper's pool upkeep, and
+with 2 probes per request instead of 3: what fewer probes cost)."""
 NAMES = list(VARIANTS)
 BASELINES = ("round-robin", "p2c-peak-ewma", "prequal")
 """The policies of the scenarios beyond the first: the issue's targets compare Prequal with these two."""
