@@ -217,12 +217,9 @@ class PrequalBalancer(_InFlight):
                 at_replica = latency_ms / (latency_ms + answer.rtt_ms)
             latency_ms += answer.rtt_ms
         ours, others = self.in_flight.get(replica, 0), max(0, answer.rif - answer.yours)
-        counted = others + ours * at_replica
-        # The pool keeps the estimate at no request in flight, and moves it by `per_request_ms` for each one it
-        # counts (ours as we send them and see them end): the replica's own estimate was for the `rif` it had.
-        latency_ms -= answer.per_request_ms * answer.rif
-        self.pool.add(Probe(replica, rif=counted, latency_ms=latency_ms, received_at_s=now_s, ours=ours,
-                            at_replica=at_replica, per_request_ms=answer.per_request_ms))  # fmt: skip
+        self.pool.add(Probe(replica, rif=others + ours * at_replica, latency_ms=latency_ms, received_at_s=now_s,
+                            ours=ours, at_replica=at_replica, per_request_ms=answer.per_request_ms,
+                            priced_rif=answer.rif))  # fmt: skip
 
     def on_finish(self, replica: str, *, ok: bool, now_s: float, latency_ms: float | None = None) -> None:
         super().on_finish(replica, ok=ok, now_s=now_s)

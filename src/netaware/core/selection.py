@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 
 @dataclass(frozen=True, slots=True)
 class ProbeAnswer:
@@ -53,7 +55,7 @@ class Probe:
     rif: float
     """Requests in flight at the replica when it answered (plus what we sent since, `at_replica` each)."""
     latency_ms: float
-    """The replica's latency estimate for a query arriving with no request in flight there, plus the probe's round
+    """The replica's latency estimate for a query arriving at `priced_rif` requests in flight, plus the probe's round
     trip (see `expected_latency_ms`)."""
     received_at_s: float
     uses: int = 0
@@ -65,15 +67,16 @@ class Probe:
     way there and back. A request to a replica 20 ms away that serves it in 1 ms is at the replica for 1 ms of 21:
     counted whole, it made the near replica hot for the whole round trip, and the next query went to the far one."""
     per_request_ms: float = 0.0
-    """How much one more request in flight adds to the replica's latency estimate (the replica's estimate at one more
-    request less that at its own count; 0 from replicas that do not say)."""
+    """How much one more request in flight adds to the replica's latency estimate (0 from replicas that do not say)."""
+    priced_rif: float = 0.0
+    """The requests in flight the replica's estimate was for (its own count when it answered)."""
 
     def expected_latency_ms(self) -> float:
-        """The latency estimate for a query sent now: the replica's estimate moved by what we sent since the probe
-        (and what ended). Without it, eight equal one-slot replicas at half load were all cold, a replica we had just
-        sent a request to kept the estimate it had when idle, and the next query often joined its queue: p99 2.1x
-        round-robin's."""
-        return max(0.0, self.latency_ms + self.per_request_ms * self.rif)
+        """The latency estimate for a query sent now: the replica's estimate moved by `per_request_ms` for each
+        request in flight we count there now beyond those it was for (ours sent since, less ours that ended).
+        Without it, eight equal one-slot replicas at half load were all cold, a replica we had just sent a request to
+        kept the estimate it had when idle, and the next query often joined its queue: p99 2.1x round-robin's."""
+        return max(0.0, self.latency_ms + self.per_request_ms * (self.rif - self.priced_rif))
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +294,19 @@ class LatencyEstimator:
         self.samples.append((rif_at_arrival, latency_ms))
         while len(self.samples) > self.window:
             self.samples.popleft()
+
+    def per_request_ms(self) -> float:
+        """How much one more request in flight at arrival adds to the latency: the least-squares slope of latency over
+        RIF at arrival in the window (at least 0; 0 with too few samples or one RIF only). A one-slot replica's is
+        about its work time, a many-threaded one's about 0. A slope over every sample, not the difference of two
+        medians: with few samples at the next RIF the medians' bands overlap and the difference was often 0."""
+        if len(self.samples) < self.min_samples:
+            return 0.0
+        rifs = np.fromiter((r for r, _ in self.samples), dtype=float, count=len(self.samples))
+        latencies = np.fromiter((latency for _, latency in self.samples), dtype=float, count=len(self.samples))
+        spread = rifs - rifs.mean()
+        variance = float(spread @ spread)
+        return max(0.0, float(spread @ (latencies - latencies.mean())) / variance) if variance > 0 else 0.0
 
     def estimate(self, rif: int) -> float:
         """Median latency of samples whose RIF was within a band around `rif`; 0.0 with no samples at all."""

@@ -1,6 +1,6 @@
 """Replica side of Prequal probing: a WSGI middleware that counts requests in flight, times every request, and
 answers `GET /netaware/probe` at once with {"rif", "latencyMs", "perRequestMs", "yours"}: the requests in flight, the
-latency estimate for a query arriving now, how much one more request in flight would add to that estimate, and how
+latency estimate for a query arriving now, how much one more request in flight adds to latency there, and how
 many of those requests came from the caller that probes (named by the `X-Netaware-Caller` header on its requests and
 probes; 0 without it).
 
@@ -49,10 +49,8 @@ class ProbeMiddleware:
         with self._lock:
             rif = self.rif
             yours = self.by_caller.get(caller, 0) if caller else 0
-            now = self.estimator.estimate(rif)
-            one_more = self.estimator.estimate(rif + 1)
-        return {"rif": rif, "latencyMs": round(now, 3), "perRequestMs": round(max(0.0, one_more - now), 3),
-                "yours": yours}  # fmt: skip
+            latency_ms, per_request_ms = self.estimator.estimate(rif), self.estimator.per_request_ms()
+        return {"rif": rif, "latencyMs": round(latency_ms, 3), "perRequestMs": round(per_request_ms, 3), "yours": yours}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO")
