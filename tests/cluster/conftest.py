@@ -164,10 +164,19 @@ def topology_applied(cluster: Cluster) -> Iterator[dict[str, str]]:
     yield nodes
 
 
-def apply_appgroup(cluster: Cluster, name: str, workloads: list[dict[str, Any]], *, sorting: str | None = None) -> None:
+def apply_appgroup(
+    cluster: Cluster,
+    name: str,
+    workloads: list[dict[str, Any]],
+    *,
+    sorting: str | None = None,
+    strategy: str | None = None,
+) -> None:
     spec: dict[str, Any] = {"workloads": workloads}
     if sorting:
         spec["topologySortingAlgorithm"] = sorting
+    if strategy:
+        spec["strategy"] = strategy
     body = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "AppGroup",

@@ -5,7 +5,9 @@ and 1% loss across zones. Checks:
 - a pod whose dependency runs in zone B is bound by netaware-scheduler into zone B (the extender's score decides);
 - the reverse direction (a callee placed next to its caller, dependant cost) works the same way;
 - pods without that schedulerName are bound by the default scheduler and never reach the extender;
-- a hard limit (maxLatencyMs) keeps a pod off the far zones: restricted to them, it stays Pending with the reason.
+- a hard limit (maxLatencyMs) keeps a pod off the far zones: restricted to them, it stays Pending with the reason;
+- the dependency-order gate: callers first by default, callees first with ReverseKahn, and under `strategy: routed`
+  a workload's replicas one at a time.
 """
 
 from __future__ import annotations
@@ -173,6 +175,28 @@ def test_the_default_order_releases_callers_first(cluster: Cluster, topology_app
     assert released["outward-db"] >= bound["outward-api"], "db released before api was placed"
     zones = {zone_of(cluster, cluster.core.read_namespaced_pod(n, "default").spec.node_name) for n in names}
     assert len(zones) == 1, f"the chain was split over {zones}"
+
+
+def test_a_routed_group_releases_a_workload_one_replica_at_a_time(
+    cluster: Cluster, topology_applied: dict[str, str]
+) -> None:
+    """`strategy: routed` prices a replica by where its siblings run, so each must be scored with the ones before it
+    bound: released together, none saw the others."""
+    apply_appgroup(
+        cluster, "stepwise", [workload("front", "stepwise", [{"workload": "back"}]), workload("back", "stepwise")],
+        strategy="routed",
+    )  # fmt: skip
+    wait_extender_sees(cluster, "stepwise")
+    names = ["stepwise-front", *(f"stepwise-back-{i}" for i in range(3))]
+    for name in names:
+        manifest = pod_manifest(name, labels("front" if name.endswith("front") else "back", "stepwise"))
+        manifest["spec"]["schedulingGates"] = [{"name": "netaware.io/dependency-order"}]
+        create_pod(cluster, manifest)
+    released, bound = observe_release(cluster, names)
+    backs = sorted(names[1:], key=released.__getitem__)
+    assert released[backs[0]] >= bound["stepwise-front"], "a back replica released before its caller was placed"
+    for earlier, later in itertools.pairwise(backs):
+        assert released[later] >= bound[earlier], f"{later} released before its sibling {earlier} was bound"
 
 
 def test_reverse_kahn_releases_callees_first(cluster: Cluster, topology_applied: dict[str, str]) -> None:

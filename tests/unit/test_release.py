@@ -133,3 +133,29 @@ def test_heavier_traffic_to_placed_neighbours_goes_first() -> None:
     )
     pods = [pod("hub", gated=False, bound=True), pod("light"), pod("heavy"), pod("mid")]
     assert pods_to_release(weighted, pods, now_s=NOW) == ["default/heavy-0", "default/mid-0", "default/light-0"]
+
+
+def test_one_replica_at_a_time_releases_a_workload_pod_by_pod_and_an_unbound_sibling_holds_the_rest_for_a_while() -> (
+    None
+):
+    """For a strategy that prices a replica by where its siblings run: one pod of each workload per pass, the next
+    once the released one is bound, or once it has been unbound for the sibling grace (it may never fit)."""
+    hub = group({"front": ["back"], "back": []}, SortingAlgorithm.KAHN)
+    front = pod("front", gated=False, bound=True)
+    backs = [pod("back", index=i) for i in range(3)]
+    together = pods_to_release(hub, [front, *backs], now_s=NOW)
+    assert together == ["default/back-0", "default/back-1", "default/back-2"]  # by default: all at once
+    assert pods_to_release(hub, [front, *backs], now_s=NOW, one_replica_at_a_time=True) == ["default/back-0"]
+    released = MemberPod("default/back-0", "back", gated=False, bound=False, created_at_s=NOW, released_at_s=NOW)
+    waiting = [front, released, *backs[1:]]
+    assert pods_to_release(hub, waiting, now_s=NOW + 1, one_replica_at_a_time=True) == []
+    bound = MemberPod("default/back-0", "back", gated=False, bound=True, created_at_s=NOW, released_at_s=NOW)
+    assert pods_to_release(hub, [front, bound, *backs[1:]], now_s=NOW + 1, one_replica_at_a_time=True) == [
+        "default/back-1"
+    ]
+    # An unbound sibling past the grace (unschedulable, say) holds nobody; nor does one this controller did not release.
+    assert pods_to_release(hub, waiting, now_s=NOW + 6, one_replica_at_a_time=True) == ["default/back-1"]
+    unknown = MemberPod("default/back-0", "back", gated=False, bound=False, created_at_s=NOW)
+    assert pods_to_release(hub, [front, unknown, *backs[1:]], now_s=NOW + 1, one_replica_at_a_time=True) == [
+        "default/back-1"
+    ]

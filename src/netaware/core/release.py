@@ -8,6 +8,10 @@ outwards, so the services with the most traffic are placed while there is still 
 leaves are the ones that spill over. With ReverseKahn callees go first (useful when the leaves are pinned, say a
 database on its storage nodes). Either way the cost function sees where a pod's already-placed neighbours run.
 
+Under a strategy that prices a replica by where its siblings run (`routed`), a workload's pods go one at a time: a
+pod waits while a sibling released less than `sibling_grace_s` ago is not bound yet. Released together, the
+replicas were scored at once, none saw where the others went, and they packed where one replica was best.
+
 Two exceptions keep this from deadlocking:
 - dependencies inside the same cycle (strongly connected component) do not wait for each other;
 - a dependency with no pods at all blocks only for `absent_grace_s` after the gated pod was created: long enough
@@ -28,6 +32,9 @@ from netaware.core.appgroup import AppGroup, topological_order
 DEPENDENCY_ORDER_GATE = "netaware.io/dependency-order"
 # How long a gated pod waits for a dependency that has no pods yet (pods created together appear within seconds).
 ABSENT_DEPENDENCY_GRACE_S = 10.0
+# How long a pod released one at a time waits for its released sibling to be bound (binding takes well under a
+# second; an unschedulable sibling must not hold the rest).
+SIBLING_GRACE_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +47,8 @@ class MemberPod:
     bound: bool
     created_at_s: float | None = None
     """Unix time the pod was created; None: unknown (then an absent dependency blocks until it appears)."""
+    released_at_s: float | None = None
+    """Unix time its gate was removed by the controller that asks; None: not by it, or not yet."""
 
 
 def pods_to_release(
@@ -48,9 +57,12 @@ def pods_to_release(
     *,
     now_s: float,
     absent_grace_s: float = ABSENT_DEPENDENCY_GRACE_S,
+    one_replica_at_a_time: bool = False,
+    sibling_grace_s: float = SIBLING_GRACE_S,
 ) -> list[str]:
     """Keys of gated pods whose earlier neighbours are all placed (or absent past the grace period): heaviest traffic
-    to those neighbours first, then in the AppGroup's order, then in the order given."""
+    to those neighbours first, then in the AppGroup's order, then in the order given. `one_replica_at_a_time`: at
+    most one pod per workload, and none while a sibling released within `sibling_grace_s` is unbound."""
     graph = group.graph()
     component_of: dict[str, int] = {}
     for index, members in enumerate(nx.strongly_connected_components(graph)):
@@ -79,6 +91,23 @@ def pods_to_release(
         p for p in pods
         if p.gated and p.workload in dependencies and all(satisfied(d, p) for d in dependencies[p.workload])
     ]  # fmt: skip
+
+    if one_replica_at_a_time:
+
+        def scheduling(workload: str) -> bool:
+            return any(
+                not p.gated
+                and not p.bound
+                and p.released_at_s is not None
+                and now_s - p.released_at_s < sibling_grace_s
+                for p in by_workload[workload]
+            )
+
+        first = {}
+        for p in releasable:
+            if p.workload not in first and not scheduling(p.workload):
+                first[p.workload] = p
+        releasable = list(first.values())
 
     def pull(workload: str) -> float:
         """Traffic weight between the workload and the placed neighbours it waited for."""

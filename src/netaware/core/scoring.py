@@ -158,6 +158,9 @@ def _routed(
 
 STRATEGIES: dict[str, ReplicaAggregation] = {"seed": _mean_over_replicas, "routed": _routed}
 DEFAULT_STRATEGY = "seed"
+PRICES_OWN_REPLICAS = frozenset({"routed"})
+"""Strategies whose price of a replica depends on where the workload's other replicas run: the AppGroup controller
+releases such a workload's pods one at a time, so that each is scored with its siblings' bindings known."""
 
 
 class UnknownStrategyError(ValueError):

@@ -33,7 +33,7 @@ class ExtenderServer(WsgiServer):
         )
         api = api_client(self.settings.kubeconfig)
         stop = start_watches(api, store)
-        AppGroupController(api=api, store=store).start(stop)
+        AppGroupController(api=api, store=store, default_strategy=self.settings.strategy).start(stop)
         if not wait_synced(store, self.settings.sync_timeout_s):
             logging.getLogger("netaware.extender").warning("caches not synced yet: %s", store.synced)
         return create_app(

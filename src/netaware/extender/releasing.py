@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from netaware.core.release import DEPENDENCY_ORDER_GATE, MemberPod, pods_to_release
+from netaware.core.scoring import DEFAULT_STRATEGY, PRICES_OWN_REPLICAS
 from netaware.kube import api as kube
 from netaware.kube.converters import GROUP, VERSION, appgroup_status
 from netaware.kube.stores import ClusterStore
@@ -21,7 +22,10 @@ POLL_INTERVAL_S = 0.2
 
 
 class AppGroupController:
-    def __init__(self, *, api: kube.ApiClient, store: ClusterStore) -> None:
+    def __init__(self, *, api: kube.ApiClient, store: ClusterStore, default_strategy: str = DEFAULT_STRATEGY) -> None:
+        self._default_strategy = default_strategy
+        self._released_at: dict[str, float] = {}
+        """Pods this controller released, and when (a pod released one at a time holds its siblings until bound)."""
         self._core = kube.CoreV1Api(api)
         self._custom = kube.CustomObjectsApi(api)
         self._store = store
@@ -34,6 +38,7 @@ class AppGroupController:
         """Release what may be released and refresh statuses; returns the released pods' keys."""
         released: list[str] = []
         self.waiting = False
+        members_now: set[str] = set()
         for group in self._store.appgroups():
             members = self._store.members(group)
             pods = [
@@ -43,12 +48,15 @@ class AppGroupController:
                     gated=DEPENDENCY_ORDER_GATE in pod.scheduling_gates,
                     bound=bool(pod.node_name),
                     created_at_s=pod.created_at_s,
+                    released_at_s=self._released_at.get(f"{pod.namespace}/{pod.name}"),
                 )
                 for pod, workload in members
             ]
+            members_now.update(p.key for p in pods)
+            one_at_a_time = (group.strategy or self._default_strategy) in PRICES_OWN_REPLICAS
             gates = {f"{pod.namespace}/{pod.name}": pod.scheduling_gates for pod, _ in members}
             self.waiting = self.waiting or any(p.gated for p in pods)
-            for key in pods_to_release(group, pods, now_s=time.time()):
+            for key in pods_to_release(group, pods, now_s=time.time(), one_replica_at_a_time=one_at_a_time):
                 namespace, name = key.split("/", 1)
                 remaining = [{"name": g} for g in gates[key] if g != DEPENDENCY_ORDER_GATE]
                 try:
@@ -56,10 +64,12 @@ class AppGroupController:
                         name, namespace, [{"op": "replace", "path": "/spec/schedulingGates", "value": remaining}]
                     )
                     released.append(key)
+                    self._released_at[key] = time.time()
                     log.info("released", extra={"event": "released", "pod": key, "appgroup": group.name})
                 except kube.ApiException as error:
                     log.warning("releasing %s failed: %s", key, error.reason)
             self._write_status(group)
+        self._released_at = {key: at for key, at in self._released_at.items() if key in members_now}
         return released
 
     def _write_status(self, group: Any) -> None:
