@@ -23,30 +23,29 @@ from netaware.router.replica import CALLER_HEADER, PROBE_PATH, ProbeMiddleware
 
 
 @pytest.mark.parametrize(
-    ("samples", "rif", "expected"),
+    ("samples", "expected"),
     [
-        pytest.param([], 0, 0.0, id="no samples: 0"),
+        pytest.param([], (0.0, 0.0), id="no samples: 0"),
+        pytest.param([(0, 10.0), (0, 30.0), (0, 20.0), (0, 40.0), (0, 50.0)], (30.0, 0.0), id="one RIF: its median"),
+        pytest.param([(0, 40.0)] * 5 + [(1, 80.0)] * 5 + [(2, 120.0)] * 5, (40.0, 40.0), id="one slot: +40 ms each"),
         pytest.param(
-            [(0, 10.0), (0, 30.0), (0, 20.0), (0, 40.0), (0, 50.0), (5, 500.0)], 0, 30.0, id="median at same RIF"
+            [(0, 40.0)] * 4 + [(0, 5000.0)] + [(1, 80.0)] * 5, (40.0, 40.0), id="a slow outlier does not tilt it"
         ),
-        pytest.param([(5, 100.0)] * 5 + [(0, 10.0)] * 5, 5, 100.0, id="load matters: RIF 5 is slow"),
-        pytest.param(
-            [(1, 10.0), (2, 20.0), (3, 30.0), (8, 80.0), (9, 90.0)], 2, 20.0, id="few similar: the band widens"
-        ),
+        pytest.param([(0, 50.0)] * 5 + [(3, 20.0)] * 5, (35.0, 0.0), id="never below flat: the slope is at least 0"),
     ],
 )
-def test_latency_estimate(samples: list[tuple[int, float]], rif: int, expected: float) -> None:
-    estimator = LatencyEstimator(min_samples=3)
+def test_latency_line(samples: list[tuple[int, float]], expected: tuple[float, float]) -> None:
+    estimator = LatencyEstimator()
     for r, latency in samples:
         estimator.record(rif_at_arrival=r, latency_ms=latency)
-    assert estimator.estimate(rif) == pytest.approx(expected)
+    assert estimator.line() == pytest.approx(expected)
 
 
 def test_the_window_keeps_only_recent_samples() -> None:
     estimator = LatencyEstimator(window=3)
     for latency in (1.0, 2.0, 100.0, 100.0, 100.0):
         estimator.record(rif_at_arrival=0, latency_ms=latency)
-    assert estimator.estimate(0) == 100.0
+    assert estimator.line() == (100.0, 0.0)
 
 
 WORK_S = 0.2

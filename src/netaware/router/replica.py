@@ -5,7 +5,7 @@ many of those requests came from the caller that probes (named by the `X-Netawar
 probes; 0 without it).
 
 Wrap any WSGI app: `app.wsgi_app = ProbeMiddleware(app.wsgi_app)`. The probe never waits for the app: it reads
-two counters under a lock and computes a median over at most `window` samples.
+two counters under a lock and fits a line to the per-RIF medians of at most `window` samples.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ class ProbeMiddleware:
         with self._lock:
             rif = self.rif
             yours = self.by_caller.get(caller, 0) if caller else 0
-            latency_ms, per_request_ms = self.estimator.estimate(rif), self.estimator.per_request_ms()
+            at_idle, per_request_ms = self.estimator.line()
+        latency_ms = max(0.0, at_idle + per_request_ms * rif)
         return {"rif": rif, "latencyMs": round(latency_ms, 3), "perRequestMs": round(per_request_ms, 3), "yours": yours}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
