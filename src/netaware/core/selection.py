@@ -302,16 +302,21 @@ class LatencyEstimator:
         adds, at least 0). A least-squares fit to the median latency at each RIF seen, weighted by its samples
         (medians, so that one slow outlier does not tilt it); flat at the median with one RIF only; (0, 0) with no
         samples. A one-slot replica's slope is about its work time, a many-threaded one's about 0."""
-        by_rif: dict[int, list[float]] = {}
-        for rif, latency in list(self.samples):
-            by_rif.setdefault(rif, []).append(latency)
-        if not by_rif:
-            return 0.0, 0.0
-        rifs = np.fromiter(by_rif, dtype=float, count=len(by_rif))
-        medians = np.fromiter((float(np.median(v)) for v in by_rif.values()), dtype=float, count=len(by_rif))
-        weights = np.fromiter((len(v) for v in by_rif.values()), dtype=float, count=len(by_rif))
-        mean_rif, mean_latency = np.average(rifs, weights=weights), np.average(medians, weights=weights)
-        spread = rifs - mean_rif
-        variance = float(weights @ spread**2)
-        slope = max(0.0, float(weights @ (spread * (medians - mean_latency))) / variance) if variance > 0 else 0.0
-        return float(mean_latency - slope * mean_rif), slope
+        return latency_line(list(self.samples))
+
+
+def latency_line(samples: Sequence[tuple[int, float]]) -> tuple[float, float]:
+    """`LatencyEstimator.line` of (RIF at arrival, latency ms) samples."""
+    by_rif: dict[int, list[float]] = {}
+    for rif, latency in samples:
+        by_rif.setdefault(rif, []).append(latency)
+    if not by_rif:
+        return 0.0, 0.0
+    rifs = np.fromiter(by_rif, dtype=float, count=len(by_rif))
+    medians = np.fromiter((float(np.median(v)) for v in by_rif.values()), dtype=float, count=len(by_rif))
+    weights = np.fromiter((len(v) for v in by_rif.values()), dtype=float, count=len(by_rif))
+    mean_rif, mean_latency = np.average(rifs, weights=weights), np.average(medians, weights=weights)
+    spread = rifs - mean_rif
+    variance = float(weights @ spread**2)
+    slope = max(0.0, float(weights @ (spread * (medians - mean_latency))) / variance) if variance > 0 else 0.0
+    return float(mean_latency - slope * mean_rif), slope

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from netaware.core.selection import LatencyEstimator
+from netaware.core.selection import LatencyEstimator, latency_line
 
 PROBE_PATH = "/netaware/probe"
 CALLER_HEADER = "X-Netaware-Caller"
@@ -49,7 +49,8 @@ class ProbeMiddleware:
         with self._lock:
             rif = self.rif
             yours = self.by_caller.get(caller, 0) if caller else 0
-            at_idle, per_request_ms = self.estimator.line()
+            samples = list(self.estimator.samples)
+        at_idle, per_request_ms = latency_line(samples)  # outside the lock: requests that end need it
         latency_ms = max(0.0, at_idle + per_request_ms * rif)
         return {"rif": rif, "latencyMs": round(latency_ms, 3), "perRequestMs": round(per_request_ms, 3), "yours": yours}
 
