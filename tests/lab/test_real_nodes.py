@@ -232,8 +232,11 @@ def test_a_pod_reaches_a_service_by_dns_across_zones_at_the_shaped_rtt(
     across = request_rtt(settings, "client-a")  # zone-a -> the only endpoint, in zone-b
     inside = request_rtt(settings, "client-b")  # the same requests inside the endpoint's node
     assert across["address"] == inside["address"] == cluster_ip  # CoreDNS answered the ClusterIP; kube-proxy routed
-    assert inside["connectMs"] < 1.0 and inside["requestMs"] < 1.0, inside
     expected = EXPECTED_RTT_MS[("zone-a", "zone-b")]
+    # Inside the node nothing is shaped: the handshake is the kernel's alone (tens of microseconds; even a same-zone
+    # link would cost 1 ms), while a request also waits for the Python server, which a loaded CI machine slows past
+    # 1 ms, so the request is held only to staying far below the shaped round trip.
+    assert inside["connectMs"] < 1.0 and inside["requestMs"] < 0.25 * expected, inside
     tolerance = max(1.0, 0.1 * expected)
     assert across["connectMs"] == pytest.approx(expected, abs=tolerance), across  # the shaped link, through kube-proxy
     # A request pays that round trip plus the server's time, measured beside the server; an idle gap of one round
