@@ -23,6 +23,7 @@ from netaware.controlplane.settings import ClusterSettings
 from netaware.core.topology import LinkMetrics, Topology
 from netaware.kube.clients import api_client
 from netaware.kube.converters import GROUP, VERSION, networktopology_resources
+from netaware.paths import REPO_ROOT
 
 pytestmark = pytest.mark.cluster
 
@@ -65,12 +66,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     yield from start_cluster(tmp_path_factory, fake_nodes=6)
 
 
-def kubectl(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
-    """The kubectl built with the control plane, against `cluster`."""
+def kubectl(cluster: Cluster, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The kubectl built with the control plane, against `cluster` (`stdin`: what `-f -` reads)."""
     return subprocess.run(
         [str(cluster.settings.bin_dir / "kubectl"), f"--kubeconfig={cluster.status['kubeconfig']}", *args],
-        capture_output=True, text=True, timeout=120, check=False,
+        input=stdin, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
+
+
+def apply_namespaces(cluster: Cluster) -> None:
+    """netaware's namespaces (deploy/namespaces), for a test that installs one component's kustomization alone, as a
+    user does after them; an earlier test's uninstall may have removed them."""
+    applied = kubectl(cluster, "apply", "--server-side", "-k", str(REPO_ROOT / "deploy" / "namespaces"))
+    assert applied.returncode == 0, applied.stderr
 
 
 def wait_for(condition: Callable[[], Any], *, timeout_s: float = 60, what: str = "condition") -> Any:

@@ -36,6 +36,7 @@ from kubernetes.client import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
 from netaware.kube.converters import GROUP, VERSION
+from netaware.kube.converters import NAMESPACE as NETAWARE_NAMESPACE
 from netaware.lab.emulating import remove_namespace, run_commands
 from netaware.router.loadgen import LoadReport, open_loop
 from netaware.router.testbed import (
@@ -49,7 +50,7 @@ from netaware.router.testbed import (
 )
 from tests.conftest import unused_port
 
-from .conftest import Cluster, kubectl, wait_for
+from .conftest import Cluster, apply_namespaces, kubectl, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.netns]
 
@@ -218,14 +219,15 @@ def test_deleting_the_policy_removes_what_it_owned(cluster: Cluster, controller:
 
 
 def test_router_manifests_apply_and_grant_what_the_controller_does(cluster: Cluster) -> None:
+    apply_namespaces(cluster)
     result = kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-k", str(REPO / "router"))
     assert result.returncode == 0, result.stderr
     assert "deployment.apps/netaware-aviator" in result.stdout
     deployment = json.loads(
-        kubectl(cluster, "-n", "kube-system", "get", "deploy", "netaware-aviator", "-o", "json").stdout
+        kubectl(cluster, "-n", NETAWARE_NAMESPACE, "get", "deploy", "netaware-aviator", "-o", "json").stdout
     )
     assert deployment["spec"]["template"]["spec"]["containers"][0]["command"][:2] == ["netaware-router", "controller"]
-    account = "system:serviceaccount:kube-system:netaware-aviator"
+    account = f"system:serviceaccount:{NETAWARE_NAMESPACE}:netaware-aviator"
     for verb, resource in [
         ("list", "aviatorpolicies.netaware.io"), ("patch", "aviatorpolicies.netaware.io/status"),
         ("patch", "aviatorpolicies.netaware.io"), ("create", "endpointslices.discovery.k8s.io"),

@@ -3,8 +3,10 @@
 Checks: `helm lint` is clean; the chart's defaults render the same objects as `kubectl kustomize deploy/` (images,
 commands, security contexts, RBAC rules, the scheduler's configuration; the static manifests are the same files), so
 the two installs cannot drift apart; values reach the objects (cost weights, strategy, probe round and budget,
-`ignorable`, image repository and tag, resources); installing outside kube-system is refused with the reason;
-`helm install` creates every object, an upgrade keeps the generated token, and `helm uninstall` leaves nothing.
+`ignorable`, image repository and tag, resources); the opt-in NetworkPolicy is the repository's, needs the nodes'
+ranges and is accepted by the API server; installing the release into one of netaware's own namespaces is refused with
+the reason; `helm install` creates every object (netaware's namespaces among them), an upgrade keeps the generated
+token, and `helm uninstall` leaves nothing.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from typing import Any
 import pytest
 import yaml
 
+from netaware.kube.converters import NAMESPACE, PROBE_NAMESPACE
 from netaware.lab.installing import pod_states
-from tests.cluster.conftest import Cluster, kubectl, wait_for
+from tests.cluster.conftest import Cluster, apply_namespaces, kubectl, wait_for
 from tests.cluster.test_deploy import FOLDERS, WORKLOADS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,8 +65,9 @@ def comparable(document: dict[str, Any]) -> dict[str, Any]:
     return yaml.safe_load(SECRET_HASH.sub("netaware-aggregator-token", yaml.safe_dump(document)))  # type: ignore[no-any-return]
 
 
-def by_kind_and_name(text: str) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(d["kind"], d["metadata"]["name"]): d for d in (comparable(d) for d in yaml.safe_load_all(text) if d)}
+def by_kind_and_name(text: str) -> dict[tuple[str, str, str], dict[str, Any]]:
+    return {(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]): d
+            for d in (comparable(d) for d in yaml.safe_load_all(text) if d)}  # fmt: skip
 
 
 def test_helm_lint_is_clean(cluster: Cluster) -> None:
@@ -113,23 +117,51 @@ def test_values_reach_the_objects(cluster: Cluster) -> None:
     assert aggregator["resources"]["limits"]["memory"] == "1Gi"
 
 
-def test_installing_outside_kube_system_is_refused_with_the_reason(cluster: Cluster) -> None:
-    templated = helm(cluster, "template", "netaware", str(CHART), "--namespace", "netaware")
-    assert templated.returncode != 0
-    assert "install netaware into kube-system" in templated.stderr
+def test_installing_the_release_into_netawares_own_namespace_is_refused_with_the_reason(cluster: Cluster) -> None:
+    for namespace in (NAMESPACE, PROBE_NAMESPACE):
+        templated = helm(cluster, "template", "netaware", str(CHART), "--namespace", namespace)
+        assert templated.returncode != 0
+        assert f"install the release outside {namespace}" in templated.stderr
+        assert "creates netaware's namespaces" in templated.stderr
+
+
+def test_the_network_policy_is_the_repositorys_needs_the_node_ranges_and_is_accepted(cluster: Cluster) -> None:
+    without = helm(cluster, "template", "netaware", str(CHART), "--namespace", "kube-system",
+                   "--set", "networkPolicy.enabled=true")  # fmt: skip
+    assert without.returncode != 0 and "networkPolicy.nodeCIDRs" in without.stderr
+    placeholder = helm(cluster, "template", "netaware", str(CHART), "--namespace", "kube-system",
+                       "--set", "networkPolicy.enabled=true,networkPolicy.nodeCIDRs={NODE_CIDR}")  # fmt: skip
+    assert placeholder.returncode == 0, placeholder.stderr
+    policy = by_kind_and_name(placeholder.stdout)[("NetworkPolicy", NAMESPACE, "netaware-aggregator")]
+    assert policy == comparable(yaml.safe_load((REPO / "aggregator/networkpolicy.yaml").read_text()))
+    # Its ports are the aggregator's own port names: reports on http, probes and metrics on metrics.
+    aggregator = documents(placeholder.stdout)[("Deployment", "netaware-aggregator")]
+    names = {p["name"] for p in aggregator["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    ports = {port["port"] for rule in policy["spec"]["ingress"] for port in rule["ports"]}
+    assert ports == names == {"http", "metrics"}
+    ranges = helm(cluster, "template", "netaware", str(CHART), "--namespace", "kube-system", "--show-only",
+                  "templates/networkpolicy.yaml", "--set",
+                  "networkPolicy.enabled=true,networkPolicy.nodeCIDRs={10.0.0.0/16,192.168.0.0/24}")  # fmt: skip
+    assert ranges.returncode == 0, ranges.stderr
+    apply_namespaces(cluster)
+    accepted = kubectl(cluster, "apply", "--dry-run=server", "-f", "-", stdin=ranges.stdout)
+    assert accepted.returncode == 0, accepted.stderr
+    peers = yaml.safe_load(ranges.stdout)["spec"]["ingress"][0]["from"]
+    cidrs = [peer["ipBlock"]["cidr"] for peer in peers if "ipBlock" in peer]
+    assert cidrs == ["10.0.0.0/16", "192.168.0.0/24"]
 
 
 def netaware_objects(cluster: Cluster) -> str:
     listed = kubectl(cluster, "get", "all,secrets,configmaps,serviceaccounts,clusterroles,clusterrolebindings,"
-                     "rolebindings,crds", "-A", "-o", "name")  # fmt: skip
+                     "rolebindings,crds,networkpolicies,namespaces", "-A", "-o", "name")  # fmt: skip
     assert listed.returncode == 0, listed.stderr
     return "\n".join(line for line in listed.stdout.splitlines() if "netaware" in line)
 
 
 def test_install_upgrade_uninstall(cluster: Cluster) -> None:
-    # A user's cluster has none of netaware yet; the local one's `up` applied the CRDs and the scheduler's RBAC for its
-    # own scheduler process, which helm would refuse to adopt.
-    for how, what in (("-k", "crds"), ("-f", "scheduler-extender/rbac.yaml")):
+    # A user's cluster has none of netaware yet; the local one's `up` applied the CRDs, netaware's namespaces and the
+    # scheduler's RBAC for its own scheduler process, which helm would refuse to adopt.
+    for how, what in (("-k", "crds"), ("-f", "scheduler-extender/rbac.yaml"), ("-k", "deploy/namespaces")):
         removed = kubectl(cluster, "delete", "--wait=true", how, str(REPO / what))
         assert removed.returncode == 0, removed.stderr
     assert netaware_objects(cluster) == ""
@@ -140,10 +172,15 @@ def test_install_upgrade_uninstall(cluster: Cluster) -> None:
     for kind, name in WORKLOADS:
         assert f"{kind.lower()}.apps/{name}" in present, present
     assert "customresourcedefinition.apiextensions.k8s.io/appgroups.netaware.io" in present
+    assert f"namespace/{NAMESPACE}" in present and f"namespace/{PROBE_NAMESPACE}" in present
 
     def token() -> str:
-        secret = cluster.core.read_namespaced_secret("netaware-aggregator-token", "kube-system")
-        return base64.b64decode(secret.data["token"]).decode()
+        copies = {
+            base64.b64decode(cluster.core.read_namespaced_secret("netaware-aggregator-token", n).data["token"]).decode()
+            for n in (NAMESPACE, PROBE_NAMESPACE)
+        }
+        assert len(copies) == 1, "the aggregator's token and the agents' differ"
+        return copies.pop()
 
     # What the lab says about telemetry pods that do not publish: each pod, its node and phase.
     wait_for(lambda: "netaware-aggregator-" in pod_states(cluster.api), timeout_s=30, what="the aggregator's pod")

@@ -16,9 +16,9 @@ import requests
 import yaml
 from kubernetes.client import ApiException
 
-from netaware.kube.converters import GROUP, VERSION
+from netaware.kube.converters import GROUP, NAMESPACE, VERSION
 
-from .conftest import Cluster, kubectl
+from .conftest import Cluster, apply_namespaces, kubectl
 
 pytestmark = pytest.mark.cluster
 
@@ -84,6 +84,7 @@ def test_kubectl_get_shows_printer_columns(cluster: Cluster) -> None:
 
 
 def test_scheduler_extender_manifests_apply_with_kubectl(cluster: Cluster) -> None:
+    apply_namespaces(cluster)
     result = kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-k", str(REPO / "scheduler-extender"))
     assert result.returncode == 0, result.stderr
     for created in (
@@ -92,11 +93,11 @@ def test_scheduler_extender_manifests_apply_with_kubectl(cluster: Cluster) -> No
         "configmap/netaware-scheduler-config",
     ):
         assert created in result.stdout
-    config = kubectl(cluster, "-n", "kube-system", "get", "configmap", "netaware-scheduler-config", "-o", "json")
+    config = kubectl(cluster, "-n", NAMESPACE, "get", "configmap", "netaware-scheduler-config", "-o", "json")
     data = json.loads(config.stdout)["data"]["kube-scheduler-config.yaml"]
     assert yaml.safe_load(data) == yaml.safe_load((REPO / "scheduler-extender/kube-scheduler-config.yaml").read_text())
     deployment = json.loads(
-        kubectl(cluster, "-n", "kube-system", "get", "deploy", "netaware-scheduler", "-o", "json").stdout
+        kubectl(cluster, "-n", NAMESPACE, "get", "deploy", "netaware-scheduler", "-o", "json").stdout
     )
     containers = [c["name"] for c in deployment["spec"]["template"]["spec"]["containers"]]
     assert containers == ["kube-scheduler", "extender"]

@@ -21,10 +21,10 @@ import requests
 from kubernetes.client import ApiException
 
 from netaware.aggregator.app import create_app
-from netaware.kube.converters import GROUP, VERSION
+from netaware.kube.converters import GROUP, NAMESPACE, PROBE_NAMESPACE, VERSION
 from netaware.router.testbed import gunicorn_listening, running, wait_until_answering
 
-from .conftest import Cluster, kubectl, wait_for
+from .conftest import Cluster, apply_namespaces, kubectl, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -76,21 +76,27 @@ def test_reports_are_published_and_recovered(cluster: Cluster) -> None:
 
 
 @pytest.mark.parametrize(
-    ("folder", "account", "allowed", "denied"),
+    ("folder", "namespace", "account", "allowed", "denied"),
     [
-        ("aggregator", "netaware-aggregator",
+        ("aggregator", NAMESPACE, "netaware-aggregator",
          [("patch", "networktopologies.netaware.io"), ("patch", "networktopologies.netaware.io/status"),
           ("list", "nodes")],
          [("delete", "networktopologies.netaware.io"), ("list", "secrets")]),
-        ("probe-agent", "netaware-probe", [("list", "nodes")], [("patch", "nodes"), ("list", "pods")]),
+        ("probe-agent", PROBE_NAMESPACE, "netaware-probe", [("list", "nodes")], [("patch", "nodes"), ("list", "pods")]),
     ],
 )  # fmt: skip
 def test_manifests_apply_with_least_privilege(
-    cluster: Cluster, folder: str, account: str, allowed: list[tuple[str, str]], denied: list[tuple[str, str]]
+    cluster: Cluster,
+    folder: str,
+    namespace: str,
+    account: str,
+    allowed: list[tuple[str, str]],
+    denied: list[tuple[str, str]],
 ) -> None:
+    apply_namespaces(cluster)
     result = kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-k", str(REPO / folder))
     assert result.returncode == 0, result.stderr
-    who = f"system:serviceaccount:kube-system:{account}"
+    who = f"system:serviceaccount:{namespace}:{account}"
     for verb, resource in allowed:
         assert kubectl(cluster, "auth", "can-i", verb, resource, "--as", who).stdout.strip() == "yes", (verb, resource)
     for verb, resource in denied:

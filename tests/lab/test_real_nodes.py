@@ -46,7 +46,7 @@ from netaware.controlplane.settings import ClusterSettings
 from netaware.experiments.live import CallShares, calls_by_zone, routed_manifests
 from netaware.images.building import ImageSettings
 from netaware.kube.clients import api_client
-from netaware.kube.converters import GROUP, VERSION, parse_timestamp
+from netaware.kube.converters import GROUP, NAMESPACE, PROBE_NAMESPACE, VERSION, parse_timestamp
 from netaware.lab.booting import cgroup_hierarchies, lab_mounts
 from netaware.lab.daemon import LabConfig
 from netaware.lab.installing import aggregator_command
@@ -282,18 +282,27 @@ def test_the_lab_runs_telemetry_from_its_own_manifests_and_it_keeps_publishing_t
 ) -> None:
     config, api, settings = lab
     core = client.CoreV1Api(api)
-    daemonset = client.AppsV1Api(api).read_namespaced_daemon_set("netaware-probe", "kube-system").status
+    daemonset = client.AppsV1Api(api).read_namespaced_daemon_set("netaware-probe", PROBE_NAMESPACE).status
     assert daemonset.desired_number_scheduled == daemonset.number_ready == 3  # one ready agent per node
-    probe = core.list_namespaced_pod("kube-system", label_selector="app.kubernetes.io/name=netaware-probe").items[0]
+    probe = core.list_namespaced_pod(PROBE_NAMESPACE, label_selector="app.kubernetes.io/name=netaware-probe").items[0]
     assert probe.spec.host_network
-    capabilities = kubectl(settings, "-n", "kube-system", "exec", probe.metadata.name, "--", "grep", "CapEff",
+    capabilities = kubectl(settings, "-n", PROBE_NAMESPACE, "exec", probe.metadata.name, "--", "grep", "CapEff",
                            "/proc/self/status")  # fmt: skip
     assert capabilities.stdout.split()[-1] == "0000000000002000", capabilities  # NET_RAW and nothing else
-    read_only = kubectl(settings, "-n", "kube-system", "exec", probe.metadata.name, "--", "touch", "/x")
+    read_only = kubectl(settings, "-n", PROBE_NAMESPACE, "exec", probe.metadata.name, "--", "touch", "/x")
     assert read_only.returncode != 0 and "Read-only file system" in read_only.stderr
-    (token,) = [s for s in core.list_namespaced_secret("kube-system").items
-                if s.metadata.name.startswith("netaware-aggregator-token-")]  # fmt: skip  # generated, hash-named
-    assert token.metadata.labels["app.kubernetes.io/part-of"] == "netaware"
+    tokens = {}
+    for namespace in (NAMESPACE, PROBE_NAMESPACE):  # the aggregator's copy and the agents'
+        (token,) = [s for s in core.list_namespaced_secret(namespace).items
+                    if s.metadata.name.startswith("netaware-aggregator-token-")]  # fmt: skip  # generated, hash-named
+        assert token.metadata.labels["app.kubernetes.io/part-of"] == "netaware"
+        tokens[namespace] = token.data["token"]
+    assert tokens[NAMESPACE] == tokens[PROBE_NAMESPACE]
+    # The namespaces enforce what their pods meet: restricted for the aggregator, the agents admitted for their host
+    # network and warned at baseline (the aggregator's pod being Ready shows restricted admitted it).
+    labels = {n: core.read_namespace(n).metadata.labels for n in (NAMESPACE, PROBE_NAMESPACE)}
+    assert labels[NAMESPACE]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert labels[PROBE_NAMESPACE]["pod-security.kubernetes.io/warn"] == "baseline"
 
     zones = {name: spec["zone"] for name, spec in status(config.state_dir)["nodes"].items()}
     custom = client.CustomObjectsApi(api)
@@ -362,7 +371,7 @@ def test_the_agents_measure_bandwidth_through_their_read_only_pods_at_the_shaped
 
     def patch_aggregator(command: list[str]) -> None:
         patch = json.dumps([{"op": "replace", "path": "/spec/template/spec/containers/0/command", "value": command}])
-        patched = kubectl(settings, "-n", "kube-system", "patch", "deployment", "netaware-aggregator", "--type",
+        patched = kubectl(settings, "-n", NAMESPACE, "patch", "deployment", "netaware-aggregator", "--type",
                           "json", "-p", patch)  # fmt: skip
         assert patched.returncode == 0, patched.stderr
 
@@ -383,7 +392,7 @@ def test_the_agents_measure_bandwidth_through_their_read_only_pods_at_the_shaped
                  what="every directed link's bandwidth published")  # fmt: skip
     finally:  # a test every 4 s keeps the relay busy and the agents' rounds long: off again for the tests after this
         patch_aggregator(aggregator_command(bandwidth_seconds=0))
-        rolled = kubectl(settings, "-n", "kube-system", "rollout", "status", "deployment/netaware-aggregator",
+        rolled = kubectl(settings, "-n", NAMESPACE, "rollout", "status", "deployment/netaware-aggregator",
                          "--timeout=90s", timeout_s=120)  # fmt: skip
         assert rolled.returncode == 0, rolled.stderr
     for pair, mbps in bandwidths().items():
@@ -401,7 +410,7 @@ def test_the_aggregator_killed_outright_is_restarted_keeps_its_reports_and_the_p
     core = client.CoreV1Api(api)
     custom = client.CustomObjectsApi(api)
     selector = "app.kubernetes.io/name=netaware-aggregator"
-    (pod,) = [p for p in core.list_namespaced_pod("kube-system", label_selector=selector).items
+    (pod,) = [p for p in core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
               if p.metadata.deletion_timestamp is None]  # fmt: skip
     uid = pod.metadata.uid
     origins = list(status(config.state_dir)["nodes"])
@@ -436,11 +445,11 @@ def test_the_aggregator_killed_outright_is_restarted_keeps_its_reports_and_the_p
         assert kept["spec"]["links"] == published[origin]["spec"]["links"]
 
     def restarted() -> bool:
-        statuses = core.read_namespaced_pod(pod.metadata.name, "kube-system").status.container_statuses or []
+        statuses = core.read_namespaced_pod(pod.metadata.name, NAMESPACE).status.container_statuses or []
         return bool(statuses) and statuses[0].restart_count >= 1 and statuses[0].ready
 
     wait_for(restarted, timeout_s=90, what="the aggregator's container restarted and Ready")
-    logs = kubectl(settings, "-n", "kube-system", "logs", pod.metadata.name).stdout
+    logs = kubectl(settings, "-n", NAMESPACE, "logs", pod.metadata.name).stdout
     replayed = [line for line in logs.splitlines() if "replayed" in line and "from the journal" in line]
     assert replayed and json.loads(replayed[-1])["message"] != "replayed 0 reports from the journal", logs[-2000:]
 
@@ -461,7 +470,7 @@ def test_after_an_apiserver_restart_the_telemetry_carries_on_without_any_restart
     selector = "app.kubernetes.io/part-of=netaware"
 
     def restarts() -> dict[str, int]:
-        pods = core.list_namespaced_pod("kube-system", label_selector=selector).items
+        pods = core.list_pod_for_all_namespaces(label_selector=selector).items  # the aggregator's and the agents'
         return {p.metadata.name: sum(s.restart_count for s in p.status.container_statuses or []) for p in pods}
 
     before = restarts()
@@ -863,14 +872,14 @@ def test_a_node_cut_off_is_lossy_then_unknown_and_netaware_places_dependants_els
     config, api, settings = lab
     core = client.CoreV1Api(api)
     custom = client.CustomObjectsApi(api)
-    aggregator = core.list_namespaced_pod("kube-system", label_selector="app.kubernetes.io/name=netaware-aggregator")
+    aggregator = core.list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/name=netaware-aggregator")
     hosting = {p.spec.node_name for p in aggregator.items}
     nodes = sorted(nodes_by_zone(api).values())
     cut = next(node for node in reversed(nodes) if node not in hosting)  # the peers' reports must still arrive
     peers = [node for node in nodes if node != cut]
 
     def restarts() -> int:
-        pods = core.list_namespaced_pod("kube-system", label_selector="app.kubernetes.io/name=netaware-probe").items
+        pods = core.list_namespaced_pod(PROBE_NAMESPACE, label_selector="app.kubernetes.io/name=netaware-probe").items
         return sum(s.restart_count for p in pods for s in p.status.container_statuses or [])
 
     def published_towards_cut() -> list[dict[str, Any]]:
@@ -962,8 +971,8 @@ def test_down_after_kill_9_of_every_lab_process_leaves_nothing(
     assert {name: read_sysctl(name) for name in KERNEL_SYSCTLS} == ORIGINAL_SYSCTLS
     assert client.CoreV1Api(api).list_node(label_selector=f"netaware.io/lab={PREFIX}").items == []
     apps = client.AppsV1Api(api)
-    assert [d.metadata.name for d in apps.list_namespaced_daemon_set("kube-system").items] == []  # the probe agents
-    assert "netaware-aggregator" not in [d.metadata.name for d in apps.list_namespaced_deployment("kube-system").items]
+    assert [d.metadata.name for d in apps.list_namespaced_daemon_set(PROBE_NAMESPACE).items] == []  # the probe agents
+    assert "netaware-aggregator" not in [d.metadata.name for d in apps.list_namespaced_deployment(NAMESPACE).items]
     assert not status(config.state_dir)["running"]
 
 

@@ -144,7 +144,7 @@ def test_router_help_and_bad_arguments() -> None:
     missing = router("proxy")
     assert missing.returncode == 2 and "--replica" in missing.stderr
     bad = router("proxy", "--replica", "no-port")
-    assert bad.returncode == 2 and "expected host:port" in bad.stderr
+    assert bad.returncode == 2 and "expected HOST:PORT" in bad.stderr
     settings = router("proxy", "--replica", "a:1", "--hot-quantile", "2")
     assert settings.returncode == 2 and "hot_quantile" in settings.stderr and "Traceback" not in settings.stderr
 

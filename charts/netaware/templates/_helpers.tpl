@@ -7,6 +7,15 @@
 {{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end }}
 
+{{/* netaware's namespaces: fixed, since the static manifests under files/ (shared with kustomize) name them. */}}
+{{- define "netaware.namespace" -}}
+netaware
+{{- end }}
+
+{{- define "netaware.probeNamespace" -}}
+netaware-probe
+{{- end }}
+
 {{/* Labels every templated object carries (the static manifests under files/ keep their own). */}}
 {{- define "netaware.labels" -}}
 app.kubernetes.io/name: {{ .name }}

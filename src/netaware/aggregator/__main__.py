@@ -12,7 +12,7 @@ from typing import Generic, TypeVar
 
 from netaware.iperf import OMIT_S
 from netaware.logs import configure_logging
-from netaware.serving import WsgiServer
+from netaware.serving import WsgiServer, listen_address
 
 T = TypeVar("T")
 
@@ -48,7 +48,12 @@ def parser() -> argparse.ArgumentParser:
         "node-to-node topology (GET /v1/topology); OpenAPI at /v1/openapi.json.",
     )
     root.add_argument("--host", default="0.0.0.0")
-    root.add_argument("--port", type=int, default=8080)
+    root.add_argument("--port", type=int, default=8080, help="reports, topology and everything else")
+    root.add_argument(
+        "--metrics", type=listen_address, default=None, metavar="HOST:PORT",
+        help="also answer /healthz, /readyz and /metrics (only those) here: probes and Prometheus then need no "
+        "access to the report port",
+    )  # fmt: skip
     root.add_argument(
         "--nodes", default=None,
         help="comma-separated node names reports may name (default with --publish/--kubeconfig: the cluster's Nodes)",
@@ -113,7 +118,10 @@ def main(argv: list[str] | None = None) -> None:
             api=api, bandwidth_slot_s=arguments.bandwidth_slot, bandwidth_test_s=arguments.bandwidth_seconds,
         )  # fmt: skip
 
-    WsgiServer(load, host=arguments.host, port=arguments.port, threads=arguments.threads).run()
+    if arguments.metrics and arguments.metrics[1] in (0, arguments.port):
+        parser().error(f"--metrics needs a port of its own, not {arguments.metrics[1]}")
+    WsgiServer(load, host=arguments.host, port=arguments.port, threads=arguments.threads,
+               observe=arguments.metrics).run()  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -214,9 +214,13 @@ def default_scheduler_config(settings: ClusterSettings, paths: StatePaths) -> di
 
 
 def netaware_scheduler_config(settings: ClusterSettings, paths: StatePaths) -> dict[str, Any]:
-    """scheduler-extender/kube-scheduler-config.yaml with only the local kubeconfig and extender port changed."""
+    """scheduler-extender/kube-scheduler-config.yaml with only the local kubeconfig, the extender's port and the
+    lease's namespace changed."""
     config: dict[str, Any] = yaml.safe_load(settings.extender_config.read_text())
     config.setdefault("clientConnection", {})["kubeconfig"] = str(paths.kubeconfig(NETAWARE_SCHEDULER_NAME))
+    # This scheduler is a process of the local control plane, not netaware's pod: its lease lives with the control
+    # plane's, so removing netaware's namespace (as an uninstall does) never takes the running scheduler's lease.
+    config.setdefault("leaderElection", {})["resourceNamespace"] = "kube-system"
     for extender in config.get("extenders", []):
         extender["urlPrefix"] = f"http://127.0.0.1:{settings.port('extender')}/"
         extender["ignorable"] = settings.extender_ignorable

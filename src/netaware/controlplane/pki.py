@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from netaware.certificates import CA_KEY, VALIDITY, issue_client_certificate, write_private_key
+from netaware.kube.converters import NAMESPACE
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,8 @@ IDENTITIES = {
     # The second scheduler and its extender run as the ServiceAccount the in-cluster manifests use, so the
     # local cluster exercises the same RBAC (scheduler-extender/rbac.yaml).
     "netaware-scheduler": (
-        "system:serviceaccount:kube-system:netaware-scheduler",
-        ("system:serviceaccounts", "system:serviceaccounts:kube-system"),
+        f"system:serviceaccount:{NAMESPACE}:netaware-scheduler",
+        ("system:serviceaccounts", f"system:serviceaccounts:{NAMESPACE}"),
     ),
     "kwok": ("kwok-controller", ("system:masters",)),
 }

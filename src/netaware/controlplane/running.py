@@ -212,7 +212,8 @@ def _apply_crds_and_rbac(settings: ClusterSettings, paths: StatePaths) -> None:
     crds = load_manifests(sorted(settings.crd_dir.glob("*.yaml")))
     apply_manifests(api, crds)
     wait_for_crds_established(api, [c["metadata"]["name"] for c in crds])
-    apply_manifests(api, load_manifests([settings.rbac_manifest]))
+    # The second scheduler's ServiceAccount and lease live in netaware's namespace, which comes first.
+    apply_manifests(api, load_manifests([settings.namespaces_manifest, settings.rbac_manifest]))
 
 
 def _wait_default_service_account(paths: StatePaths) -> None:

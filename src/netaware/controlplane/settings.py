@@ -27,6 +27,7 @@ class ClusterSettings:
     )
     """NETAWARE_SCHEDULER_CONFIG: the second scheduler's KubeSchedulerConfiguration (same file as in-cluster)."""
     crd_dir: Path = REPO_ROOT / "crds"
+    namespaces_manifest: Path = REPO_ROOT / "deploy/namespaces/namespaces.yaml"
     rbac_manifest: Path = REPO_ROOT / "scheduler-extender/rbac.yaml"
     ready_timeout_s: float = 180.0
     """How long `up` waits for every component to report ready."""

@@ -3,6 +3,7 @@ gunicorn (one worker process holding the watched state, several request threads,
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from typing import Any
 
 from netaware.extender.settings import ExtenderSettings, parse_settings
 from netaware.logs import configure_logging
-from netaware.serving import WsgiServer
+from netaware.serving import WsgiServer, listen_address
 
 
 class ExtenderServer(WsgiServer):
@@ -18,7 +19,10 @@ class ExtenderServer(WsgiServer):
 
     def __init__(self, settings: ExtenderSettings, app_factory: Callable[[], Any] | None = None) -> None:
         self.settings = settings
-        super().__init__(app_factory or self._load, host=settings.host, port=settings.port, threads=settings.threads)
+        super().__init__(
+            app_factory or self._load, host=settings.host, port=settings.port, threads=settings.threads,
+            observe=listen_address(settings.metrics) if settings.metrics else None,
+        )  # fmt: skip
 
     def _load(self) -> Any:
         # Runs in the worker after fork, so the watch threads live in the process that serves requests.
@@ -50,6 +54,11 @@ def main(argv: list[str] | None = None) -> None:
         settings.cost_weights()
     except ValueError as error:
         sys.exit(f"error: --weights: {error}")
+    try:
+        if settings.metrics and listen_address(settings.metrics)[1] in (0, settings.port):
+            sys.exit(f"error: --metrics needs a port of its own, not {settings.metrics}")
+    except argparse.ArgumentTypeError as error:
+        sys.exit(f"error: --metrics: {error}")
     configure_logging()
     ExtenderServer(settings).run()
 

@@ -17,6 +17,9 @@ class ExtenderSettings:
     """Address to listen on."""
     port: int = 8888
     """Port to listen on (kube-scheduler's extender urlPrefix points here)."""
+    metrics: str = ""
+    """HOST:PORT that also answers /healthz, /readyz and /metrics (only those); empty: none. In-cluster the API
+    listens on the loopback its scheduler calls, and kubelet probes and Prometheus use this address."""
     kubeconfig: Path | None = None
     """Kubeconfig to watch the cluster with; unset: the in-cluster service account."""
     strategy: str = DEFAULT_STRATEGY
@@ -42,6 +45,7 @@ class ExtenderSettings:
 HELP = {
     "host": "address to listen on",
     "port": "port to listen on (kube-scheduler's extender urlPrefix points here)",
+    "metrics": "HOST:PORT that also answers /healthz, /readyz and /metrics, and only those (empty: none)",
     "kubeconfig": "kubeconfig to watch the cluster with; unset: the in-cluster service account",
     "strategy": "scoring strategy for AppGroups that do not name one",
     "weights": "default cost weights latency,bandwidth,loss (each 0..1) for AppGroups that set none",

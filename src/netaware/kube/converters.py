@@ -28,6 +28,10 @@ from netaware.core.topology import DenseTopology, LinkMetrics, Topology, Topolog
 GROUP = "netaware.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
+NAMESPACE = "netaware"
+"""Where netaware's components run (deploy/namespaces: Pod Security restricted)."""
+PROBE_NAMESPACE = "netaware-probe"
+"""Where the probe agents run: the host network needs a namespace of its own (deploy/namespaces)."""
 
 
 class ConversionError(ValueError):

@@ -23,11 +23,11 @@ from typing import Any, cast
 import yaml
 
 from netaware.kube import api as kube
-from netaware.kube.converters import GROUP, VERSION, parse_timestamp
+from netaware.kube.converters import GROUP, NAMESPACE, PROBE_NAMESPACE, VERSION, parse_timestamp
 from netaware.kube.watching import list_raw
 from netaware.paths import REPO_ROOT
 
-COMPONENTS = ("aggregator", "probe-agent")
+COMPONENTS = ("deploy/namespaces", "aggregator", "probe-agent")
 BANDWIDTH_SLOT_S = 30
 """One bandwidth test per node at most every 30 s: a few percent of the time, away from the experiments' traffic."""
 PUBLISHED_TIMEOUT_S = 180.0
@@ -65,11 +65,12 @@ def write_overlay(folder: Path, *, bandwidth_seconds: float, repo: Path = REPO_R
         "kind": "Kustomization",
         # Relative: kustomize refuses an absolute root.
         "resources": [os.path.relpath(repo / component, folder) for component in COMPONENTS],
+        # The aggregator's copy and the agents', as deploy/kustomization.yaml makes them.
         "secretGenerator": [{
-            "name": "netaware-aggregator-token", "namespace": "kube-system", "envs": ["token.env"],
+            "name": "netaware-aggregator-token", "namespace": namespace, "envs": ["token.env"],
             "options": {"labels": {"app.kubernetes.io/name": "netaware-aggregator",
                                    "app.kubernetes.io/part-of": "netaware"}},
-        }],
+        } for namespace in (NAMESPACE, PROBE_NAMESPACE)],
         "patches": [{
             "target": {"kind": "Deployment", "name": "netaware-aggregator"},
             "patch": json.dumps([{"op": "replace", "path": "/spec/template/spec/containers/0/command",
@@ -131,7 +132,8 @@ def wait_published(
     raise TelemetryError(
         f"the aggregator had not published {len(missing)} link(s) as measured after {timeout_s:.0f} s "
         f"(first: {', '.join(missing[:3])}); pods: {pod_states(api) or 'none'}; see "
-        "`kubectl -n kube-system logs deploy/netaware-aggregator` and the netaware-probe pods"
+        f"`kubectl -n {NAMESPACE} logs deploy/netaware-aggregator` and `kubectl -n {PROBE_NAMESPACE} logs "
+        "ds/netaware-probe`"
     )
 
 
@@ -140,9 +142,12 @@ def pod_states(api: kube.ApiClient) -> str:
     states = []
     with contextlib.suppress(Exception):
         core = kube.CoreV1Api(api)
-        listed = list_raw(lambda **kw: core.list_namespaced_pod(
-            "kube-system", label_selector="app.kubernetes.io/part-of=netaware", _request_timeout=5, **kw))  # fmt: skip
-        for pod in listed.get("items") or []:
+        pods: list[dict[str, Any]] = []
+        for namespace in (NAMESPACE, PROBE_NAMESPACE):
+            pods += list_raw(lambda namespace=namespace, **kw: core.list_namespaced_pod(
+                namespace, label_selector="app.kubernetes.io/part-of=netaware", _request_timeout=5, **kw,
+            )).get("items") or []  # fmt: skip
+        for pod in pods:
             status = pod.get("status") or {}
             reasons = []
             for container in status.get("containerStatuses") or []:

@@ -14,6 +14,7 @@ from werkzeug.serving import make_server
 
 from netaware.logs import configure_logging
 from netaware.probe.agent import AgentSettings, ProbeAgent
+from netaware.serving import listen_address
 
 
 def _peer(text: str) -> tuple[str, str]:
@@ -43,7 +44,8 @@ def parser() -> argparse.ArgumentParser:
         help="probe every Node's InternalIP (in-cluster account; refreshed each round) instead of --peer",
     )  # fmt: skip
     root.add_argument("--netns", default=None, help="measure from inside this network namespace (the lab)")
-    root.add_argument("--metrics", default="0.0.0.0:9100", metavar="HOST:PORT", help="/healthz and /metrics")
+    root.add_argument("--metrics", type=listen_address, default=("0.0.0.0", 9100), metavar="HOST:PORT",
+                      help="/healthz and /metrics")  # fmt: skip
     return root
 
 
@@ -86,8 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     def metrics() -> Response:
         return Response(generate_latest(agent.registry), mimetype=CONTENT_TYPE_LATEST)
 
-    host, _, port = arguments.metrics.rpartition(":")
-    server = make_server(host, int(port), app, threaded=True)
+    host, port = arguments.metrics
+    server = make_server(host, port, app, threaded=True)
     threading.Thread(target=server.serve_forever, name="status", daemon=True).start()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -12,17 +12,11 @@ from netaware.core.balancing import POLICIES, make_balancer
 from netaware.core.selection import PAPER_UPKEEP, SelectionSettings
 from netaware.core.slices import ServiceReference
 from netaware.logs import configure_logging
-
-
-def _address(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r}: expected host:port")
-    return host, int(port)
+from netaware.serving import listen_address
 
 
 def _replica(text: str) -> str:
-    host, port = _address(text)
+    host, port = listen_address(text)
     return f"{host}:{port}"
 
 
@@ -45,8 +39,8 @@ def parser() -> argparse.ArgumentParser:
         description="An L7 reverse proxy: every path is forwarded to one replica chosen per request; idempotent "
         "requests that fail are retried on another replica. /healthz, /metrics and /v1/state are on --admin.",
     )  # fmt: skip
-    proxy.add_argument("--listen", type=_address, default=("0.0.0.0", 8080), metavar="HOST:PORT")
-    proxy.add_argument("--admin", type=_address, default=("0.0.0.0", 9090), metavar="HOST:PORT")
+    proxy.add_argument("--listen", type=listen_address, default=("0.0.0.0", 8080), metavar="HOST:PORT")
+    proxy.add_argument("--admin", type=listen_address, default=("0.0.0.0", 9090), metavar="HOST:PORT")
     replicas = proxy.add_mutually_exclusive_group(required=True)
     replicas.add_argument(
         "--replica", type=_replica, action="append", metavar="HOST:PORT",
@@ -78,7 +72,7 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     controller.add_argument("--kubeconfig", type=Path, default=None, help="default: in-cluster service account")
     controller.add_argument("--namespace", default=None, help="watch one namespace (default: all)")
-    controller.add_argument("--metrics", type=_address, default=("0.0.0.0", 9090), metavar="HOST:PORT",
+    controller.add_argument("--metrics", type=listen_address, default=("0.0.0.0", 9090), metavar="HOST:PORT",
                             help="/healthz and /metrics")  # fmt: skip
     controller.add_argument("--probe-timeout", type=float, default=1.0, help="seconds per endpoint probe")
     return root
