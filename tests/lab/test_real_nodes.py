@@ -5,9 +5,11 @@ the images built here (`make images`).
 Checks: the nodes register themselves Ready with the control plane's kubelet version, containerd as their runtime,
 the profile's zone labels and the lab's node size as allocatable; a pod in zone-a reaches a Service by its DNS name
 whose only endpoint is in zone-b, through kube-proxy, at the shaped zone RTT, while the same request inside one node
-is sub-millisecond; `kubectl logs`, `exec` and `port-forward` work; the probe-agent DaemonSet and the aggregator
-Deployment run from their own manifests (hostNetwork, NET_RAW only, read-only root) and the aggregator publishes the
-shaped RTTs as NetworkTopology, and the agents' iperf3 tests the shaped rates; a live `lab shape` shows in `lab
+is far below it; `kubectl logs`, `exec` and `port-forward` work; the probe-agent DaemonSet and the aggregator
+Deployment run from their own manifests in netaware's namespaces (hostNetwork, NET_RAW only, read-only root) and the
+aggregator publishes the shaped RTTs as NetworkTopology; the second scheduler's Deployment (kube-scheduler image and
+extender) becomes ready under the restricted namespace and places a pod through its extender, whose API is not
+reachable from outside its pod; and the agents' iperf3 tests the shaped rates; a live `lab shape` shows in `lab
 status` and in the published RTT within two probe rounds; the aggregator killed outright is restarted, replays its
 journal and its links never go stale; after an apiserver restart the telemetry carries on without a restart of its
 own; the lab's Prometheus scrapes every component up and finds data for every dashboard panel, its rules evaluate
@@ -398,6 +400,67 @@ def test_the_agents_measure_bandwidth_through_their_read_only_pods_at_the_shaped
     for pair, mbps in bandwidths().items():
         shaped = SHAPED_MBPS.get(pair) or SHAPED_MBPS[(pair[1], pair[0])]
         assert mbps == pytest.approx(shaped, rel=0.15), (pair, mbps)
+
+
+POD_SCHEDULER = "netaware-pod-scheduler"
+"""The in-cluster scheduler's name in the lab: the control plane's own netaware-scheduler process keeps its name."""
+
+
+def test_the_second_scheduler_runs_from_its_manifests_on_a_real_kubelet_and_places_a_pod_through_its_extender(
+    lab: tuple[LabConfig, client.ApiClient, ClusterSettings], tmp_path: Path
+) -> None:
+    """scheduler-extender/ as a user applies it, on the lab's kubelets: kube-scheduler (the image built from the Go
+    module) and the extender sidecar become ready under the restricted namespace, kubelet probes reaching the
+    extender's health port, a pod naming the scheduler is placed after the extender filtered and scored it, and the
+    extender's API is not reachable from outside its pod. Only the profile's name differs (the control plane's own
+    scheduler process already answers to netaware-scheduler)."""
+    _, api, settings = lab
+    config = yaml.safe_load((REPO / "scheduler-extender/kube-scheduler-config.yaml").read_text())
+    config["profiles"][0]["schedulerName"] = POD_SCHEDULER
+    (tmp_path / "kube-scheduler-config.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "resources": [os.path.relpath(REPO / "scheduler-extender", tmp_path)],
+        "configMapGenerator": [{"name": "netaware-scheduler-config", "namespace": NAMESPACE, "behavior": "replace",
+                                "files": ["kube-scheduler-config.yaml"]}],
+        "generatorOptions": {"disableNameSuffixHash": True},
+    }))  # fmt: skip
+    core = client.CoreV1Api(api)
+    placed = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "placed-by-the-pod-scheduler"},
+              "spec": {"schedulerName": POD_SCHEDULER, "containers": [
+                  {"name": "main", "image": "netaware/netaware:0.1.0", "command": ["sleep", "3600"]}]}}  # fmt: skip
+    applied = kubectl(settings, "apply", "--server-side", "--force-conflicts", "-k", str(tmp_path))
+    assert applied.returncode == 0, applied.stderr
+    try:
+        rolled = kubectl(settings, "-n", NAMESPACE, "rollout", "status", "deployment/netaware-scheduler",
+                         "--timeout=180s", timeout_s=200)  # fmt: skip
+        assert rolled.returncode == 0, (rolled.stdout, rolled.stderr, kubectl(settings, "-n", NAMESPACE, "describe",
+                                                                             "pods").stdout[-3000:])  # fmt: skip
+        created = kubectl(settings, "create", "-f", "-", stdin=json.dumps(placed))
+        assert created.returncode == 0, created.stderr
+
+        def bound() -> str | None:
+            return core.read_namespaced_pod(placed["metadata"]["name"], "default").spec.node_name  # type: ignore[no-any-return]
+
+        deadline = time.monotonic() + 60
+        while not bound():
+            assert time.monotonic() < deadline, kubectl(settings, "describe", "pod", placed["metadata"]["name"]).stdout
+            time.sleep(0.5)
+        assert bound() in nodes_by_zone(api).values()
+        (scheduler,) = core.list_namespaced_pod(
+            NAMESPACE, label_selector="app.kubernetes.io/name=netaware-scheduler"
+        ).items
+        metrics = requests.get(f"http://{scheduler.status.pod_ip}:9090/metrics", timeout=5).text
+        calls = {verb: sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                           if line.startswith("netaware_extender_requests_total{") and f'verb="{verb}"' in line)
+                 for verb in ("filter", "prioritize")}  # fmt: skip
+        assert calls["filter"] >= 1 and calls["prioritize"] >= 1, calls  # the extender took part in the placement
+        with pytest.raises(OSError), socket.create_connection((scheduler.status.pod_ip, 8888), timeout=3):
+            pass  # the scheduler API listens on the pod's loopback only
+    finally:
+        kubectl(settings, "delete", "pod", placed["metadata"]["name"], "--ignore-not-found", "--wait=false")
+        # The namespaced objects only: the RBAC is the control plane's scheduler's too.
+        kubectl(settings, "-n", NAMESPACE, "delete", "--ignore-not-found", "deployment/netaware-scheduler",
+                "configmap/netaware-scheduler-config", "service/netaware-extender", timeout_s=120)  # fmt: skip
 
 
 def test_the_aggregator_killed_outright_is_restarted_keeps_its_reports_and_the_published_links_stay_fresh(

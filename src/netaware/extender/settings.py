@@ -71,14 +71,23 @@ def parse_settings(argv: list[str] | None = None) -> ExtenderSettings:
         description="kube-scheduler extender: filters nodes that break AppGroup hard limits and scores the rest "
         "by network cost to the pod's dependencies and dependants.",
     )
+    from_environment = {}
     for item in fields(ExtenderSettings):
         default = getattr(defaults, item.name)
         env = f"NETAWARE_EXTENDER_{item.name.upper()}"
         convert = _parser_type(item.name, default)
+        if env in os.environ:
+            try:
+                from_environment[item.name] = convert(os.environ[env])  # type: ignore[operator]
+            except ValueError:
+                # Kubernetes' service links set <SERVICE>_PORT=tcp://... for every Service of the pod's namespace:
+                # a Service named netaware-extender sets NETAWARE_EXTENDER_PORT (hence enableServiceLinks: false).
+                parser.error(f"{env}={os.environ[env]!r} is not a valid {getattr(convert, '__name__', 'value')} "
+                             "(set by a Service link? give the pod enableServiceLinks: false)")  # fmt: skip
         parser.add_argument(
             f"--{item.name.replace('_', '-')}",
             dest=item.name,
-            default=convert(os.environ[env]) if env in os.environ else default,  # type: ignore[operator]
+            default=from_environment.get(item.name, default),
             type=convert,  # type: ignore[arg-type]
             help=f"{HELP[item.name]} [env {env}; default {default}]",
         )

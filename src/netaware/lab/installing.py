@@ -27,7 +27,10 @@ from netaware.kube.converters import GROUP, NAMESPACE, PROBE_NAMESPACE, VERSION,
 from netaware.kube.watching import list_raw
 from netaware.paths import REPO_ROOT
 
-COMPONENTS = ("deploy/namespaces", "aggregator", "probe-agent")
+COMPONENTS = ("aggregator", "probe-agent")
+NAMESPACES = "deploy/namespaces"
+"""Applied with the components, never deleted with them: the control plane's `up` made them too (its scheduler's
+ServiceAccount lives there), and a namespace being deleted refuses the next lab's objects until it is gone."""
 BANDWIDTH_SLOT_S = 30
 """One bandwidth test per node at most every 30 s: a few percent of the time, away from the experiments' traffic."""
 PUBLISHED_TIMEOUT_S = 180.0
@@ -53,9 +56,11 @@ def aggregator_command(
 
 
 def write_overlay(folder: Path, *, bandwidth_seconds: float, repo: Path = REPO_ROOT) -> Path:
-    """The lab's kustomization (and its token file, made once) in `folder`; returns `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    token = folder / "token.env"
+    """The lab's kustomization in `folder`: netaware's namespaces and `components/` (the telemetry, with its token
+    file, made once), which is what `uninstall` removes; returns `folder`."""
+    components = folder / "components"
+    components.mkdir(parents=True, exist_ok=True)
+    token = components / "token.env"
     if not token.exists():
         # Created 0600, never readable by others even for a moment.
         with os.fdopen(os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
@@ -64,7 +69,7 @@ def write_overlay(folder: Path, *, bandwidth_seconds: float, repo: Path = REPO_R
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         # Relative: kustomize refuses an absolute root.
-        "resources": [os.path.relpath(repo / component, folder) for component in COMPONENTS],
+        "resources": [os.path.relpath(repo / component, components) for component in COMPONENTS],
         # The aggregator's copy and the agents', as deploy/kustomization.yaml makes them.
         "secretGenerator": [{
             "name": "netaware-aggregator-token", "namespace": namespace, "envs": ["token.env"],
@@ -77,7 +82,10 @@ def write_overlay(folder: Path, *, bandwidth_seconds: float, repo: Path = REPO_R
                                   "value": aggregator_command(bandwidth_seconds=bandwidth_seconds, repo=repo)}]),
         }],
     }  # fmt: skip
-    (folder / "kustomization.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))
+    (components / "kustomization.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))
+    whole = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+             "resources": [os.path.relpath(repo / NAMESPACES, folder), "components"]}  # fmt: skip
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump(whole, sort_keys=False))
     return folder
 
 
@@ -95,9 +103,12 @@ def install(overlay: Path, *, bin_dir: Path, kubeconfig: Path) -> None:
 
 
 def uninstall(overlay: Path, *, bin_dir: Path, kubeconfig: Path) -> None:
-    """Remove what `install` applied; a control plane that is already gone leaves nothing to remove."""
-    if (overlay / "kustomization.yaml").exists():
-        kubectl(bin_dir, kubeconfig, "delete", "--ignore-not-found", "--wait=false", "-k", str(overlay), timeout_s=60)
+    """Remove the telemetry `install` applied (not the namespaces: see NAMESPACES); a control plane that is already
+    gone leaves nothing to remove."""
+    components = overlay / "components"
+    if (components / "kustomization.yaml").exists():
+        kubectl(bin_dir, kubeconfig, "delete", "--ignore-not-found", "--wait=false", "-k", str(components),
+                timeout_s=60)  # fmt: skip
 
 
 def _measured_since(link: dict[str, object], since_s: float) -> bool:
