@@ -27,6 +27,14 @@ def listen_address(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def observation_port_problem(observe: tuple[str, int] | None, port: int) -> str | None:
+    """Why `observe` cannot be a server's observation listener beside `port`, or None: requests are told apart by
+    the port they arrived on, so it needs a port of its own (and a fixed one)."""
+    if observe and observe[1] in (0, port):
+        return f"--metrics needs a port of its own, not {observe[1]}"
+    return None
+
+
 def observation_only(app: Any, port: int) -> Any:
     """`app`, except that requests arriving on `port` get only OBSERVATION_PATHS (404 with the reason otherwise)."""
 
@@ -48,9 +56,9 @@ class WsgiServer(BaseApplication):  # type: ignore[misc]
         self, app_factory: Callable[[], Any], *, host: str, port: int, threads: int,
         observe: tuple[str, int] | None = None,
     ) -> None:  # fmt: skip
-        if observe and observe[1] in (0, port):
-            # The observation listener is told apart by its port number, so it needs one of its own.
-            raise ValueError(f"the observation port must be set and differ from the serving port {port}: {observe}")
+        problem = observation_port_problem(observe, port)
+        if problem:
+            raise ValueError(problem)
         self.app_factory = app_factory
         self.binds = [f"{host}:{port}"] + ([f"{observe[0]}:{observe[1]}"] if observe else [])
         self.observe_port = observe[1] if observe else None

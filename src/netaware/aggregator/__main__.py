@@ -12,7 +12,7 @@ from typing import Generic, TypeVar
 
 from netaware.iperf import OMIT_S
 from netaware.logs import configure_logging
-from netaware.serving import WsgiServer, listen_address
+from netaware.serving import WsgiServer, listen_address, observation_port_problem
 
 T = TypeVar("T")
 
@@ -118,8 +118,9 @@ def main(argv: list[str] | None = None) -> None:
             api=api, bandwidth_slot_s=arguments.bandwidth_slot, bandwidth_test_s=arguments.bandwidth_seconds,
         )  # fmt: skip
 
-    if arguments.metrics and arguments.metrics[1] in (0, arguments.port):
-        parser().error(f"--metrics needs a port of its own, not {arguments.metrics[1]}")
+    problem = observation_port_problem(arguments.metrics, arguments.port)
+    if problem:
+        parser().error(problem)
     WsgiServer(load, host=arguments.host, port=arguments.port, threads=arguments.threads,
                observe=arguments.metrics).run()  # fmt: skip
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from netaware.extender.settings import ExtenderSettings, parse_settings
 from netaware.logs import configure_logging
-from netaware.serving import WsgiServer, listen_address
+from netaware.serving import WsgiServer, listen_address, observation_port_problem
 
 
 class ExtenderServer(WsgiServer):
@@ -55,10 +55,12 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as error:
         sys.exit(f"error: --weights: {error}")
     try:
-        if settings.metrics and listen_address(settings.metrics)[1] in (0, settings.port):
-            sys.exit(f"error: --metrics needs a port of its own, not {settings.metrics}")
+        problem = observation_port_problem(listen_address(settings.metrics) if settings.metrics else None,
+                                           settings.port)  # fmt: skip
     except argparse.ArgumentTypeError as error:
         sys.exit(f"error: --metrics: {error}")
+    if problem:
+        sys.exit(f"error: {problem}")
     configure_logging()
     ExtenderServer(settings).run()
 
