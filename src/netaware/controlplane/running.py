@@ -212,7 +212,7 @@ def _apply_crds_and_rbac(settings: ClusterSettings, paths: StatePaths) -> None:
     crds = load_manifests(sorted(settings.crd_dir.glob("*.yaml")))
     apply_manifests(api, crds)
     wait_for_crds_established(api, [c["metadata"]["name"] for c in crds])
-    # The second scheduler's ServiceAccount and lease live in netaware's namespace, which comes first.
+    # The second scheduler's ServiceAccount lives in netaware's namespace, which comes first.
     apply_manifests(api, load_manifests([settings.namespaces_manifest, settings.rbac_manifest]))
 
 

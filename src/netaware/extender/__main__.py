@@ -11,7 +11,7 @@ from typing import Any
 
 from netaware.extender.settings import ExtenderSettings, parse_settings
 from netaware.logs import configure_logging
-from netaware.serving import WsgiServer, listen_address, observation_port_problem
+from netaware.serving import WsgiServer, observation_port_problem
 
 
 class ExtenderServer(WsgiServer):
@@ -21,7 +21,7 @@ class ExtenderServer(WsgiServer):
         self.settings = settings
         super().__init__(
             app_factory or self._load, host=settings.host, port=settings.port, threads=settings.threads,
-            observe=listen_address(settings.metrics) if settings.metrics else None,
+            observe=settings.metrics_address(),
         )  # fmt: skip
 
     def _load(self) -> Any:
@@ -55,8 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as error:
         sys.exit(f"error: --weights: {error}")
     try:
-        problem = observation_port_problem(listen_address(settings.metrics) if settings.metrics else None,
-                                           settings.port)  # fmt: skip
+        problem = observation_port_problem(settings.metrics_address(), settings.port)
     except argparse.ArgumentTypeError as error:
         sys.exit(f"error: --metrics: {error}")
     if problem:

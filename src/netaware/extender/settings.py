@@ -9,6 +9,7 @@ from pathlib import Path
 
 from netaware.core.appgroup import CostWeights
 from netaware.core.scoring import DEFAULT_STRATEGY
+from netaware.serving import listen_address
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ class ExtenderSettings:
     def cost_weights(self) -> CostWeights:
         latency, bandwidth, loss = (float(x) for x in self.weights.split(","))
         return CostWeights(latency=latency, bandwidth=bandwidth, loss=loss)
+
+    def metrics_address(self) -> tuple[str, int] | None:
+        """`metrics` as (host, port), None when empty; argparse.ArgumentTypeError when it is not HOST:PORT."""
+        return listen_address(self.metrics) if self.metrics else None
 
 
 HELP = {
