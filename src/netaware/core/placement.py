@@ -7,27 +7,22 @@ The problem: place one pod per service on nodes with CPU capacity, so that the t
 is smallest. With one sequential call per edge use, this is the network part of one request's end-to-end latency, so
 the optimum is the placement a perfect scheduler would find for the experiments' figure of merit.
 
-The integer program linearises the product of two assignments per edge and node pair (y >= x_an + x_bm - 1), which
-is exact because y has a positive cost; it is solved by HiGHS (highspy) through pulp.
+The optimum is the planner's integer program (core/planning.py), solved by HiGHS through pulp.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
-import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import pulp
+import numpy as np
+
+from netaware.core.planning import InfeasibleError, PlanEdge, PlanningProblem, PlanWorkload, plan
+from netaware.core.topology import DenseTopology
 
 Placement = dict[str, str]
 """service -> node"""
-
-
-class InfeasibleError(ValueError):
-    """The services do not fit on the nodes."""
 
 
 @dataclass(frozen=True)
@@ -62,47 +57,28 @@ def network_cost(problem: PlacementProblem, placement: Mapping[str, str]) -> flo
     return sum(calls * problem.rtt(placement[a], placement[b]) for (a, b), calls in problem.edges.items())
 
 
-@contextlib.contextmanager
-def _quiet_stdout() -> Iterator[None]:
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "wb") as devnull:  # noqa: PTH123 - a raw descriptor is needed for dup2
-            os.dup2(devnull.fileno(), 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def optimal_placement(problem: PlacementProblem, *, time_limit_s: float = 60.0) -> Placement:
-    model = pulp.LpProblem("placement", pulp.LpMinimize)
-    x = {
-        (s, n): model.add_variable(f"x_{i}_{j}", cat="Binary")
-        for i, s in enumerate(problem.services)
-        for j, n in enumerate(problem.nodes)
-        if n in problem.candidates(s)
-    }
-    y = {}
-    for e, (a, b) in enumerate(problem.edges):
-        for n in problem.candidates(a):
-            for m in problem.candidates(b):
-                if n != m:
-                    y[(a, b, n, m)] = model.add_variable(f"y_{e}_{problem.nodes.index(n)}_{problem.nodes.index(m)}", 0)
-    model += pulp.lpSum(problem.edges[(a, b)] * problem.rtt(n, m) * var for (a, b, n, m), var in y.items())
-    for s in problem.services:
-        model += pulp.lpSum(x[(s, n)] for n in problem.candidates(s)) == 1
-    for n in problem.nodes:
-        model += (
-            pulp.lpSum(problem.cpu_m[s] * x[(s, n)] for s in problem.services if (s, n) in x) <= problem.capacity_m[n]
-        )
-    for (a, b, n, m), var in y.items():
-        model += var >= x[(a, n)] + x[(b, m)] - 1
-    with _quiet_stdout():  # highspy prints its banner to fd 1 even with msg=False, into the user's table
-        status = model.solve(pulp.HiGHS(msg=False, timeLimit=time_limit_s))
-    if pulp.LpStatus[status] != "Optimal":
-        raise InfeasibleError(f"no optimal placement: solver status {pulp.LpStatus[status]}")
-    return {s: n for (s, n), var in x.items() if var.value() is not None and var.value() > 0.5}
+    """The proven optimum, by the planner's integer program (core/planning.py) with `rtt` as the pair price."""
+    services = list(problem.services)
+    nodes = list(problem.nodes)
+    rtt = np.array([[problem.rtt(n, m) for m in nodes] for n in nodes], dtype=np.float32)
+    known = np.zeros_like(rtt)  # loss 0 and bandwidth unknown: the price is the RTT alone
+    topology = DenseTopology.from_matrices(nodes=nodes, rtt_ms=rtt, bandwidth_mbps=known * np.nan, loss_ratio=known)
+    planning = PlanningProblem(
+        workloads=tuple(
+            PlanWorkload(s, 1, problem.cpu_m[s], nodes=frozenset(problem.candidates(s)) if problem.allowed else None)
+            for s in services
+        ),
+        edges=tuple(PlanEdge(a, b, calls=calls) for (a, b), calls in problem.edges.items()),
+        nodes=tuple(nodes),
+        free_cpu_m=tuple(problem.capacity_m[n] for n in nodes),
+        topology=topology,
+    )
+    try:
+        result = plan(planning, time_limit_s=time_limit_s, exact=True)
+    except InfeasibleError as error:
+        raise InfeasibleError(f"no optimal placement: {error}") from None
+    return {s: result.placements[s][0] for s in services}
 
 
 def random_placement(problem: PlacementProblem, rng: random.Random) -> Placement:

@@ -1,7 +1,9 @@
-"""Quantities as Kubernetes and our CRDs write them: CPU in millicores, durations ("1m30s", "500ms") in seconds."""
+"""Quantities as Kubernetes and our CRDs write them: CPU in millicores, memory in bytes, durations ("1m30s",
+"500ms") in seconds."""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -20,6 +22,23 @@ def cpu_millicores(quantity: Any) -> int:
         return round(float(text) * 1000)
     except ValueError:
         return 0
+
+
+_MEMORY = re.compile(r"([0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?")
+_MEMORY_FACTOR = {
+    None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+}  # fmt: skip
+
+
+def memory_bytes(quantity: Any) -> int:
+    """A memory quantity ("128Mi", "1G", "1e9", 1024) in bytes, rounded up as Kubernetes does; ValueError
+    naming the text when it is not a quantity."""
+    text = str(quantity).strip()
+    match = _MEMORY.fullmatch(text)
+    if not match:
+        raise ValueError(f"memory quantity {text!r}: expected a number with an optional suffix such as Mi or G")
+    return math.ceil(float(match.group(1)) * _MEMORY_FACTOR[match.group(2)])
 
 
 def duration_seconds(text: str) -> float:

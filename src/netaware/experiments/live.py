@@ -25,13 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from netaware.core.nodeselection import ZONE_LABEL
 from netaware.core.placement import network_cost
 from netaware.experiments.running import Experiment, ExperimentError, ExperimentRunner, first_replicas
 from netaware.lab.running import LabError
 from netaware.lab.running import shape as lab_shape
 from netaware.scraping import counter_totals
 from netaware.workloads.graphs import Call, Service, ServiceGraph, graph_named
-from netaware.workloads.manifests import PORT, ZONE_LABEL, render
+from netaware.workloads.manifests import PORT, render
 
 PUBLISHED_TIMEOUT_S = 90.0
 ROUTED_NAMESPACE = "exp-live-routed"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ from netaware.core.appgroup import (
     Workload,
     topological_order,
 )
+from netaware.core.quantities import cpu_millicores, memory_bytes
 from netaware.core.topology import DenseTopology, LinkMetrics, Topology, TopologyError
 
 GROUP = "netaware.io"
@@ -151,6 +153,95 @@ def appgroup_status(group: AppGroup, placements: Mapping[str, Sequence[str]]) ->
         "topologyOrder": [{"workload": w, "index": i} for i, w in enumerate(order, start=1)],
         "placements": [{"workload": w, "nodes": sorted(placements.get(w, ()))} for w in group.workload_names],
     }
+
+
+# --- an app's manifests, for planning ------------------------------------------------------------------------
+
+OWNER_KINDS = ("Deployment", "StatefulSet", "ReplicaSet")
+"""Controllers whose pod template and replica count make a workload's pods."""
+
+
+@dataclass(frozen=True)
+class WorkloadPods:
+    """What the planner needs of one AppGroup workload's controller."""
+
+    owner: str
+    """kind/name of the controller."""
+    replicas: int
+    cpu_m: int
+    """CPU request of one pod (a container's limit when it sets no request, as Kubernetes defaults it)."""
+    memory_bytes: int
+    pod_spec: Mapping[str, Any]
+
+
+def _pod_requests(spec: Mapping[str, Any], where: str) -> tuple[int, int]:
+    """CPU (millicores) and memory (bytes) one pod requests: its containers' sum, or an init container's if
+    larger (Kubernetes' effective request)."""
+
+    def total(containers: list[Any], path: str) -> tuple[list[int], list[int]]:
+        cpu, memory = [], []
+        for k, container in enumerate(containers):
+            resources = _mapping(_mapping(container, f"{path}[{k}]").get("resources") or {}, f"{path}[{k}].resources")
+            requests = {
+                **_mapping(resources.get("limits") or {}, "limits"),
+                **_mapping(resources.get("requests") or {}, "requests"),
+            }
+            cpu.append(cpu_millicores(requests.get("cpu")))
+            try:
+                memory.append(memory_bytes(requests["memory"]) if "memory" in requests else 0)
+            except ValueError as error:
+                raise ConversionError(f"{path}[{k}].resources: {error}") from None
+        return cpu, memory
+
+    cpu, memory = total(_list(spec.get("containers"), f"{where}.containers"), f"{where}.containers")
+    init_cpu, init_memory = total(
+        _list(spec.get("initContainers"), f"{where}.initContainers"), f"{where}.initContainers"
+    )
+    return max([sum(cpu), *init_cpu]), max([sum(memory), *init_memory])
+
+
+def workload_pods(documents: Iterable[Any], group: AppGroup) -> dict[str, WorkloadPods]:
+    """Each AppGroup workload's controller among `documents` (Deployments, StatefulSets, ReplicaSets in the
+    group's namespace whose pod template labels the workload's selector matches): replicas, requests, pod spec.
+    A workload no controller matches, or more than one, is a ConversionError."""
+    owners: list[tuple[str, Mapping[str, Any]]] = []
+    for number, document in enumerate(documents):
+        if not isinstance(document, Mapping) or document.get("kind") not in OWNER_KINDS:
+            continue
+        metadata = _mapping(document.get("metadata") or {}, f"document {number + 1}: metadata")
+        if str(metadata.get("namespace") or "default") != group.namespace:
+            continue
+        owners.append((f"{document['kind']}/{metadata.get('name')}", document))
+    found: dict[str, WorkloadPods] = {}
+    for workload in group.workloads:
+        matching = []
+        for owner, document in owners:
+            template = _mapping(
+                _mapping(document.get("spec"), f"{owner}: spec").get("template"), f"{owner}: spec.template"
+            )
+            labels = _mapping(
+                _mapping(template.get("metadata") or {}, f"{owner}: metadata").get("labels") or {}, "labels"
+            )
+            if workload.matches({str(k): str(v) for k, v in labels.items()}):
+                matching.append((owner, document, template))
+        if not matching:
+            raise ConversionError(
+                f"workload {workload.name}: no Deployment, StatefulSet or ReplicaSet in namespace {group.namespace} "
+                f"has pod labels matching {dict(workload.match_labels)}"
+            )
+        if len(matching) > 1:
+            names = ", ".join(owner for owner, _, _ in matching)
+            raise ConversionError(
+                f"workload {workload.name}: its selector matches {len(matching)} controllers ({names})"
+            )
+        owner, document, template = matching[0]
+        replicas = document["spec"].get("replicas", 1)
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise ConversionError(f"{owner}: spec.replicas must be an integer >= 0, got {replicas!r}")
+        pod_spec = _mapping(template.get("spec"), f"{owner}: spec.template.spec")
+        cpu, memory = _pod_requests(pod_spec, f"{owner}: spec.template.spec")
+        found[workload.name] = WorkloadPods(owner, replicas, cpu, memory, pod_spec)
+    return found
 
 
 # --- NetworkTopology ---------------------------------------------------------------------------------------

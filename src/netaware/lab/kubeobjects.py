@@ -9,12 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from netaware.core.nodeselection import HOSTNAME_LABEL, REGION_LABEL, ZONE_LABEL
 from netaware.kube.converters import format_timestamp
 
 LAB_LABEL = "netaware.io/lab"
 """Every Node a lab registers carries this label (value: the lab's namespace prefix), so `down` finds them."""
-ZONE_LABEL = "topology.kubernetes.io/zone"
-REGION_LABEL = "topology.kubernetes.io/region"
 LEASE_NAMESPACE = "kube-node-lease"
 LEASE_DURATION_S = 40
 
@@ -37,7 +36,7 @@ def node_manifest(*, name: str, zone: str, region: str, lab: str) -> dict[str, A
         "metadata": {
             "name": name,
             "labels": {
-                "kubernetes.io/hostname": name,
+                HOSTNAME_LABEL: name,
                 "kubernetes.io/os": "linux",
                 "kubernetes.io/arch": "amd64",
                 ZONE_LABEL: zone,

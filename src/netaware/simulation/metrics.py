@@ -2,8 +2,9 @@
 
 - network cost: sum over call edges of the AppGroup weight x the mean link cost (core/costs.py: latency, bandwidth
   and loss terms, weighted) over the replica pairs: what netaware minimises;
-- expected end-to-end latency: sum over call edges of calls per request x the mean RTT over replica pairs, i.e. the
-  network time of one request to the entry with sequential calls (ms);
+- expected end-to-end latency: the planner's predicted network time of one request (core/planning.py: per call
+  edge, calls per request x the mean over replica pairs of RTT + a loss term + the reply over the bandwidth), the
+  network part of one request to the entry with sequential calls (ms);
 - hard-limit violations: dependency edges whose mean RTT exceeds their maxLatencyMs;
 - utilisation: the busiest node's CPU share and the spread (standard deviation) over nodes that run anything.
 """
@@ -16,10 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from netaware.core.planning import MISSING_RTT_MS
+from netaware.core.planning import evaluate as predicted_ms
 from netaware.core.quantities import cpu_millicores
 from netaware.simulation.apps import SimApp
 from netaware.simulation.clusters import SimCluster
-from netaware.simulation.placing import Placements
+from netaware.simulation.placing import Placements, flattened, planning_problem
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,8 @@ def evaluate(
     cluster: SimCluster, apps: Sequence[SimApp], placements: Placements, link_cost: npt.NDArray[np.float32]
 ) -> PlacementMetrics:
     index = {n: i for i, n in enumerate(cluster.nodes)}
-    rtt = np.nan_to_num(cluster.topology.rtt_ms, nan=1000.0)
-    cost = latency = 0.0
+    rtt = np.nan_to_num(cluster.topology.rtt_ms, nan=MISSING_RTT_MS)
+    cost = 0.0
     violations = 0
     used = np.zeros(cluster.size)
     pods = 0
@@ -63,9 +66,9 @@ def evaluate(
                     continue
                 cost += dependency.weight * _mean_pair(link_cost, index, a, b)
                 mean_rtt = _mean_pair(rtt, index, a, b)
-                latency += app.calls_per_request[(workload.name, dependency.workload)] * mean_rtt
                 if dependency.max_latency_ms is not None and mean_rtt > dependency.max_latency_ms:
                     violations += 1
+    latency, _ = predicted_ms(planning_problem(cluster, apps), flattened(placements))
     share = used / cluster.cpu_m
     busy = share[used > 0]
     return PlacementMetrics(

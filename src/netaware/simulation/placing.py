@@ -14,7 +14,9 @@ room for its CPU request (resource fit), chosen by the policy:
   aggregates it), lower is better, weight 5, plus the default scoring;
 - `netaware` (or `netaware-<strategy>`): the extender's own `score_candidates` (core/scoring.py; no copy) with its
   hard-limit filter, weight 2 x 10 as kube-scheduler applies an extender's 0..10, plus the default scoring;
-- `optimal`: the integer program of core/placement.py over all pods at once (small instances only).
+- `plan`: the whole-group planner (core/planning.py) minimising the predicted network ms per request; `plan-seed`:
+  the same planner minimising the seed cost function (the network cost the simulator reports);
+- `optimal`: the planner's integer program over all pods at once, proven optimal (small instances only).
 """
 
 from __future__ import annotations
@@ -32,14 +34,15 @@ import numpy.typing as npt
 from netaware.core.appgroup import SortingAlgorithm
 from netaware.core.costs import LinkCosts, build_link_costs
 from netaware.core.lookahead import LOOKAHEAD, PendingPod, lookahead_costs, rank_extender_scores
-from netaware.core.placement import PlacementProblem, optimal_placement
+from netaware.core.planning import InfeasibleError, Objective, PlanEdge, PlanningProblem, PlanWorkload, plan
 from netaware.core.quantities import cpu_millicores
 from netaware.core.release import MemberPod, pods_to_release
 from netaware.core.scoring import STRATEGIES, score_candidates
 from netaware.simulation.apps import SimApp
 from netaware.simulation.clusters import SimCluster
 
-POLICIES = ("default", "random", "network-overhead", "netaware", "netaware-lookahead", "optimal")
+POLICIES = ("default", "random", "network-overhead", "netaware", "netaware-lookahead", "plan", "plan-seed", "optimal")
+PLAN_TIME_LIMIT_S = 30.0
 
 OPTIMAL_MAX_PODS = 12
 OPTIMAL_MAX_NODES = 12
@@ -198,6 +201,8 @@ class Simulation:
     def run(self, apps: Sequence[SimApp]) -> Placements:
         if self.policy == "optimal":
             return self.optimal(apps)
+        if self.policy in ("plan", "plan-seed"):
+            return self.planned(apps, Objective.SEED if self.policy == "plan-seed" else Objective.LATENCY)
         if self.policy.startswith("netaware-") and self.policy.removeprefix("netaware-") not in (
             *STRATEGIES,
             LOOKAHEAD,
@@ -220,39 +225,63 @@ class Simulation:
                 f"the optimum is computed for at most {OPTIMAL_MAX_PODS} pods on {OPTIMAL_MAX_NODES} nodes "
                 f"(asked: {pods} pods, {self.cluster.size} nodes)"
             )
+        return self.planned(apps, Objective.SEED, exact=True)
+
+    def planned(self, apps: Sequence[SimApp], objective: Objective, *, exact: bool | None = None) -> Placements:
+        pods = sum(app.pods for app in apps)
         started = time.perf_counter()
-        problem = expanded_problem(self.cluster, apps, self.link_costs.cost)
-        placement = optimal_placement(problem)
+        try:
+            result = plan(
+                planning_problem(self.cluster, apps, objective),
+                time_limit_s=60.0 if exact else PLAN_TIME_LIMIT_S,
+                seed=self.seed,
+                exact=exact,
+            )
+        except InfeasibleError as error:
+            raise PlacementError(str(error)) from None
         self.seconds_per_pod.append((time.perf_counter() - started) / max(1, pods))
-        for key, node in placement.items():
-            app, workload, _ = key.split("/")
-            self.placements[app][workload].append(node)
+        for key, nodes in result.placements.items():
+            app, workload = key.split("/")
+            self.placements[app][workload].extend(nodes)
         return self.placements
 
 
-def expanded_problem(cluster: SimCluster, apps: Sequence[SimApp], pair_cost: npt.NDArray[Any]) -> PlacementProblem:
-    """All pods of all apps as one placement problem (each replica its own item, an edge's weight shared evenly
-    among replica pairs, so the objective is the traffic-weighted mean over replica pairs); `pair_cost` prices a
-    node pair (the link-cost matrix for network cost, the RTT matrix for latency)."""
-    services: list[str] = []
-    cpu: dict[str, int] = {}
-    edges: dict[tuple[str, str], float] = {}
+def planning_problem(
+    cluster: SimCluster, apps: Sequence[SimApp], objective: Objective = Objective.LATENCY
+) -> PlanningProblem:
+    """All apps as one planning problem: workloads named app/service, the AppGroup weights as calls per request
+    (and as the seed objective's weights), each reply's payload the callee's."""
+    workloads = []
+    edges = []
     for app in apps:
-        replicas = {s.name: [f"{app.name}/{s.name}/{r}" for r in range(s.replicas)] for s in app.graph.services}
-        for s in app.graph.services:
-            for key in replicas[s.name]:
-                services.append(key)
-                cpu[key] = cpu_millicores(s.cpu)
+        for service in app.graph.services:
+            workloads.append(PlanWorkload(f"{app.name}/{service.name}", service.replicas, cpu_millicores(service.cpu)))
         for workload in app.appgroup.workloads:
             for dependency in workload.dependencies:
-                share = len(replicas[workload.name]) * len(replicas[dependency.workload])
-                for a in replicas[workload.name]:
-                    for b in replicas[dependency.workload]:
-                        edges[(a, b)] = dependency.weight / share
-    nodes = list(cluster.nodes)
-    cost = {
-        (nodes[i], nodes[j]): float(pair_cost[i, j]) for i in range(len(nodes)) for j in range(len(nodes)) if i != j
-    }
-    return PlacementProblem(
-        services, cpu, edges, nodes, {n: int(c) for n, c in zip(nodes, cluster.cpu_m, strict=True)}, cost
+                edges.append(
+                    PlanEdge(
+                        f"{app.name}/{workload.name}",
+                        f"{app.name}/{dependency.workload}",
+                        calls=app.calls_per_request[(workload.name, dependency.workload)],
+                        weight=dependency.weight,
+                        payload_bytes=app.graph.service(dependency.workload).payload_bytes,
+                        max_latency_ms=dependency.max_latency_ms,
+                        min_bandwidth_mbps=dependency.min_bandwidth_mbps,
+                        max_network_cost=dependency.max_network_cost,
+                    )
+                )
+    return PlanningProblem(
+        workloads=tuple(workloads),
+        edges=tuple(edges),
+        nodes=cluster.nodes,
+        free_cpu_m=tuple(int(c) for c in cluster.cpu_m),
+        topology=cluster.topology,
+        objective=objective,
     )
+
+
+def flattened(placements: Placements) -> dict[str, list[str]]:
+    """app -> workload -> nodes as the planning problem's app/workload -> nodes."""
+    return {
+        f"{app}/{workload}": nodes for app, by_workload in placements.items() for workload, nodes in by_workload.items()
+    }

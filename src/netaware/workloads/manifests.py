@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from netaware.core.nodeselection import HOSTNAME_LABEL, ZONE_LABEL
 from netaware.workloads.graphs import ServiceGraph
 from netaware.workloads.routing import KUBE_PROXY, MANIFEST_ROUTINGS, PREFER_CLOSE
 
@@ -23,7 +24,6 @@ SCRAPE_ANNOTATIONS = {"prometheus.io/scrape": "true", "prometheus.io/port": str(
 APPGROUP_LABEL = "netaware.io/appgroup"
 GATE = "netaware.io/dependency-order"
 NETAWARE_SCHEDULER = "netaware-scheduler"
-ZONE_LABEL = "topology.kubernetes.io/zone"
 
 
 ROUTING_ACCOUNT = "netaware-workload"
@@ -103,7 +103,7 @@ def render(
             pod_spec["schedulingGates"] = [{"name": GATE}]
         selector = {}
         if pinned and service.name in pinned:
-            selector["kubernetes.io/hostname"] = pinned[service.name]
+            selector[HOSTNAME_LABEL] = pinned[service.name]
         elif service.name in graph.zones:
             selector[ZONE_LABEL] = graph.zones[service.name]
         if selector:
