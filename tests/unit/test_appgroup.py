@@ -74,9 +74,13 @@ DIAMOND = {"top": ["left", "right"], "left": ["bottom"], "right": ["bottom"], "b
         ),
         pytest.param(CHAIN, SortingAlgorithm.TARJAN, ["a", "b", "c", "d"], id="chain, TarjanSort"),
         pytest.param(CHAIN, SortingAlgorithm.ALTERNATE_KAHN, ["a", "d", "b", "c"], id="chain, AlternateKahn"),
-        pytest.param(STAR, SortingAlgorithm.KAHN, ["a", "b1", "b2", "b3"], id="star, KahnSort"),
-        pytest.param(STAR, SortingAlgorithm.REVERSE_KAHN, ["b3", "b2", "b1", "a"], id="star, ReverseKahn"),
-        pytest.param(DIAMOND, SortingAlgorithm.KAHN, ["top", "left", "right", "bottom"], id="diamond, KahnSort"),
+        # Upstream's KahnSort pops from a stack: of the spokes readied together, the last readied goes first.
+        pytest.param(STAR, SortingAlgorithm.KAHN, ["a", "b3", "b2", "b1"], id="star, KahnSort"),
+        pytest.param(STAR, SortingAlgorithm.REVERSE_KAHN, ["b1", "b2", "b3", "a"], id="star, ReverseKahn"),
+        pytest.param(STAR, SortingAlgorithm.TARJAN, ["a", "b3", "b2", "b1"], id="star, TarjanSort"),
+        pytest.param(STAR, SortingAlgorithm.REVERSE_TARJAN, ["b1", "b2", "b3", "a"], id="star, ReverseTarjan"),
+        pytest.param(STAR, SortingAlgorithm.ALTERNATE_TARJAN, ["a", "b1", "b3", "b2"], id="star, AlternateTarjan"),
+        pytest.param(DIAMOND, SortingAlgorithm.KAHN, ["top", "right", "left", "bottom"], id="diamond, KahnSort"),
         pytest.param(DIAMOND, SortingAlgorithm.TARJAN, ["top", "right", "left", "bottom"], id="diamond, TarjanSort"),
     ],
 )

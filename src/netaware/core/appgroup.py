@@ -1,12 +1,17 @@
 """AppGroup: an application's workloads and who calls whom, validated, with a topological order.
 
 Edges point from caller to callee: `frontend` depends on `cart` means frontend calls cart. The sorting algorithms
-keep scheduler-plugins' names; their orders (on the caller -> callee graph, ties in declaration order):
+are scheduler-plugins' (pkg/networkaware/util), with their names and their orders, ties included:
 
-- KahnSort: Kahn's algorithm; callers before callees (frontend first).
-- ReverseKahn: KahnSort reversed; callees before callers (the order to start services in).
-- TarjanSort: reverse DFS post-order (Tarjan 1976), visiting workloads in declaration order.
-- AlternateKahn: KahnSort's order taken alternately from its front and its back (first, last, second, ...).
+- KahnSort: Kahn's algorithm with a stack, as upstream: the workloads without callers are pushed, then the top of
+  the stack is popped, and each callee whose callers are all sorted is pushed (in the order its caller lists its
+  dependencies), so the most recently readied workload goes next. Callers before callees (frontend first).
+- TarjanSort: reverse post-order of a depth-first search that follows each workload's dependencies in their order.
+- ReverseKahn, ReverseTarjan: those orders reversed; callees before callers (the order to start services in).
+- AlternateKahn, AlternateTarjan: those orders taken alternately from the front and the back (first, last, second..).
+
+Upstream starts both from a Go map, whose iteration order is random; here it is the declaration order, so an
+AppGroup sorts the same every time (and as upstream does whenever the start does not matter: one entry workload).
 
 Cycles (user <-> social-graph in DeathStarBench) are legal: each strongly connected component is ordered as one
 unit and its members keep declaration order, so every algorithm returns every workload exactly once.
@@ -30,7 +35,9 @@ class SortingAlgorithm(StrEnum):
     KAHN = "KahnSort"
     REVERSE_KAHN = "ReverseKahn"
     TARJAN = "TarjanSort"
+    REVERSE_TARJAN = "ReverseTarjan"
     ALTERNATE_KAHN = "AlternateKahn"
+    ALTERNATE_TARJAN = "AlternateTarjan"
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,32 +173,57 @@ def topological_order(group: AppGroup, algorithm: SortingAlgorithm | None = None
         component: sorted(condensed.nodes[component]["members"], key=declared.__getitem__)
         for component in condensed.nodes
     }
-    first_declared = {component: declared[names[0]] for component, names in members.items()}
+    component_of = {name: component for component, names in members.items() for name in names}
+    # Each component's callee components in the order its members list their dependencies (upstream's slices).
+    callees: dict[int, list[int]] = {}
+    for component, names in members.items():
+        ordered = [component_of[d.workload] for name in names for d in group.workload(name).dependencies]
+        callees[component] = [c for c in dict.fromkeys(ordered) if c != component]
+    in_declaration_order = sorted(members, key=lambda c: declared[members[c][0]])
 
     def expand(components: Sequence[int]) -> list[str]:
         return [name for component in components for name in members[component]]
 
-    if algorithm is SortingAlgorithm.TARJAN:
-        return expand(_tarjan_order(condensed, first_declared))
-    kahn = expand(list(nx.lexicographical_topological_sort(condensed, key=first_declared.__getitem__)))
-    if algorithm is SortingAlgorithm.KAHN:
-        return kahn
-    if algorithm is SortingAlgorithm.REVERSE_KAHN:
-        return kahn[::-1]
-    if algorithm is SortingAlgorithm.ALTERNATE_KAHN:
-        return _alternate(kahn)
+    if algorithm in (SortingAlgorithm.TARJAN, SortingAlgorithm.REVERSE_TARJAN, SortingAlgorithm.ALTERNATE_TARJAN):
+        order = expand(_tarjan_order(in_declaration_order, callees))
+    else:
+        order = expand(_kahn_order(in_declaration_order, callees))
+    if algorithm in (SortingAlgorithm.KAHN, SortingAlgorithm.TARJAN):
+        return order
+    if algorithm in (SortingAlgorithm.REVERSE_KAHN, SortingAlgorithm.REVERSE_TARJAN):
+        return order[::-1]
+    if algorithm in (SortingAlgorithm.ALTERNATE_KAHN, SortingAlgorithm.ALTERNATE_TARJAN):
+        return _alternate(order)
     raise AppGroupError(f"unknown sorting algorithm {algorithm!r}")
 
 
-def _tarjan_order(dag: nx.DiGraph, rank: Mapping[int, int]) -> list[int]:
-    """Reverse post-order of a depth-first search that visits roots and children in `rank` order."""
+def _kahn_order(nodes: Sequence[int], callees: Mapping[int, Sequence[int]]) -> list[int]:
+    """Kahn's algorithm on a DAG with a stack (last readied first), as scheduler-plugins' KahnSort."""
+    callers = dict.fromkeys(nodes, 0)
+    for node in nodes:
+        for callee in callees[node]:
+            callers[callee] += 1
+    stack = [node for node in nodes if callers[node] == 0]
+    order: list[int] = []
+    while stack:
+        node = stack.pop()
+        for callee in callees[node]:
+            callers[callee] -= 1
+            if callers[callee] == 0:
+                stack.append(callee)
+        order.append(node)
+    return order
+
+
+def _tarjan_order(nodes: Sequence[int], callees: Mapping[int, Sequence[int]]) -> list[int]:
+    """Reverse post-order of a depth-first search from each node in turn, children in `callees` order."""
     visited: set[int] = set()
     post_order: list[int] = []
-    for root in sorted(dag.nodes, key=rank.__getitem__):
+    for root in nodes:
         if root in visited:
             continue
         visited.add(root)
-        stack = [(root, iter(sorted(dag.successors(root), key=rank.__getitem__)))]
+        stack = [(root, iter(callees[root]))]
         while stack:
             node, children = stack[-1]
             child = next((c for c in children if c not in visited), None)
@@ -200,7 +232,7 @@ def _tarjan_order(dag: nx.DiGraph, rank: Mapping[int, int]) -> list[int]:
                 post_order.append(node)
             else:
                 visited.add(child)
-                stack.append((child, iter(sorted(dag.successors(child), key=rank.__getitem__))))
+                stack.append((child, iter(callees[child])))
     return post_order[::-1]
 
 

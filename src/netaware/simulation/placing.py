@@ -11,7 +11,12 @@ room for its CPU request (resource fit), chosen by the policy:
 - `network-overhead`: scheduler-plugins' NetworkOverhead re-implemented from its published algorithm (KEP-260):
   the accumulated cost to the placed pods of the workloads this pod depends on, 0 on the same node, 1 in the same
   zone, else the measured zone-to-zone cost (mean RTT between the zones, as Diktyo's NetworkTopology controller
-  aggregates it), lower is better, weight 5, plus the default scoring;
+  aggregates it), lower is better, weight 5, plus the default scoring; and its Filter: per placed dependency pod,
+  satisfied on the same node or zone or within `maxNetworkCost` (unset means 0, as in upstream's Go), else violated;
+  a node with more violated than satisfied is filtered (a pod left with no node stays Pending: the run fails);
+- `hierarchy`: what Kueue's topology-aware scheduling and Volcano's HyperNodes do, by labels alone: each app as a
+  whole into the zone with the least free CPU that still holds it (best fit), else such a region, else anywhere,
+  its pods placed there by the default scoring;
 - `netaware` (or `netaware-<strategy>`): the extender's own `score_candidates` (core/scoring.py; no copy) with its
   hard-limit filter, weight 2 x 10 as kube-scheduler applies an extender's 0..10, plus the default scoring;
 - `plan`: the whole-group planner (core/planning.py) minimising the predicted network ms per request; `plan-seed`:
@@ -41,7 +46,10 @@ from netaware.core.scoring import STRATEGIES, score_candidates
 from netaware.simulation.apps import SimApp
 from netaware.simulation.clusters import SimCluster
 
-POLICIES = ("default", "random", "network-overhead", "netaware", "netaware-lookahead", "plan", "plan-seed", "optimal")
+POLICIES = (
+    "default", "random", "network-overhead", "hierarchy", "netaware", "netaware-lookahead", "plan", "plan-seed",
+    "optimal",
+)  # fmt: skip
 PLAN_TIME_LIMIT_S = 30.0
 
 OPTIMAL_MAX_PODS = 12
@@ -102,6 +110,8 @@ class Simulation:
         self.zone_count = len(zones)
         self.node_index = {n: i for i, n in enumerate(self.cluster.nodes)}
         self._zone_cost: npt.NDArray[np.float64] | None = None
+        self.domain: npt.NDArray[np.bool_] | None = None
+        """`hierarchy`: the nodes of the domain chosen for the app being placed."""
 
     # --- scoring pieces -------------------------------------------------------------------------------------------
     def default_scores(self, fitting: npt.NDArray[np.intp], app: str, workload: str, cpu: int) -> Any:
@@ -128,6 +138,21 @@ class Simulation:
             counts = np.bincount(self.zone_index, minlength=self.zone_count).astype(np.float64)
             self._zone_cost = sums / np.maximum(np.outer(counts, counts), 1)
         return self._zone_cost
+
+    def network_overhead_filter(self, fitting: npt.NDArray[np.intp], app: SimApp, workload: str) -> Any:
+        """Upstream's Filter: per fitting node, whether violated dependencies do not outnumber satisfied ones."""
+        satisfied = np.zeros(len(fitting))
+        violated = np.zeros(len(fitting))
+        zone_cost = self.zone_cost()
+        for dependency in app.appgroup.workload(workload).dependencies:
+            limit = dependency.max_network_cost or 0.0  # Go's zero value for an unset field
+            for node in self.placements[app.name][dependency.workload]:
+                j = self.node_index[node]
+                near = (fitting == j) | (self.zone_index[fitting] == self.zone_index[j])
+                within = zone_cost[self.zone_index[fitting], self.zone_index[j]] <= limit
+                satisfied += near | within
+                violated += ~(near | within)
+        return violated <= satisfied
 
     def network_overhead_scores(self, fitting: npt.NDArray[np.intp], app: SimApp, workload: str) -> Any:
         cost = np.zeros(len(fitting))
@@ -166,6 +191,13 @@ class Simulation:
         if fitting.size == 0:
             raise PlacementError(f"{app.name}/{workload} ({cpu}m) fits on no node")
         started = time.perf_counter()
+        if self.policy == "network-overhead":
+            fitting = fitting[self.network_overhead_filter(fitting, app, workload)]
+            if fitting.size == 0:
+                raise PlacementError(f"{app.name}/{workload}: NetworkOverhead's filter leaves no node")
+        if self.domain is not None:
+            inside = fitting[self.domain[fitting]]
+            fitting = inside if inside.size else fitting
         if self.policy == "random":
             chosen = int(self.rng.choice(list(fitting)))
         else:
@@ -214,9 +246,27 @@ class Simulation:
         # (ReverseKahn), the order its algorithm needs; with callers first it would never see anything placed.
         algorithm = SortingAlgorithm.REVERSE_KAHN if self.policy == "network-overhead" else None
         for app in apps:
+            if self.policy == "hierarchy":
+                self.domain = self.smallest_domain(app)
             for workload in release_order(app, algorithm):
                 self.place(app, workload)
         return self.placements
+
+    def smallest_domain(self, app: SimApp) -> npt.NDArray[np.bool_] | None:
+        """The zone, else the region, with the least free CPU that holds the whole app (labels only); None: no
+        domain holds it, place anywhere."""
+        needed = sum(cpu_millicores(s.cpu) * s.replicas for s in app.graph.services)
+        largest = max(cpu_millicores(s.cpu) for s in app.graph.services)
+        for labels in (self.cluster.zones, self.cluster.regions):
+            names = np.array(labels)
+            best: tuple[int, str] | None = None
+            for domain in sorted(set(labels)):
+                free = self.free_m[names == domain]
+                if free.sum() >= needed and free.max() >= largest and (best is None or free.sum() < best[0]):
+                    best = (int(free.sum()), domain)
+            if best is not None:
+                return np.asarray(names == best[1])
+        return None
 
     def optimal(self, apps: Sequence[SimApp]) -> Placements:
         pods = sum(app.pods for app in apps)

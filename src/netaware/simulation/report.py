@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +26,9 @@ from netaware.simulation.clusters import CLUSTERS, SimCluster, with_capacity
 from netaware.simulation.metrics import evaluate
 from netaware.simulation.placing import PlacementError, Simulation, planning_problem
 
-HEURISTICS = ("default", "random", "network-overhead", "netaware", "netaware-lookahead", "plan", "plan-seed")
+HEURISTICS = (
+    "default", "random", "network-overhead", "hierarchy", "netaware", "netaware-lookahead", "plan", "plan-seed",
+)  # fmt: skip
 SMALL_TIERS_M = (1000, 2000, 2000)
 
 
@@ -47,6 +50,8 @@ class Row:
     apps: int = 1
     optimal_cost: float | None = None
     optimal_latency_ms: float | None = None
+    failed: str = ""
+    """Why the policy placed nothing (a pod it could not place stays Pending); its figures are NaN."""
 
 
 def run_policy(cluster: SimCluster, apps: Sequence[SimApp], policy: str, seed: int) -> tuple[Simulation, float]:
@@ -65,10 +70,12 @@ def instance_rows(
     optimum_cost = optimum_latency = None
     policies = [*HEURISTICS, "optimal"] if with_optimum else list(HEURISTICS)
     results: dict[str, tuple[Any, float, Simulation]] = {}
+    failures: dict[str, str] = {}
     for policy in policies:
         try:
             simulation, elapsed = run_policy(cluster, apps, policy, seed)
-        except PlacementError:
+        except PlacementError as error:
+            failures[policy] = str(error)
             continue
         metrics = evaluate(cluster, apps, simulation.placements, simulation.link_costs.cost)
         results[policy] = (metrics, elapsed, simulation)
@@ -97,6 +104,15 @@ def instance_rows(
                 optimal_latency_ms=optimum_latency,
             )
         )
+    nan = float("nan")
+    for policy, reason in failures.items():
+        if policy == "optimal":
+            continue  # too large for the optimum: not a failure of a scheduler
+        rows.append(
+            Row(tier, cluster.kind, cluster.size, workload, pods, seed, policy, network_cost=nan, latency_ms=nan,
+                violations=0, max_utilisation=nan, utilisation_spread=nan, ms_per_pod=nan, apps=len(apps),
+                optimal_cost=optimum_cost, optimal_latency_ms=optimum_latency, failed=reason)
+        )  # fmt: skip
     return rows
 
 
@@ -150,7 +166,7 @@ def write(rows: Sequence[Row], out_dir: Path) -> None:
 def _ratios(rows: Sequence[Row], policy: str, field: str, reference: str) -> list[float]:
     values = []
     for row in rows:
-        if row.policy != policy:
+        if row.policy != policy or row.failed:
             continue
         base = getattr(row, reference)
         if base is not None and base > 1e-9:
@@ -163,8 +179,38 @@ def _ratios(rows: Sequence[Row], policy: str, field: str, reference: str) -> lis
 def _instances(rows: Sequence[Row]) -> dict[tuple[object, ...], dict[str, Row]]:
     grouped: dict[tuple[object, ...], dict[str, Row]] = {}
     for row in rows:
+        if row.failed:
+            continue
         grouped.setdefault((row.tier, row.cluster, row.nodes, row.workload, row.seed), {})[row.policy] = row
     return grouped
+
+
+GROUP_BASELINES = ("hierarchy", "network-overhead", "netaware")
+
+
+def planner_comparison(rows: Sequence[Row], baseline: str, tier: str) -> str:
+    """How often `plan` has the lower latency than `baseline` on the tier's instances (a baseline that left pods
+    Pending loses the instance)."""
+    grouped: dict[tuple[object, ...], dict[str, Row]] = {}
+    for row in rows:
+        if row.tier == tier:
+            grouped.setdefault((row.cluster, row.nodes, row.workload, row.seed), {})[row.policy] = row
+    wins = ties = total = 0
+    for by_policy in grouped.values():
+        mine, theirs = by_policy.get("plan"), by_policy.get(baseline)
+        if mine is None or mine.failed or theirs is None:
+            continue
+        total += 1
+        if theirs.failed or mine.latency_ms < theirs.latency_ms - 1e-9:
+            wins += 1
+        elif abs(mine.latency_ms - theirs.latency_ms) <= 1e-9:
+            ties += 1
+    if not total:
+        return f"- {tier}: no instance with both plan and {baseline}."
+    return (
+        f"- {tier} instances: plan better than {baseline} in {wins} of {total} ({100 * wins / total:.0f}%), "
+        f"equal in {ties}."
+    )
 
 
 def summary(rows: Sequence[Row]) -> str:
@@ -209,13 +255,19 @@ def summary(rows: Sequence[Row]) -> str:
                 f"equal in {ties}; mean improvement {100 * statistics.mean(better):.1f}% "
                 f"(median {100 * statistics.median(better):.1f}%)."
             )
+    lines += ["", "## The planner vs the group baselines (expected end-to-end latency)", ""]
+    lines += [planner_comparison(rows, baseline, tier) for tier in ("small", "scale") for baseline in GROUP_BASELINES]
+    failed = Counter(r.policy for r in rows if r.failed)
+    if failed:
+        lines += ["", "Policies that left pods Pending (the instance counts as lost for them): "
+                  + ", ".join(f"{policy} in {count}" for policy, count in sorted(failed.items())) + "."]  # fmt: skip
     lines += ["", "## Scale (ratio of network cost to netaware's; time per pod)", ""]
     lines += [
         "| nodes | policy | cost / netaware (mean) | latency ms per app request (mean) | ms per pod (mean) |",
         "|---|---|---|---|---|",
     ]
     for nodes in sorted({r.nodes for r in rows if r.tier != "small"}):
-        at = [r for r in rows if r.tier != "small" and r.nodes == nodes]
+        at = [r for r in rows if r.tier != "small" and r.nodes == nodes and not r.failed]
         reference = {(r.cluster, r.workload, r.seed): r.network_cost for r in at if r.policy == "netaware"}
         for policy in HEURISTICS:
             mine = [r for r in at if r.policy == policy]
@@ -253,16 +305,18 @@ def plot(rows: Sequence[Row], out_dir: Path) -> None:
     figure.tight_layout()
     figure.savefig(out_dir / "ratio-to-optimum.png", dpi=110)
     plt.close(figure)
-    scale = [r for r in rows if r.tier != "small"]
+    scale = [r for r in rows if r.tier != "small" and not r.failed]
     if not scale:
         return
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for policy in HEURISTICS:
-        sizes = sorted({r.nodes for r in scale})
-        means = [
-            statistics.mean(r.latency_ms / r.apps for r in scale if r.nodes == n and r.policy == policy) for n in sizes
+        points = [
+            (n, statistics.mean(mine))
+            for n in sorted({r.nodes for r in scale})
+            if (mine := [r.latency_ms / r.apps for r in scale if r.nodes == n and r.policy == policy])
         ]
-        axis.plot(sizes, means, marker="o", label=policy)
+        if points:
+            axis.plot([n for n, _ in points], [m for _, m in points], marker="o", label=policy)
     axis.set_xscale("log")
     axis.set_yscale("log")
     axis.set_xlabel("cluster size (nodes)")
