@@ -255,11 +255,12 @@ def with_cpu(obj: dict[str, Any], cpu: str, *, allocatable: bool = False) -> dic
     return obj
 
 
-@pytest.mark.parametrize(("strategy", "best"), [("seed", "a1"), ("lookahead", "a2")])
+@pytest.mark.parametrize(("strategy", "best"), [("seed", "a1"), ("lookahead", "a2"), ("plan", "a2")])
 def test_the_lookahead_keeps_room_for_a_heavy_neighbour(strategy: str, best: str) -> None:
     """web (placed on a1) -> api -> db, api-db five times the traffic of web-api. a1 has room for one more pod:
     seed puts api there, next to web; the lookahead sees db would then have to leave a1 and puts api on a2 (1 ms
-    from web), where db fits too."""
+    from web), where db fits too; the plan of the whole group puts api and db together on a2 as well, and db's pod
+    then follows the same plan."""
     store = make_store()
     store.replace("nodes", [with_cpu(node(n), "1000m" if n == "a1" else "1", allocatable=True) for n in NODES])
     store.replace(
@@ -289,5 +290,9 @@ def test_the_lookahead_keeps_room_for_a_heavy_neighbour(strategy: str, best: str
     scores = http.test_client().post("/prioritize", json=args(api, names=list(NODES))).get_json()
     by_node = {item["Host"]: item["Score"] for item in scores}
     assert by_node[best] == 10, by_node
-    if strategy == "lookahead":  # ranked: the best stands alone (seed's linear spread ties a1 and a2 at 10)
+    if strategy in ("lookahead", "plan"):  # the best stands alone (seed's linear spread ties a1 and a2 at 10)
         assert list(by_node.values()).count(10) == 1 and by_node["a1"] < 10, by_node
+    if strategy == "plan":  # db's pod follows the same plan, to api's planned node
+        db = with_cpu(pod("db-0", {"app": "db"}), "500m")
+        scores = http.test_client().post("/prioritize", json=args(db, names=list(NODES))).get_json()
+        assert {item["Host"]: item["Score"] for item in scores}["a2"] == 10

@@ -203,6 +203,16 @@ def test_a_start_placement_is_improved_upon() -> None:
     assert result.predicted_ms <= evaluate(problem, start)[0] + 1e-9
 
 
+def test_running_replicas_stay_and_the_rest_is_planned_around_them() -> None:
+    problem = random_problem(2)
+    running = PlanningProblem(**{**problem.__dict__, "placed": {"a": ["n3"], "b": ["n0"]}})
+    for exact in (True, False):
+        result = plan(running, exact=exact)
+        assert "n3" in result.placements["a"] and result.placements["b"] == ["n0"]
+    with pytest.raises(ValueError, match="placed replicas"):
+        PlanningProblem(**{**problem.__dict__, "placed": {"b": ["n0", "n1"]}})
+
+
 def test_the_seed_objective_is_the_simulators_network_cost() -> None:
     from netaware.simulation.metrics import evaluate as simulated
     from netaware.simulation.placing import Simulation

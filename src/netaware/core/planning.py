@@ -53,6 +53,8 @@ from netaware.core.appgroup import AppGroup, CostWeights
 from netaware.core.costs import build_link_costs
 from netaware.core.topology import DenseTopology
 
+PLAN = "plan"
+"""The AppGroup strategy (`spec.strategy: plan`) under which the extender steers pods to the group's plan."""
 MISSING_RTT_MS = 1000.0
 """What an unmeasured link's RTT is taken to be: worse than any measured link."""
 RTO_MS = 200.0
@@ -136,6 +138,9 @@ class PlanningProblem:
     objective: Objective = Objective.LATENCY
     weights: CostWeights = field(default_factory=CostWeights)
     """linkCost's weights: the seed objective and maxNetworkCost."""
+    placed: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    """Replicas already running (workload -> their nodes), counted in `replicas` and already taken off the free
+    capacity: the plan keeps them where they are and places the rest around them."""
 
     def __post_init__(self) -> None:
         names = [w.name for w in self.workloads]
@@ -154,6 +159,9 @@ class PlanningProblem:
         for workload in self.workloads:
             if workload.replicas < 0 or workload.cpu_m < 0 or workload.memory_bytes < 0:
                 raise ValueError(f"workload {workload.name}: replicas and requests must be >= 0")
+            running = self.placed.get(workload.name, ())
+            if len(running) > workload.replicas or not set(running) <= set(self.nodes):
+                raise ValueError(f"workload {workload.name}: placed replicas must be known nodes, at most `replicas`")
 
     @classmethod
     def from_appgroup(
@@ -168,6 +176,7 @@ class PlanningProblem:
         allowed: Mapping[str, frozenset[str]] | None = None,
         payload_bytes: Mapping[tuple[str, str], int] | None = None,
         objective: Objective = Objective.LATENCY,
+        placed: Mapping[str, Sequence[str]] | None = None,
     ) -> PlanningProblem:
         """The problem of one AppGroup: its dependencies are the edges (weight = calls per request)."""
         allowed = allowed or {}
@@ -195,6 +204,7 @@ class PlanningProblem:
             topology=topology,
             objective=objective,
             weights=group.weights or CostWeights(),
+            placed=placed or {},
         )
 
 
@@ -282,6 +292,14 @@ class _Instance:
         self.cpu = np.array([problem.workloads[w].cpu_m for w in self.item_workload], dtype=np.int64)
         self.memory = np.array([problem.workloads[w].memory_bytes for w in self.item_workload], dtype=np.int64)
         position = {name: i for i, name in enumerate(nodes)}
+        self.fixed = np.full(self.items, -1, dtype=np.intp)
+        """The node of each replica that already runs (-1: to be placed). Its requests are already off the free
+        capacity, so it counts as needing none."""
+        for w, workload in enumerate(problem.workloads):
+            for item, node in zip(self.items_of[w], problem.placed.get(workload.name, ()), strict=False):
+                self.fixed[item] = position[node]
+        self.cpu[self.fixed >= 0] = 0
+        self.memory[self.fixed >= 0] = 0
         self.allowed: list[npt.NDArray[np.bool_] | None] = []
         for workload in problem.workloads:
             if workload.nodes is None:
@@ -333,7 +351,11 @@ class _Instance:
     def fits(
         self, item: int, free_cpu: npt.NDArray[np.int64], free_memory: npt.NDArray[np.int64] | None
     ) -> npt.NDArray[np.bool_]:
-        """Nodes with room for the item and allowed to it (limits aside)."""
+        """Nodes with room for the item and allowed to it (limits aside); a running replica's own node only."""
+        if self.fixed[item] >= 0:
+            only = np.zeros(self.n, dtype=bool)
+            only[self.fixed[item]] = True
+            return only
         mask: npt.NDArray[np.bool_] = free_cpu >= self.cpu[item]
         if free_memory is not None:
             mask &= free_memory >= self.memory[item]
@@ -508,7 +530,7 @@ class _Search:
 
     def greedy(self, anchor: int) -> npt.NDArray[np.intp]:
         instance = self.instance
-        node_of = np.full(instance.items, -1, dtype=np.intp)
+        node_of = instance.fixed.copy()  # running replicas stay; their requests are already off the free capacity
         free_cpu = instance.free_cpu.copy()
         free_memory = instance.free_memory.copy() if instance.free_memory is not None else None
         # Distance from the anchor breaks ties and places items with no placed neighbour (the first, other
@@ -516,6 +538,8 @@ class _Search:
         pull = (instance.rtt[anchor, :].astype(np.float64) + instance.rtt[:, anchor]) * 1e-6
         for w in self.workload_order():
             for item in instance.items_of[w]:
+                if node_of[item] >= 0:
+                    continue
                 feasible = instance.fits(item, free_cpu, free_memory) & instance.within_limits(item, node_of)
                 if not feasible.any():
                     name = instance.problem.workloads[w].name
@@ -550,7 +574,7 @@ class _Search:
             for item in self.rng.sample(range(instance.items), instance.items):
                 if self.out_of_time():
                     break
-                if not instance.neighbours[item]:
+                if not instance.neighbours[item] or instance.fixed[item] >= 0:
                     continue
                 here = int(node_of[item])
                 cost = instance.added_cost(item, node_of)
@@ -606,7 +630,7 @@ class _Search:
             if gain[target] <= 1e-9:
                 break
             for other in list(on_node[target])[:8]:
-                if instance.item_workload[other] == instance.item_workload[item]:
+                if instance.item_workload[other] == instance.item_workload[item] or instance.fixed[other] >= 0:
                     continue
                 cpu_ok = (
                     free_cpu[target] + instance.cpu[other] >= instance.cpu[item]
@@ -802,14 +826,22 @@ def plan(
 
 
 def _from_placements(instance: _Instance, placements: Mapping[str, Sequence[str]]) -> npt.NDArray[np.intp] | None:
-    """A given placement as item -> node, or None when it does not cover the group or does not fit."""
+    """A given placement as item -> node, or None when it does not cover the group, moves a running replica or
+    does not fit."""
     position = {name: i for i, name in enumerate(instance.problem.nodes)}
     node_of = np.full(instance.items, -1, dtype=np.intp)
     for w, workload in enumerate(instance.problem.workloads):
         nodes = [position.get(n, -1) for n in placements.get(workload.name, [])]
-        if len(nodes) != len(instance.items_of[w]) or -1 in nodes:
+        items = instance.items_of[w]
+        if len(nodes) != len(items) or -1 in nodes:
             return None
-        node_of[instance.items_of[w]] = nodes
+        for item in items:  # running replicas first, each on its own node
+            if instance.fixed[item] >= 0:
+                if int(instance.fixed[item]) not in nodes:
+                    return None
+                nodes.remove(int(instance.fixed[item]))
+                node_of[item] = instance.fixed[item]
+        node_of[[i for i in items if instance.fixed[i] < 0]] = nodes
     return node_of if instance.usage_ok(node_of) else None
 
 

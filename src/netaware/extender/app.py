@@ -23,7 +23,9 @@ from werkzeug.exceptions import HTTPException
 
 from netaware.core.appgroup import CostWeights
 from netaware.core.lookahead import LOOKAHEAD, PendingPod, lookahead_costs, rank_extender_scores
+from netaware.core.planning import PLAN
 from netaware.core.scoring import STRATEGIES, ScoreTable, candidate_indices, filter_hard_limits, score_candidates
+from netaware.extender.planned import GroupPlans
 from netaware.kube.stores import ClusterStore, PodInfo, pod_info
 
 log = logging.getLogger("netaware.extender")
@@ -104,6 +106,7 @@ def create_app(
     app.json.compact = True  # type: ignore[attr-defined]
     registry = CollectorRegistry()
     metrics = Metrics(registry)
+    plans = GroupPlans(store)
 
     def scoring_inputs(pod: PodInfo, names: Sequence[str]) -> dict[str, Any] | None:
         """The inputs every core scoring function takes, for this pod; None for a pod of no AppGroup."""
@@ -125,12 +128,14 @@ def create_app(
             return None
         group = inputs["appgroup"]
         strategy = group.strategy or default_strategy
-        if strategy not in STRATEGIES and strategy != LOOKAHEAD:
+        if strategy not in STRATEGIES and strategy not in (LOOKAHEAD, PLAN):
             log.warning("AppGroup %s/%s names unknown strategy %r; using %s", group.namespace, group.name, strategy,
                         default_strategy)  # fmt: skip
             strategy = default_strategy
         if strategy == LOOKAHEAD:
             return with_lookahead(pod, inputs), f"{group.name}/{inputs['workload']}"
+        if strategy == PLAN:
+            return with_plan(inputs), f"{group.name}/{inputs['workload']}"
         return score_candidates(**inputs, strategy=strategy), f"{group.name}/{inputs['workload']}"
 
     def with_lookahead(pod: PodInfo, inputs: dict[str, Any]) -> ScoreTable:
@@ -159,6 +164,15 @@ def create_app(
             eligible[list(table.filtered)] = False
         return replace(table, total_cost=np.where(eligible, total, np.inf), extender_score=rank_extender_scores(
             total, eligible))  # fmt: skip
+
+    def with_plan(inputs: dict[str, Any]) -> ScoreTable:
+        """10 on the candidates where the group's plan (extender/planned.py) still has a slot for this workload;
+        elsewhere the seed's score, halved, so that a pod whose planned nodes are gone still goes near its peers."""
+        table = score_candidates(**inputs, strategy="seed")
+        slots = plans.open_slots(inputs["appgroup"], inputs["workload"], inputs["link_costs"])
+        planned = np.fromiter((name in slots for name in inputs["candidates"]), dtype=bool, count=len(table.candidates))
+        scores = np.where(planned, 10, np.asarray(table.extender_score) // 2).astype(np.int64)
+        return replace(table, extender_score=scores)
 
     def answer(verb: str, handler: Any) -> Response:
         started = time.perf_counter()
