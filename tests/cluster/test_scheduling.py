@@ -7,7 +7,8 @@ and 1% loss across zones. Checks:
 - pods without that schedulerName are bound by the default scheduler and never reach the extender;
 - a hard limit (maxLatencyMs) keeps a pod off the far zones: restricted to them, it stays Pending with the reason;
 - the dependency-order gate: callers first by default, callees first with ReverseKahn, and under `strategy: routed`
-  a workload's replicas one at a time.
+  a workload's replicas one at a time;
+- an app created all at once without the gate lands as the optimum would put it under `strategy: plan`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Any
 
 import pytest
 
+from netaware.core.planning import PlanEdge, PlanningProblem, PlanWorkload, evaluate, plan
 from netaware.kube.converters import GROUP, VERSION
+from netaware.workloads.graphs import GRAPHS
 
 from .conftest import (
     Cluster,
@@ -27,6 +30,7 @@ from .conftest import (
     labels,
     pod_events,
     pod_manifest,
+    three_zone_topology,
     wait_bound,
     wait_extender_sees,
     wait_for,
@@ -215,3 +219,49 @@ def test_reverse_kahn_releases_callees_first(cluster: Cluster, topology_applied:
     status = wait_for(status_complete, timeout_s=10, what="AppGroup status with 3 placed workloads")
     assert status["orderSummary"] == "db > api > web"
     assert {p["workload"]: len(p["nodes"]) for p in status["placements"]} == {"web": 1, "api": 1, "db": 1}
+
+
+def burst_network_ms(cluster: Cluster, topology: dict[str, str], group: str, strategy: str) -> float:
+    """Online Boutique applied the way users apply an app: its AppGroup, then every pod at once, no gate; the
+    traffic-weighted RTT of where the pods landed (ms per request, the planner's prediction on this topology)."""
+    graph = GRAPHS["online-boutique"]
+    calls = graph.calls_per_request()
+    apply_appgroup(
+        cluster, group,
+        [workload(f"{group}-{s.name}", group, [{"workload": f"{group}-{c.callee}", "weight": calls[(s.name, c.callee)]}
+                                               for c in s.calls]) for s in graph.services],
+        strategy=strategy,
+    )  # fmt: skip
+    wait_extender_sees(cluster, group)
+    names = [f"{group}-{s.name}" for s in graph.services]
+    for name in names:
+        create_pod(cluster, pod_manifest(name, labels(name, group)))
+    placed = {name: [wait_bound(cluster, name)] for name in names}
+    problem = planning_problem_on(topology, group, graph)
+    return evaluate(problem, placed)[0]
+
+
+def planning_problem_on(topology: dict[str, str], group: str, graph: Any) -> PlanningProblem:
+    calls = graph.calls_per_request()
+    nodes = tuple(sorted(topology))
+    return PlanningProblem(
+        workloads=tuple(PlanWorkload(f"{group}-{s.name}", 1, 100) for s in graph.services),
+        edges=tuple(PlanEdge(f"{group}-{a}", f"{group}-{b}", calls=c) for (a, b), c in calls.items()),
+        nodes=nodes,
+        free_cpu_m=(32_000,) * len(nodes),
+        topology=three_zone_topology(topology, time.time()).dense(),
+    )
+
+
+def test_an_app_applied_at_once_without_the_gate_follows_the_plan(
+    cluster: Cluster, topology_applied: dict[str, str]
+) -> None:
+    """Eleven services created at once on six roomy nodes: pod by pod, seed scores each pod before the others are
+    bound and the burst spreads; under `strategy: plan` the extender plans the group as a whole and steers every pod
+    to the plan, so the app lands as the optimum would put it (one node: no network at all)."""
+    optimum = plan(planning_problem_on(topology_applied, "x", GRAPHS["online-boutique"]), exact=True).predicted_ms
+    planned = burst_network_ms(cluster, topology_applied, "burstplan", "plan")
+    seed = burst_network_ms(cluster, topology_applied, "burstseed", "seed")
+    print(f"burst of Online Boutique: plan {planned:.1f} ms per request, seed {seed:.1f}, optimum {optimum:.1f}")
+    assert planned <= 1.05 * optimum + 1e-6, (planned, optimum)
+    assert planned <= seed
