@@ -45,6 +45,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import networkx as nx
 import numpy as np
 import numpy.typing as npt
 import pulp
@@ -482,25 +483,49 @@ class _Search:
         self.instance = instance
         self.rng = rng
         self.deadline_s = deadline_s
+        self._near: tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.float64]] | None = None
 
     def out_of_time(self) -> bool:
         return time.monotonic() >= self.deadline_s
 
-    def anchors(self, count: int) -> list[int]:
-        """Nodes whose nearest neighbourhood (by RTT both ways) holds the whole group's CPU at the lowest mean RTT,
-        best first."""
-        instance = self.instance
-        n = instance.n
-        sample = list(range(n)) if n <= ANCHOR_SAMPLE else self.rng.sample(range(n), ANCHOR_SAMPLE)
-        needed = max(1, int(instance.cpu.sum()))
-        rows = instance.rtt[sample, :].astype(np.float64) + instance.rtt[:, sample].T
-        order = np.argsort(rows, axis=1, kind="stable")
-        capacity = instance.free_cpu[order].astype(np.float64)
+    def _neighbourhoods(self) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+        """For a sample of candidate anchors: every node in order of RTT (both ways) from it, and those RTTs."""
+        if self._near is None:
+            instance = self.instance
+            n = instance.n
+            sample = np.array(list(range(n)) if n <= ANCHOR_SAMPLE else self.rng.sample(range(n), ANCHOR_SAMPLE))
+            rows = instance.rtt[sample, :].astype(np.float64) + instance.rtt[:, sample].T
+            order = np.argsort(rows, axis=1, kind="stable")
+            self._near = (sample, order, np.take_along_axis(rows, order, axis=1))
+        return self._near
+
+    def anchors(
+        self, count: int, *, needed_cpu_m: int | None = None, free_cpu: npt.NDArray[np.int64] | None = None
+    ) -> list[int]:
+        """Nodes whose nearest neighbourhood holds `needed_cpu_m` (default: the whole group's) in `free_cpu` at the
+        lowest capacity-weighted RTT, best first; where no neighbourhood holds it all, the shortfall is priced at
+        MISSING_RTT_MS."""
+        sample, order, sorted_rtt = self._neighbourhoods()
+        needed = max(1, int(self.instance.cpu.sum() if needed_cpu_m is None else needed_cpu_m))
+        free = self.instance.free_cpu if free_cpu is None else free_cpu
+        capacity = np.maximum(free[order], 0).astype(np.float64)
         before = np.cumsum(capacity, axis=1) - capacity
         used = np.clip(needed - before, 0, capacity)
-        costs = (np.take_along_axis(rows, order, axis=1) * used).sum(axis=1) / needed
-        ranked = np.argsort(costs, kind="stable")
-        return [sample[int(k)] for k in ranked[:count]]
+        shortfall = needed - used.sum(axis=1)
+        costs = ((sorted_rtt * used).sum(axis=1) + shortfall * MISSING_RTT_MS) / needed
+        return [int(sample[k]) for k in np.argsort(costs, kind="stable")[:count]]
+
+    def components(self) -> list[int]:
+        """Per workload, the connected part of the call graph it belongs to (an app of a multi-app problem)."""
+        instance = self.instance
+        graph = nx.Graph()
+        graph.add_nodes_from(range(len(instance.problem.workloads)))
+        graph.add_edges_from(instance.edge_ends)
+        component = [0] * len(instance.problem.workloads)
+        for number, members in enumerate(nx.connected_components(graph)):
+            for w in members:
+                component[w] = number
+        return component
 
     def workload_order(self) -> list[int]:
         """Workloads by traffic: the heaviest first, then repeatedly the one with most traffic to those placed (the
@@ -529,14 +554,27 @@ class _Search:
         return order
 
     def greedy(self, anchor: int) -> npt.NDArray[np.intp]:
+        """Workload after workload, each replica where it adds least. The first component (app) starts at `anchor`;
+        each further one at the anchor that holds it best in the room left, as a whole-group scheduler picks a
+        domain per group."""
         instance = self.instance
         node_of = instance.fixed.copy()  # running replicas stay; their requests are already off the free capacity
         free_cpu = instance.free_cpu.copy()
         free_memory = instance.free_memory.copy() if instance.free_memory is not None else None
-        # Distance from the anchor breaks ties and places items with no placed neighbour (the first, other
-        # components) near the rest; small enough never to outweigh a real difference in cost.
-        pull = (instance.rtt[anchor, :].astype(np.float64) + instance.rtt[:, anchor]) * 1e-6
+        component = self.components()
+        needed: dict[int, int] = defaultdict(int)
+        for item in range(instance.items):
+            needed[component[instance.item_workload[item]]] += int(instance.cpu[item])
+        started: set[int] = set()
+        pull = np.zeros(instance.n)
         for w in self.workload_order():
+            if component[w] not in started:
+                if started:
+                    anchor = self.anchors(1, needed_cpu_m=needed[component[w]], free_cpu=free_cpu)[0]
+                started.add(component[w])
+                # Distance from the anchor places the component's first replica and breaks ties; small enough
+                # never to outweigh a real difference in cost.
+                pull = (instance.rtt[anchor, :].astype(np.float64) + instance.rtt[:, anchor]) * 1e-6
             for item in instance.items_of[w]:
                 if node_of[item] >= 0:
                     continue
