@@ -7,7 +7,9 @@ the same, so the pods of one burst follow one plan: a replica bound on a planned
 elsewhere (another scheduler, a node that filled up) only costs its own slot. When a pod is added or removed, a node
 comes or goes, or the topology is rebuilt, the group is planned again around the replicas that run by then.
 
-The search here is the heuristic alone, with a short limit: it runs inside kube-scheduler's scheduling cycle.
+The search has a short limit, as it runs inside kube-scheduler's scheduling cycle: the integer program gets what the
+heuristic leaves of it when the group is small (its best placement by then, proven or not), the heuristic alone
+beyond.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from netaware.kube.stores import ClusterStore
 
 log = logging.getLogger("netaware.extender.planned")
 
-PLAN_TIME_LIMIT_S = 0.3
-"""The planner's limit inside a scheduling cycle (kube-scheduler waits for prioritize, httpTimeout 2 s)."""
+PLAN_TIME_LIMIT_S = 1.0
+"""The planner's limit inside a scheduling cycle (kube-scheduler waits for prioritize, httpTimeout 2 s); it is
+spent once per change of the group's members, not per pod. With 0.3 s and the heuristic alone, Online Boutique in
+the lab was planned at 127 ms of network per request against the optimum's 107."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ class GroupPlans:
                 topology=topology,
                 placed=placed,
             )
-            result: Plan | None = plan(problem, time_limit_s=PLAN_TIME_LIMIT_S, exact=False)
+            result: Plan | None = plan(problem, time_limit_s=PLAN_TIME_LIMIT_S)
         except (InfeasibleError, ValueError) as error:
             log.warning("AppGroup %s/%s cannot be planned: %s", group.namespace, group.name, error)
             result = None
