@@ -26,9 +26,10 @@ passes), as the extender's filter applies them pod by pod.
 
 Search: an integer program (pulp + HiGHS, one binary per replica and node, one continuous pair variable per replica
 pair and node pair) while the instance has at most IP_MAX_PAIR_VARIABLES pair variables; otherwise, and always
-first as its warm start and fallback, a heuristic: an anchor node whose neighbourhood holds the whole group at the
-lowest RTT, a greedy pass (workloads in order of their traffic to those already placed, each replica on the node
-where it adds least), then local search (moves and swaps) until no step improves or the time limit passes.
+first as its warm start and fallback, a heuristic: for each connected app, an anchor node whose RTT neighbourhood
+holds the app's CPU most cheaply in the room left (a whole-group scheduler's choice of domain, by measurement
+instead of labels), a greedy pass (workloads in order of their traffic to those already placed, each replica on
+the node where it adds least), then local search (moves and swaps) until no step improves or the time limit.
 """
 
 from __future__ import annotations
