@@ -165,6 +165,7 @@ def test_a_raised_delay_shows_within_the_level_shift_rounds(tmp_path_factory: py
                 before = rtt_after_round(network)
             network.reshape({("a", "b"): slow, ("b", "a"): slow})  # live, as `netaware lab shape` does
             seen = [rtt_after_round(network) for _ in range(LEVEL_SHIFT_ROUNDS)]
-        assert abs(before - 10.0) <= 1.0, before
+        # The emulator forwards in user space: on a busy 2-core machine it adds up to a couple of ms, never less.
+        assert -0.5 <= before - 10.0 <= 2.0, before
         assert seen[0] < 20.0, seen  # one round at the new level is held back as an outlier...
         assert abs(seen[-1] - 50.0) <= 5.0, seen  # ...and LEVEL_SHIFT_ROUNDS rounds in a row move the estimate

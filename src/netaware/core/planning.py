@@ -853,8 +853,15 @@ def plan(
         solved = _solve_exact(instance, time_limit_s=remaining, start=best)
         if solved is not None:
             node_of, proven = solved
-            if proven or instance.objective(node_of) < best_value - 1e-12:
-                best, best_value, method, optimal = node_of, instance.objective(node_of), "integer program", proven
+            value = instance.objective(node_of)
+            # The heuristic's placement is kept unless the program's is strictly better: among equally good
+            # placements (many, when the group fits on one node) the heuristic's is the deterministic one, so a
+            # group planned again as its pods arrive keeps going where its first pods went.
+            if best is None or value < best_value - 1e-9:
+                best, best_value = node_of, value
+            optimal = proven  # proven: nothing is better than the program's value, nor than ours (<= it)
+            if proven or best is node_of:
+                method = "integer program"
         elif best is None:
             raise InfeasibleError("the group fits on no combination of nodes (integer program: no solution)")
         if exact and not optimal:
