@@ -871,9 +871,11 @@ def plan(
     return _result(instance, best, optimal=optimal, method=method, started=started)
 
 
-def _from_placements(instance: _Instance, placements: Mapping[str, Sequence[str]]) -> npt.NDArray[np.intp] | None:
-    """A given placement as item -> node, or None when it does not cover the group, moves a running replica or
-    does not fit."""
+def _from_placements(
+    instance: _Instance, placements: Mapping[str, Sequence[str]], *, check_fit: bool = True
+) -> npt.NDArray[np.intp] | None:
+    """A given placement as item -> node, or None when it does not cover the group on known nodes, moves a running
+    replica or (with `check_fit`) does not fit."""
     position = {name: i for i, name in enumerate(instance.problem.nodes)}
     node_of = np.full(instance.items, -1, dtype=np.intp)
     for w, workload in enumerate(instance.problem.workloads):
@@ -888,7 +890,7 @@ def _from_placements(instance: _Instance, placements: Mapping[str, Sequence[str]
                 nodes.remove(int(instance.fixed[item]))
                 node_of[item] = instance.fixed[item]
         node_of[[i for i in items if instance.fixed[i] < 0]] = nodes
-    return node_of if instance.usage_ok(node_of) else None
+    return node_of if not check_fit or instance.usage_ok(node_of) else None
 
 
 def _result(instance: _Instance, node_of: npt.NDArray[np.intp], *, optimal: bool, method: str, started: float) -> Plan:
@@ -907,15 +909,9 @@ def _result(instance: _Instance, node_of: npt.NDArray[np.intp], *, optimal: bool
 def evaluate(problem: PlanningProblem, placements: Mapping[str, Sequence[str]]) -> tuple[float, tuple[EdgeTime, ...]]:
     """The predicted network ms per request of a given placement, and its per-edge breakdown."""
     instance = _Instance(problem)
-    node_of = _from_placements(instance, placements)
+    node_of = _from_placements(instance, placements, check_fit=False)
     if node_of is None:
-        position = {name: i for i, name in enumerate(problem.nodes)}
-        node_of = np.full(instance.items, -1, dtype=np.intp)
-        for w, workload in enumerate(problem.workloads):
-            nodes = [position[n] for n in placements.get(workload.name, []) if n in position]
-            if len(nodes) != len(instance.items_of[w]):
-                raise ValueError(f"{workload.name}: {len(nodes)} known nodes for {len(instance.items_of[w])} replicas")
-            node_of[instance.items_of[w]] = nodes
+        raise ValueError("the placement must put every replica on a known node (running ones where they run)")
     edges = instance.edge_times(node_of)
     return sum(e.ms for e in edges), edges
 

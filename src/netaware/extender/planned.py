@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from netaware.core.appgroup import AppGroup
 from netaware.core.costs import LinkCosts
 from netaware.core.planning import InfeasibleError, Plan, PlanningProblem, plan
-from netaware.kube.stores import ClusterStore
+from netaware.kube.stores import ClusterStore, PodInfo
 
 log = logging.getLogger("netaware.extender.planned")
 
@@ -49,13 +49,12 @@ class GroupPlans:
         """Nodes the workload's plan has a replica on that no running replica of it holds yet (with counts)."""
         members = self._store.members(group)
         running = Counter(pod.node_name or "" for pod, name in members if name == workload and pod.placed)
-        current = self._plan(group, link_costs)
+        current = self._plan(group, members, link_costs)
         if current is None:
             return Counter()
         return Counter(current.placements.get(workload, [])) - running
 
-    def _plan(self, group: AppGroup, link_costs: LinkCosts) -> Plan | None:
-        members = self._store.members(group)
+    def _plan(self, group: AppGroup, members: list[tuple[PodInfo, str]], link_costs: LinkCosts) -> Plan | None:
         topology = link_costs.topology
         signature = (id(topology), frozenset(pod.uid for pod, _ in members))
         key = (group.namespace, group.name)
@@ -63,10 +62,12 @@ class GroupPlans:
             cached = self._plans.get(key)
             if cached is not None and cached.signature == signature:
                 return cached.plan
-        replicas = Counter(name for _, name in members)
-        cpu = {name: max(pod.cpu_request_m for pod, n in members if n == name) for name in replicas}
+        replicas: Counter[str] = Counter()
+        cpu: dict[str, int] = {}
         placed: dict[str, list[str]] = {}
         for pod, name in members:
+            replicas[name] += 1
+            cpu[name] = max(cpu.get(name, 0), pod.cpu_request_m)
             if pod.placed and pod.node_name and pod.node_name in topology.index:
                 placed.setdefault(name, []).append(pod.node_name)
         try:
