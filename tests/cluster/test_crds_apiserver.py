@@ -103,9 +103,14 @@ def test_scheduler_extender_manifests_apply_with_kubectl(cluster: Cluster) -> No
     assert containers == ["kube-scheduler", "extender"]
 
 
-def test_kubectl_get_appgroups_shows_the_algorithm(cluster: Cluster) -> None:
+def test_kubectl_get_appgroups_shows_the_essentials_and_wide_adds_the_algorithm(cluster: Cluster) -> None:
     result = kubectl(cluster, "get", "ag", "-n", "default")
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.splitlines()
-    assert header.split()[:4] == ["NAME", "ALGORITHM", "WORKLOADS", "PLACED"]
-    assert any(row.split()[:2] == ["shop", "KahnSort"] for row in rows)
+    assert header.split()[:5] == ["NAME", "STRATEGY", "WORKLOADS", "PODS", "NETWORK-MS"]
+    assert any(row.split()[0] == "shop" for row in rows)
+    wide = kubectl(cluster, "get", "ag", "-n", "default", "-o", "wide")
+    assert wide.returncode == 0, wide.stderr
+    header, *rows = wide.stdout.splitlines()
+    assert header.split()[5:8] == ["PLANNED-MS", "ALGORITHM", "ORDER"], header
+    assert any(row.split()[0] == "shop" and "KahnSort" in row.split() for row in rows)

@@ -8,18 +8,22 @@ and 1% loss across zones. Checks:
 - a hard limit (maxLatencyMs) keeps a pod off the far zones: restricted to them, it stays Pending with the reason;
 - the dependency-order gate: callers first by default, callees first with ReverseKahn, and under `strategy: routed`
   a workload's replicas one at a time;
-- an app created all at once without the gate lands as the optimum would put it under `strategy: plan`.
+- an app created all at once without the gate lands as the optimum would put it under `strategy: plan`;
+- behind the gate under `strategy: plan`, Deployments' pods are planned whole and each narrowed to its planned node
+  (the extender filters one node and never scores), and a pod stuck on its planned node is planned again elsewhere.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from typing import Any
 
 import pytest
 
 from netaware.core.planning import PlanEdge, PlanningProblem, PlanWorkload, evaluate, plan
+from netaware.core.release import DEPENDENCY_ORDER_GATE
 from netaware.kube.converters import GROUP, VERSION
 from netaware.workloads.graphs import GRAPHS
 
@@ -27,6 +31,7 @@ from .conftest import (
     Cluster,
     apply_appgroup,
     create_pod,
+    kubectl,
     labels,
     pod_events,
     pod_manifest,
@@ -265,3 +270,170 @@ def test_an_app_applied_at_once_without_the_gate_follows_the_plan(
     print(f"burst of Online Boutique: plan {planned:.1f} ms per request, seed {seed:.1f}, optimum {optimum:.1f}")
     assert planned <= 1.05 * optimum + 1e-6, (planned, optimum)
     assert planned <= seed
+
+
+def gated_deployment(
+    name: str, group: str, replicas: int, *, cpu: str, node_selector: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A Deployment whose pods wait behind the dependency-order gate for netaware-scheduler."""
+    manifest = pod_manifest(name, labels(name, group), node_selector=node_selector)
+    manifest["spec"]["containers"][0]["resources"]["requests"]["cpu"] = cpu
+    manifest["spec"]["schedulingGates"] = [{"name": DEPENDENCY_ORDER_GATE}]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels(name, group)},
+            "template": {"metadata": {"labels": labels(name, group)}, "spec": manifest["spec"]},
+        },
+    }
+
+
+def group_pods(cluster: Cluster, group: str) -> list[Any]:
+    return cluster.core.list_namespaced_pod("default", label_selector=f"netaware.io/appgroup={group}").items  # type: ignore[no-any-return]
+
+
+def test_a_gated_app_is_planned_whole_then_each_pod_is_narrowed_to_its_planned_node(
+    cluster: Cluster, topology_applied: dict[str, str]
+) -> None:
+    """Deployments applied as users apply them, their pods gated: the AppGroup controller plans the group (five
+    12-CPU pods on six 32-CPU nodes: two per node at most, so the plan has to split it), narrows each pod to its
+    planned node and releases it. kube-scheduler then has one feasible node: the extender filters that one and is
+    never asked to score. The status names the plan, and it is the optimum."""
+    sizes = {"web": 2, "api": 2, "db": 1}
+    apply_appgroup(
+        cluster, "steer",
+        [workload("steer-web", "steer", [{"workload": "steer-api", "weight": 2}]),
+         workload("steer-api", "steer", [{"workload": "steer-db", "weight": 1}]), workload("steer-db", "steer")],
+        strategy="plan",
+    )  # fmt: skip
+    wait_extender_sees(cluster, "steer")
+    manifests = [gated_deployment(f"steer-{w}", "steer", n, cpu="12") for w, n in sizes.items()]
+    applied = kubectl(
+        cluster, "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifests})
+    )
+    assert applied.returncode == 0, applied.stderr
+
+    def all_bound() -> list[Any] | None:
+        found = group_pods(cluster, "steer")
+        return found if len(found) == 5 and all(p.spec.node_name for p in found) else None
+
+    pods = wait_for(all_bound, timeout_s=60, what="the five pods of the app bound")
+    log = cluster.log("extender")
+    for pod in pods:
+        assert pod.metadata.annotations["netaware.io/planned-node"] == pod.spec.node_name, pod.metadata.name
+        terms = pod.spec.affinity.node_affinity.required_during_scheduling_ignored_during_execution.node_selector_terms
+        assert [f.values for t in terms for f in t.match_fields or []] == [[pod.spec.node_name]]
+        workload_name = pod.metadata.labels["app"]
+        assert (f'"verb": "filter", "pod": "default/{pod.metadata.name}", "workload": "steer/{workload_name}", '
+                '"candidates": 1') in log  # fmt: skip
+        assert f'"verb": "prioritize", "pod": "default/{pod.metadata.name}"' not in log
+    placed = {f"steer-{w}": [p.spec.node_name for p in pods if p.metadata.labels["app"] == f"steer-{w}"] for w in sizes}
+    problem = PlanningProblem(
+        workloads=tuple(PlanWorkload(f"steer-{w}", n, 12_000) for w, n in sizes.items()),
+        edges=(PlanEdge("steer-web", "steer-api", calls=2), PlanEdge("steer-api", "steer-db", calls=1)),
+        nodes=tuple(sorted(topology_applied)),
+        free_cpu_m=(32_000,) * len(topology_applied),
+        topology=three_zone_topology(topology_applied, time.time()).dense(),
+    )
+    optimum = plan(problem, exact=True).predicted_ms
+    landed = evaluate(problem, placed)[0]
+    print(f"gated app planned and steered: {landed:.2f} ms per request, optimum {optimum:.2f}")
+    assert landed <= 1.05 * optimum + 1e-6, (placed, landed, optimum)
+
+    def status() -> dict[str, Any] | None:
+        found = cluster.custom.get_namespaced_custom_object(GROUP, VERSION, "default", "appgroups", "steer")
+        return found.get("status") if (found.get("status") or {}).get("placedSummary") == "5/5" else None
+
+    written = wait_for(status, timeout_s=10, what="the AppGroup status with 5/5 pods placed")
+    assert written["strategy"] == "plan"
+    assert written["plan"]["predictedNetworkMs"] == pytest.approx(landed, abs=1e-3)
+    assert written["predictedNetworkMs"] == pytest.approx(landed, abs=1e-3)
+    assert {p["workload"]: sorted(p["nodes"]) for p in written["plan"]["placements"]} == {
+        w: sorted(nodes) for w, nodes in placed.items()
+    }
+    table = kubectl(cluster, "get", "appgroup", "steer")
+    assert table.returncode == 0, table.stderr
+    print(table.stdout)
+    header, row = table.stdout.splitlines()[:2]
+    assert header.split()[:5] == ["NAME", "STRATEGY", "WORKLOADS", "PODS", "NETWORK-MS"], header
+    assert row.split()[:4] == ["steer", "plan", "3", "5/5"], row
+
+
+def test_a_pod_stuck_on_its_planned_node_is_planned_again_elsewhere(
+    cluster: Cluster, topology_applied: dict[str, str]
+) -> None:
+    """The plan cannot see everything kube-scheduler checks (here a host port already taken): a pod narrowed to a node
+    it cannot run on is deleted after a while, its Deployment creates it again, gated, and the plan then puts it on
+    another node. The first node is the plan's clear choice: the pod's only peer runs there."""
+    zone_c = sorted(n for n, z in topology_applied.items() if z == "zone-c")
+    near, other = zone_c
+    apply_appgroup(
+        cluster, "replan",
+        [workload("replan-follower", "replan", [{"workload": "replan-anchor"}]), workload("replan-anchor", "replan")],
+        strategy="plan",
+    )  # fmt: skip
+    wait_extender_sees(cluster, "replan")
+    port = [{"containerPort": 9999, "hostPort": 9999}]
+    anchor = pod_manifest(
+        "replan-anchor", labels("replan-anchor", "replan"), node_selector={"kubernetes.io/hostname": near}
+    )
+    anchor["spec"]["containers"][0]["ports"] = port
+    create_pod(cluster, anchor)
+    assert wait_bound(cluster, "replan-anchor") == near
+    follower = gated_deployment("replan-follower", "replan", 1, cpu="100m",
+                                node_selector={"topology.kubernetes.io/zone": "zone-c"})  # fmt: skip
+    follower["spec"]["template"]["spec"]["containers"][0]["ports"] = port
+    applied = kubectl(cluster, "apply", "-f", "-", stdin=json.dumps(follower))
+    assert applied.returncode == 0, applied.stderr
+    started = time.monotonic()
+
+    def bound_follower() -> Any:
+        for pod in cluster.core.list_namespaced_pod("default", label_selector="app=replan-follower").items:
+            if pod.spec.node_name and not pod.metadata.deletion_timestamp:
+                return pod
+        return None
+
+    pod = wait_for(bound_follower, timeout_s=90, what="the follower bound after being planned again")
+    waited = time.monotonic() - started
+    assert pod.spec.node_name == other
+    assert pod.metadata.annotations["netaware.io/planned-node"] == other
+    replanned = [e for e in cluster.core.list_namespaced_event("default").items if e.reason == "Replanned"]
+    assert any(near in (e.message or "") and e.involved_object.name.startswith("replan-follower") for e in replanned)
+    print(f"planned on {near} (host port taken), deleted and planned again on {other} in {waited:.1f} s")
+
+
+def test_a_tainted_node_is_left_out_of_the_plan(cluster: Cluster, topology_applied: dict[str, str]) -> None:
+    """Taints are in the plan (kube-scheduler's TaintToleration rule): the pod's peer runs on a tainted node, so the
+    plan puts the pod on the peer's zone neighbour at once, without a round of re-planning; a toleration lets it
+    join the peer."""
+    near, other = sorted(n for n, z in topology_applied.items() if z == "zone-b")
+    apply_appgroup(
+        cluster, "tainted",
+        [workload("tainted-caller", "tainted", [{"workload": "tainted-peer"}]), workload("tainted-peer", "tainted")],
+        strategy="plan",
+    )  # fmt: skip
+    wait_extender_sees(cluster, "tainted")
+    create_pod(cluster, pod_manifest("tainted-peer", labels("tainted-peer", "tainted"),
+                                     node_selector={"kubernetes.io/hostname": near}))  # fmt: skip
+    assert wait_bound(cluster, "tainted-peer") == near
+    tainted = kubectl(cluster, "taint", "nodes", near, "netaware.io/test=plan:NoSchedule")
+    assert tainted.returncode == 0, tainted.stderr
+    try:
+        for name, tolerations in (
+            ("tainted-caller-0", None),
+            ("tainted-caller-1", [{"key": "netaware.io/test", "operator": "Exists", "effect": "NoSchedule"}]),
+        ):
+            manifest = pod_manifest(name, labels("tainted-caller", "tainted"))
+            manifest["spec"]["schedulingGates"] = [{"name": DEPENDENCY_ORDER_GATE}]
+            if tolerations:
+                manifest["spec"]["tolerations"] = tolerations
+            create_pod(cluster, manifest)
+            expected = near if tolerations else other
+            assert wait_bound(cluster, name, timeout_s=30) == expected, name
+    finally:
+        kubectl(cluster, "taint", "nodes", near, "netaware.io/test-")
+    assert not [e for e in cluster.core.list_namespaced_event("default").items
+                if e.reason == "Replanned" and e.involved_object.name.startswith("tainted-")]  # fmt: skip

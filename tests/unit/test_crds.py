@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import yaml
 
+from netaware.core.planning import PlanningProblem, plan
+from netaware.core.topology import DenseTopology
 from netaware.kube.converters import (
     appgroup_from_resource,
     appgroup_status,
@@ -176,3 +178,32 @@ def test_one_origins_networktopology_at_1000_nodes_fits_etcd(schemas: dict[tuple
     size = len(json.dumps(resource).encode())
     assert size < 1.5 * 1024 * 1024 / 4, f"{size} bytes"  # a 4x margin under etcd's limit
     assert validate_resource(resource, schemas) == []
+
+
+def test_an_appgroup_status_with_its_plan_passes_the_crd_schema(schemas: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """What the controller writes (strategy, placed/expected pods, predicted ms, the plan and its largest edges) is
+    what the CRD's status schema and printer columns name."""
+    resource = load(CRDS / "examples" / "valid" / "appgroup-shop.yaml")
+    group = appgroup_from_resource(resource)
+    problem = PlanningProblem.from_appgroup(
+        group, replicas={"frontend": 2, "cart": 1}, cpu_m={}, nodes=["node-a", "node-b"], free_cpu_m=[1000, 1000],
+        topology=DenseTopology(
+            nodes=("node-a", "node-b"), index={"node-a": 0, "node-b": 1},
+            rtt_ms=np.array([[0.2, 5.0], [5.0, 0.2]], dtype=np.float32),
+            bandwidth_mbps=np.full((2, 2), 1000.0, dtype=np.float32), loss_ratio=np.zeros((2, 2), dtype=np.float32),
+        ),
+    )  # fmt: skip
+    planned = plan(problem)
+    status = appgroup_status(group, {"cart": ["node-b"]}, strategy="plan", pods=3, predicted_ms=4.5, plan=planned)
+    assert status["placedSummary"] == "1/3"
+    assert status["plan"]["largestEdges"][0]["caller"] == "frontend"
+    assert validate_resource({**resource, "status": status}, schemas) == []
+    columns = {
+        c["name"]: c["jsonPath"]
+        for c in load(CRDS / "appgroup.yaml")["spec"]["versions"][0]["additionalPrinterColumns"]
+    }
+    for path in (columns["Strategy"], columns["Pods"], columns["Network-ms"], columns["Planned-ms"]):
+        value: Any = {"status": status}
+        for part in path.strip(".").split("."):
+            value = value[part]
+        assert value is not None, path

@@ -4,15 +4,19 @@ Checks, with ReverseKahn: callees first along a chain; a star's hub waits for ev
 not "released"; a cycle does not deadlock; a dependency with no pods yet blocks for a grace period after the gated
 pod's creation, then stops blocking (so pods created in any order still go callees first); ungated pods are left
 alone. With KahnSort (the default): callers first; a star's spokes go together once the hub is placed; a callee
-of two callers waits for both.
+of two callers waits for both. Under a plan: waiting pods take the plan's open slots; a pod narrowed to its node
+keeps every requirement it had (Kubernetes accepts only additions).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from netaware.core.appgroup import AppGroup, Dependency, SortingAlgorithm, Workload
-from netaware.core.release import MemberPod, pods_to_release
+from netaware.core.nodeselection import narrowed_to_node, pod_fits_node, tolerates
+from netaware.core.release import MemberPod, assign_planned_nodes, pods_to_release
 
 
 def group(edges: dict[str, list[str]], algorithm: SortingAlgorithm = SortingAlgorithm.REVERSE_KAHN) -> AppGroup:
@@ -24,6 +28,9 @@ def group(edges: dict[str, list[str]], algorithm: SortingAlgorithm = SortingAlgo
 
 
 NOW = 1000.0
+PIN = {"key": "metadata.name", "operator": "In", "values": ["n1"]}
+ZONE_A = {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}
+NOT_N9 = {"key": "metadata.name", "operator": "NotIn", "values": ["n9"]}
 
 
 def pod(
@@ -159,3 +166,67 @@ def test_one_replica_at_a_time_releases_a_workload_pod_by_pod_and_an_unbound_sib
     assert pods_to_release(hub, [front, unknown, *backs[1:]], now_s=NOW + 1, one_replica_at_a_time=True) == [
         "default/back-1"
     ]
+
+
+def test_planned_nodes_go_to_waiting_pods_around_the_replicas_that_hold_one() -> None:
+    """A node planned twice takes two pods; a slot a running replica holds is not handed out again; a pod the plan
+    has no room for is left out (the controller then releases it without a node)."""
+    planned = {"web": ["n1", "n1", "n2"], "db": ["n3"]}
+    held = {"web": ["n1"], "db": ["n3"]}
+    waiting = [("ns/web-a", "web"), ("ns/web-b", "web"), ("ns/web-c", "web"), ("ns/db-a", "db")]
+    assert assign_planned_nodes(planned, held, waiting) == {"ns/web-a": "n1", "ns/web-b": "n2"}
+
+
+@pytest.mark.parametrize(
+    ("affinity", "expected_terms"),
+    [
+        (None, [{"matchFields": [PIN]}]),
+        (
+            {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [ZONE_A]}, {"matchExpressions": [ZONE_A], "matchFields": [NOT_N9]}, {}]}}},
+            [{"matchExpressions": [ZONE_A], "matchFields": [PIN]},
+             {"matchExpressions": [ZONE_A], "matchFields": [NOT_N9, PIN]}, {}],
+        ),
+    ],
+)  # fmt: skip
+def test_narrowing_a_gated_pod_to_its_node_only_adds_requirements(
+    affinity: dict[str, Any] | None, expected_terms: list[dict[str, Any]]
+) -> None:
+    """Kubernetes accepts a gated pod's node affinity change only as additions to each existing term (KEP-3838); the
+    narrowed pod fits its planned node and no other, and its preferred terms and pod affinity stay."""
+    spec: dict[str, Any] = {"nodeSelector": {"disk": "ssd"}}
+    if affinity:
+        spec["affinity"] = {**affinity, "podAffinity": {"x": 1}}
+    narrowed = narrowed_to_node(spec, "n1")
+    terms = narrowed["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == expected_terms
+    if affinity:
+        assert narrowed["podAffinity"] == {"x": 1}
+    pinned = {**spec, "affinity": narrowed}
+    labels = {"topology.kubernetes.io/zone": "a", "disk": "ssd"}
+    assert pod_fits_node(pinned, "n1", labels)
+    assert not pod_fits_node(pinned, "n2", labels)
+    assert spec.get("affinity") == ({**affinity, "podAffinity": {"x": 1}} if affinity else None)  # not mutated
+
+
+@pytest.mark.parametrize(
+    ("tolerations", "taints", "expected"),
+    [
+        ([], [], True),
+        ([], [{"key": "k", "value": "v", "effect": "NoSchedule"}], False),
+        ([], [{"key": "k", "effect": "PreferNoSchedule"}], True),  # only lowers a node's score
+        (
+            [{"key": "k", "value": "v", "effect": "NoSchedule"}],
+            [{"key": "k", "value": "v", "effect": "NoSchedule"}],
+            True,
+        ),
+        ([{"key": "k", "value": "w"}], [{"key": "k", "value": "v", "effect": "NoSchedule"}], False),
+        ([{"key": "k", "operator": "Exists"}], [{"key": "k", "value": "v", "effect": "NoExecute"}], True),
+        ([{"operator": "Exists"}], [{"key": "a", "effect": "NoSchedule"}, {"key": "b", "effect": "NoExecute"}], True),
+        ([{"key": "k", "operator": "Exists", "effect": "NoExecute"}], [{"key": "k", "effect": "NoSchedule"}], False),
+    ],
+)
+def test_tolerations_as_kube_scheduler_reads_them(
+    tolerations: list[dict[str, str]], taints: list[dict[str, str]], expected: bool
+) -> None:
+    assert tolerates(tolerations, taints) is expected

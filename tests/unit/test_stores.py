@@ -1,6 +1,7 @@
 """ClusterStore: the incrementally maintained placements always equal a fresh scan of the pods, whatever the
 sequence of pod creations, bindings, relabels and deletions; workload membership honours the namespace and the
-`netaware.io/appgroup` label; bad AppGroups are ignored with a reason instead of breaking the store.
+`netaware.io/appgroup` label; bad AppGroups are ignored with a reason instead of breaking the store; a pod brings
+what the planner needs (its controller, node constraints, planned node, since when it is unschedulable).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netaware.kube.stores import ClusterStore
+from netaware.kube.stores import PLANNED_NODE_ANNOTATION, ClusterStore, pod_info
 
 GROUP = {
     "metadata": {"name": "shop", "namespace": "default"},
@@ -98,3 +99,24 @@ def test_a_bad_appgroup_is_ignored_with_a_reason() -> None:
     store.replace("appgroups", [GROUP, bad])
     assert [g.name for g in store.appgroups()] == ["shop"]
     assert "unknown workload" in store.conversion_errors["default/bad"]
+
+
+def test_a_pod_carries_what_the_plan_needs_owner_constraints_planned_node_and_unschedulable_time() -> None:
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}
+    info = pod_info({
+        "metadata": {
+            "name": "web-1", "annotations": {PLANNED_NODE_ANNOTATION: "n2"},
+            "ownerReferences": [{"kind": "Deployment", "name": "x"},
+                                {"kind": "ReplicaSet", "name": "web-5d4", "controller": True}],
+        },
+        "spec": {"nodeSelector": {"disk": "ssd"}, "affinity": affinity, "containers": []},
+        "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                   "lastTransitionTime": "2026-01-01T00:00:10Z"}]},
+    })  # fmt: skip
+    assert info.owner == "ReplicaSet/web-5d4"  # the controller, not any owner
+    assert info.node_constraints == {"nodeSelector": {"disk": "ssd"}, "affinity": affinity}
+    assert info.planned_node == "n2"
+    assert info.unschedulable_since_s == 1767225610.0
+    bare = pod_info({"metadata": {"name": "b"}, "spec": {}, "status": {"conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}]}})  # fmt: skip
+    assert (bare.owner, bare.node_constraints, bare.planned_node, bare.unschedulable_since_s) == (None, {}, None, None)

@@ -6,11 +6,13 @@ semantics (the scheduler's NodeAffinity filter), on node labels and names.
   `matchExpressions` and `matchFields` requirement must hold (ANDed); a term without requirements matches nothing.
   Operators: In, NotIn, Exists, DoesNotExist, Gt, Lt (integers); `matchFields` knows `metadata.name`.
 - Both set: both must hold.
+
+Taints are checked apart (`tolerates`), as kube-scheduler's TaintToleration filter does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 HOSTNAME_LABEL = "kubernetes.io/hostname"
@@ -81,3 +83,49 @@ def pod_fits_node(pod_spec: Mapping[str, Any], name: str, labels: Mapping[str, s
     terms = required.get("nodeSelectorTerms") or []
     where = "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms"
     return any(_term_holds(term, name, labels, f"{where}[{t}]") for t, term in enumerate(terms))
+
+
+def narrowed_to_node(pod_spec: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The pod's `affinity` with its required node affinity narrowed to the node `name`, the way Kubernetes lets a
+    gated pod's be changed (KEP-3838): with no required terms, one term `metadata.name In [name]`; otherwise that
+    requirement appended to each term's `matchFields`, the existing requirements untouched. A term that names no
+    requirement matches no node, and Kubernetes forbids adding to it, so it stays as it is. Everything else in the
+    affinity (preferred terms, pod affinity) is kept."""
+    requirement = {"key": "metadata.name", "operator": "In", "values": [name]}
+    affinity = dict(pod_spec.get("affinity") or {})
+    node_affinity = dict(affinity.get("nodeAffinity") or {})
+    required = node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+    terms = list(required.get("nodeSelectorTerms") or [])
+    if terms:
+        terms = [
+            {**term, "matchFields": [*(term.get("matchFields") or []), requirement]}
+            if term.get("matchExpressions") or term.get("matchFields") else term
+            for term in terms
+        ]  # fmt: skip
+    else:
+        terms = [{"matchFields": [requirement]}]
+    node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {**required, "nodeSelectorTerms": terms}
+    affinity["nodeAffinity"] = node_affinity
+    return affinity
+
+
+SCHEDULING_EFFECTS = ("NoSchedule", "NoExecute")
+"""Taint effects that keep a pod off a node at scheduling time (PreferNoSchedule only lowers its score)."""
+
+
+def tolerates(tolerations: Sequence[Mapping[str, Any]], taints: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a pod with `tolerations` may be scheduled on a node with `taints`, as kube-scheduler's TaintToleration
+    filter decides: every NoSchedule or NoExecute taint needs a toleration of its effect (or of any effect) whose
+    key and value match (operator Equal, the default) or whose key matches or is empty (operator Exists)."""
+
+    def matches(toleration: Mapping[str, Any], taint: Mapping[str, Any]) -> bool:
+        if toleration.get("effect") and toleration.get("effect") != taint.get("effect"):
+            return False
+        key = toleration.get("key") or ""
+        if (toleration.get("operator") or "Equal") == "Exists":
+            return not key or key == taint.get("key")
+        return key == taint.get("key") and (toleration.get("value") or "") == (taint.get("value") or "")
+
+    return all(
+        any(matches(t, taint) for t in tolerations) for taint in taints if taint.get("effect") in SCHEDULING_EFFECTS
+    )

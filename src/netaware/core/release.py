@@ -12,6 +12,9 @@ Under a strategy that prices a replica by where its siblings run (`routed`), a w
 pod waits while a sibling released less than `sibling_grace_s` ago is not bound yet. Released together, the
 replicas were scored at once, none saw where the others went, and they packed where one replica was best.
 
+Under `plan` the group is not released in this order: the AppGroup controller plans it whole and narrows each
+gated pod to a node of the plan (`assign_planned_nodes`; extender/releasing.py).
+
 Two exceptions keep this from deadlocking:
 - dependencies inside the same cycle (strongly connected component) do not wait for each other;
 - a dependency with no pods at all blocks only for `absent_grace_s` after the gated pod was created: long enough
@@ -21,8 +24,8 @@ Two exceptions keep this from deadlocking:
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import networkx as nx
@@ -121,3 +124,21 @@ def pods_to_release(
     # Heaviest traffic first: kube-scheduler takes released pods in the order their gates went, so the pods with the
     # most traffic to what is placed get the room next to it, and the light ones are what spills over.
     return [p.key for p in sorted(releasable, key=lambda p: (-pull(p.workload), position[p.workload]))]
+
+
+def assign_planned_nodes(
+    planned: Mapping[str, Sequence[str]], held: Mapping[str, Sequence[str]], waiting: Sequence[tuple[str, str]]
+) -> dict[str, str]:
+    """Pod key -> node for waiting pods (key, workload), in the order given: each takes a node of its workload's plan
+    that no replica holds yet (a node planned twice holds two). A pod left without a slot is not in the result."""
+    open_slots = {w: Counter(nodes) - Counter(held.get(w, ())) for w, nodes in planned.items()}
+    assigned: dict[str, str] = {}
+    for key, workload in waiting:
+        slots = open_slots.get(workload)
+        if slots:
+            node = min(slots)  # any open slot will do; the smallest name keeps the choice reproducible
+            assigned[key] = node
+            slots[node] -= 1
+            if not slots[node]:
+                del slots[node]
+    return assigned

@@ -27,6 +27,7 @@ class ExtenderServer(WsgiServer):
     def _load(self) -> Any:
         # Runs in the worker after fork, so the watch threads live in the process that serves requests.
         from netaware.extender.app import create_app
+        from netaware.extender.planned import GroupPlans
         from netaware.extender.releasing import AppGroupController
         from netaware.kube.clients import api_client
         from netaware.kube.stores import ClusterStore
@@ -37,7 +38,11 @@ class ExtenderServer(WsgiServer):
         )
         api = api_client(self.settings.kubeconfig)
         stop = start_watches(api, store)
-        AppGroupController(api=api, store=store, default_strategy=self.settings.strategy).start(stop)
+        plans = GroupPlans(store)  # one plan per group, followed by the controller's steering and by prioritize
+        AppGroupController(
+            api=api, store=store, default_strategy=self.settings.strategy,
+            default_weights=self.settings.cost_weights(), plans=plans,
+        ).start(stop)  # fmt: skip
         if not wait_synced(store, self.settings.sync_timeout_s):
             logging.getLogger("netaware.extender").warning("caches not synced yet: %s", store.synced)
         return create_app(
@@ -45,6 +50,7 @@ class ExtenderServer(WsgiServer):
             default_weights=self.settings.cost_weights(),
             default_strategy=self.settings.strategy,
             max_body_bytes=self.settings.max_body_bytes,
+            plans=plans,
         )
 
 

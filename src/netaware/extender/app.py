@@ -97,8 +97,14 @@ def _parse_args(body: Any) -> tuple[PodInfo, list[str], list[Mapping[str, Any]] 
 
 
 def create_app(
-    *, store: ClusterStore, default_weights: CostWeights, default_strategy: str, max_body_bytes: int
+    *,
+    store: ClusterStore,
+    default_weights: CostWeights,
+    default_strategy: str,
+    max_body_bytes: int,
+    plans: GroupPlans | None = None,
 ) -> Flask:
+    """`plans`: the group plans shared with the AppGroup controller (one per store when not given)."""
     app = Flask("netaware.extender")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     # Replies go to a machine on the scheduling hot path: no key sorting, no pretty-printing.
@@ -106,7 +112,7 @@ def create_app(
     app.json.compact = True  # type: ignore[attr-defined]
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    plans = GroupPlans(store)
+    plans = plans or GroupPlans(store)
 
     def scoring_inputs(pod: PodInfo, names: Sequence[str]) -> dict[str, Any] | None:
         """The inputs every core scoring function takes, for this pod; None for a pod of no AppGroup."""

@@ -1,14 +1,20 @@
-"""The `plan` strategy in the extender: each AppGroup planned as a whole (core/planning.py) from the watched state,
-and each pod steered to a node its workload's plan still has a slot on.
+"""The `plan` strategy: each AppGroup planned as a whole (core/planning.py) from the watched state, shared by the
+extender's prioritize and the AppGroup controller.
 
-The plan covers the group's member pods as they exist: running ones stay where they are, pending ones are placed
-around them in the free CPU the nodes report. It is kept while the group's members, the nodes and the topology are
-the same, so the pods of one burst follow one plan: a replica bound on a planned node uses up that slot, and one bound
-elsewhere (another scheduler, a node that filled up) only costs its own slot. When a pod is added or removed, a node
-comes or goes, or the topology is rebuilt, the group is planned again around the replicas that run by then.
+The plan covers the group's member pods as they exist, plus the replicas their owners ask for and have not created
+yet (`expect`): pods that hold a node (running there, or narrowed to it by the controller and waiting to be bound)
+stay where they are, the others are placed around them in the free CPU the nodes report, on the nodes their own
+node selector and required affinity allow. It is kept while the group's members, the nodes they hold, the owners'
+counts and the topology are the same, so the pods of one burst follow one plan: a replica bound on a planned node
+uses up that slot, and one bound elsewhere (another scheduler, a node that filled up) only costs its own slot. When a
+pod is added or removed, a node comes or goes, or the topology is rebuilt, the group is planned again around the
+replicas that hold nodes by then.
 
-The search has a short limit, as it runs inside kube-scheduler's scheduling cycle: the integer program gets what the
-heuristic leaves of it when the group is small (its best placement by then, proven or not), the heuristic alone
+Behind the dependency-order gate the controller narrows each waiting pod to a planned node (extender/releasing.py);
+pods that reach the scheduler without the gate are steered by prioritize: 10 on the nodes with an open slot.
+
+The search has a short limit, as it may run inside kube-scheduler's scheduling cycle: the integer program gets what
+the heuristic leaves of it when the group is small (its best placement by then, proven or not), the heuristic alone
 beyond.
 """
 
@@ -16,12 +22,17 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from netaware.core.appgroup import AppGroup
 from netaware.core.costs import LinkCosts
-from netaware.core.planning import InfeasibleError, Plan, PlanningProblem, plan
+from netaware.core.nodeselection import pod_fits_node, tolerates
+from netaware.core.planning import InfeasibleError, Plan, PlanningProblem, evaluate, plan
+from netaware.core.topology import DenseTopology
 from netaware.kube.stores import ClusterStore, PodInfo
 
 log = logging.getLogger("netaware.extender.planned")
@@ -32,6 +43,10 @@ spent once per change of the group's members, not per pod. With 0.3 s and the he
 the lab was planned at 127 ms of network per request against the optimum's 107."""
 
 
+AVOID_FAILED_NODE_S = 300.0
+"""How long a workload is not planned again on a node one of its pods could not be scheduled on."""
+
+
 @dataclass(frozen=True)
 class _Cached:
     signature: tuple[object, ...]
@@ -39,25 +54,73 @@ class _Cached:
     """None: the group does not fit (the pods are then scored by the seed cost alone)."""
 
 
+def held_node(pod: PodInfo) -> str | None:
+    """The node a member pod holds in its group's plan: where it runs, or the node the AppGroup controller narrowed
+    it to while it waits to be bound there."""
+    if pod.placed:
+        return pod.node_name
+    if pod.planned_node and not pod.scheduling_gates and not pod.deleting and pod.phase == "Pending":
+        return pod.planned_node
+    return None
+
+
 class GroupPlans:
     def __init__(self, store: ClusterStore) -> None:
         self._store = store
         self._plans: dict[tuple[str, str], _Cached] = {}
+        self._expected: dict[tuple[str, str], dict[str, int]] = {}
+        self._avoided: dict[tuple[str, str], dict[tuple[str, str], float]] = {}
+        """Group -> (workload, node) -> until when the workload is not planned there again."""
         self._lock = threading.Lock()
 
+    def avoid(self, group: AppGroup, workload: str, node: str, *, for_s: float = AVOID_FAILED_NODE_S) -> None:
+        """A pod of `workload` could not be scheduled on `node`, its planned node (a taint, a port, anything the plan
+        does not model): plan the workload elsewhere for a while, or its replacement would be sent there again."""
+        with self._lock:
+            self._avoided.setdefault((group.namespace, group.name), {})[(workload, node)] = time.monotonic() + for_s
+
+    def _avoiding(self, key: tuple[str, str]) -> dict[str, frozenset[str]]:
+        now = time.monotonic()
+        with self._lock:
+            current = {pair: until for pair, until in self._avoided.get(key, {}).items() if until > now}
+            self._avoided[key] = current
+        avoided: dict[str, set[str]] = {}
+        for workload, node in current:
+            avoided.setdefault(workload, set()).add(node)
+        return {workload: frozenset(nodes) for workload, nodes in avoided.items()}
+
+    def expect(self, group: AppGroup, replicas: Mapping[str, int]) -> None:
+        """Replica counts the group's owners (Deployments, StatefulSets) ask for: the plan keeps room for pods they
+        have not created yet. Without them a workload counts the pods that exist."""
+        with self._lock:
+            self._expected[(group.namespace, group.name)] = dict(replicas)
+
     def open_slots(self, group: AppGroup, workload: str, link_costs: LinkCosts) -> Counter[str]:
-        """Nodes the workload's plan has a replica on that no running replica of it holds yet (with counts)."""
+        """Nodes the workload's plan has a replica on that no replica of it holds yet (with counts)."""
         members = self._store.members(group)
-        running = Counter(pod.node_name or "" for pod, name in members if name == workload and pod.placed)
-        current = self._plan(group, members, link_costs)
+        current = self.plan_for(group, link_costs, members)
         if current is None:
             return Counter()
-        return Counter(current.placements.get(workload, [])) - running
+        held = Counter(node for pod, name in members if name == workload and (node := held_node(pod)))
+        return Counter(current.placements.get(workload, [])) - held
 
-    def _plan(self, group: AppGroup, members: list[tuple[PodInfo, str]], link_costs: LinkCosts) -> Plan | None:
+    def plan_for(
+        self, group: AppGroup, link_costs: LinkCosts, members: list[tuple[PodInfo, str]] | None = None
+    ) -> Plan | None:
+        """The group's plan around the replicas that hold a node (cached while nothing it depends on changed)."""
+        if members is None:
+            members = self._store.members(group)
         topology = link_costs.topology
-        signature = (id(topology), frozenset(pod.uid for pod, _ in members))
         key = (group.namespace, group.name)
+        with self._lock:
+            expected = self._expected.get(key, {})
+        avoided = self._avoiding(key)
+        signature = (
+            id(topology),
+            frozenset((pod.uid, held_node(pod)) for pod, _ in members),
+            tuple(sorted(expected.items())),
+            tuple(sorted(avoided.items())),
+        )
         with self._lock:
             cached = self._plans.get(key)
             if cached is not None and cached.signature == signature:
@@ -65,20 +128,28 @@ class GroupPlans:
         replicas: Counter[str] = Counter()
         cpu: dict[str, int] = {}
         placed: dict[str, list[str]] = {}
+        free = self._store.free_cpu_m(topology)
+        constraints: dict[str, Mapping[str, Any]] = {}
         for pod, name in members:
             replicas[name] += 1
             cpu[name] = max(cpu.get(name, 0), pod.cpu_request_m)
-            if pod.placed and pod.node_name and pod.node_name in topology.index:
-                placed.setdefault(name, []).append(pod.node_name)
+            node = held_node(pod)
+            if node and node in topology.index:
+                placed.setdefault(name, []).append(node)
+                if not pod.placed:  # narrowed, not bound yet: its request is not in the nodes' free CPU
+                    free[topology.index[node]] -= pod.cpu_request_m
+            else:
+                constraints.setdefault(name, pod.node_constraints)
         try:
             problem = PlanningProblem.from_appgroup(
                 group,
-                replicas={w: replicas.get(w, 0) for w in group.workload_names},
+                replicas={w: max(replicas.get(w, 0), expected.get(w, 0)) for w in group.workload_names},
                 cpu_m=cpu,
                 nodes=topology.nodes,
-                free_cpu_m=[int(c) for c in self._store.free_cpu_m(topology)],
+                free_cpu_m=[int(c) for c in free],
                 topology=topology,
                 placed=placed,
+                allowed=self._allowed(constraints, avoided, topology.nodes),
             )
             result: Plan | None = plan(problem, time_limit_s=PLAN_TIME_LIMIT_S)
         except (InfeasibleError, ValueError) as error:
@@ -89,7 +160,7 @@ class GroupPlans:
                 "planned",
                 extra={
                     "appgroup": f"{group.namespace}/{group.name}",
-                    "pods": sum(replicas.values()),
+                    "pods": sum(max(replicas.get(w, 0), expected.get(w, 0)) for w in group.workload_names),
                     "predictedNetworkMs": round(result.predicted_ms, 3),
                     "seconds": round(result.seconds, 3),
                 },
@@ -97,3 +168,42 @@ class GroupPlans:
         with self._lock:
             self._plans[key] = _Cached(signature, result)
         return result
+
+    def _allowed(
+        self,
+        constraints: Mapping[str, Mapping[str, Any]],
+        avoided: Mapping[str, frozenset[str]],
+        nodes: Sequence[str],
+    ) -> dict[str, frozenset[str]]:
+        """Per workload, the nodes its waiting pods' own node selector, required affinity and tolerations allow,
+        less the nodes its pods recently failed on."""
+        labels = self._store.node_labels()
+        taints = self._store.node_taints()
+
+        def allows(workload: str, node: str) -> bool:
+            spec = constraints.get(workload, {})
+            if node in avoided.get(workload, ()) or not tolerates(spec.get("tolerations") or [], taints.get(node, [])):
+                return False
+            return pod_fits_node(spec, node, labels.get(node, {}))
+
+        workloads = {w for w, spec in constraints.items() if spec or taints} | set(avoided)
+        return {workload: frozenset(n for n in nodes if allows(workload, n)) for workload in workloads}
+
+
+def predicted_network_ms(
+    group: AppGroup, topology: DenseTopology, placements: Mapping[str, Sequence[str]]
+) -> float | None:
+    """The predicted network ms per request of where the group's replicas run (the planner's measure), or None while
+    a workload has no replica placed."""
+    if not all(placements.get(w) for w in group.workload_names):
+        return None
+    nodes = sorted({node for used in placements.values() for node in used})
+    problem = PlanningProblem.from_appgroup(
+        group,
+        replicas={w: len(placements[w]) for w in group.workload_names},
+        cpu_m={},
+        nodes=nodes,
+        free_cpu_m=[0] * len(nodes),
+        topology=topology,
+    )
+    return evaluate(problem, placements)[0]

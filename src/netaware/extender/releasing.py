@@ -1,29 +1,78 @@
 """The AppGroup controller inside the extender process: removes the `netaware.io/dependency-order` scheduling
 gate from pods whose dependencies are placed (rule in core/release.py), and keeps each AppGroup's status (topology
-order, where each workload runs) up to date. Runs as one daemon thread over the extender's watched state."""
+order, where each workload runs, the plan) up to date. Runs as one daemon thread over the extender's watched state.
+
+Under `strategy: plan` it plans, then steers, the way Kueue's topology-aware scheduling does: once every workload of
+the group has pods (or an absent one's grace period is over), it plans the whole group (extender/planned.py; the
+replicas it expects come from the pods' owners, so a Deployment's pods not created yet keep their room), narrows
+each gated pod's required node affinity to its planned node (Kubernetes allows that while a pod is gated), records
+the node in the `netaware.io/planned-node` annotation and removes the gate, all in one write. kube-scheduler then
+has a single feasible node: it asks the extender's filter about that one node and skips scoring. A narrowed pod
+that stays unschedulable (the node filled up or went away) for `REPLAN_AFTER_S` is deleted when it has an owner, so
+that the owner creates it again, gated, and it is planned anew; a bare pod is left Pending with the reason in an
+Event. A group that cannot be planned (it fits nowhere) has its pods released as they are, scored pod by pod."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections import Counter
 from typing import Any
 
-from netaware.core.release import DEPENDENCY_ORDER_GATE, MemberPod, pods_to_release
+from netaware.core.appgroup import AppGroup, CostWeights
+from netaware.core.nodeselection import narrowed_to_node
+from netaware.core.planning import PLAN, Plan
+from netaware.core.release import (
+    ABSENT_DEPENDENCY_GRACE_S,
+    DEPENDENCY_ORDER_GATE,
+    MemberPod,
+    assign_planned_nodes,
+    pods_to_release,
+)
 from netaware.core.scoring import DEFAULT_STRATEGY, PRICES_OWN_REPLICAS
+from netaware.extender.planned import GroupPlans, held_node, predicted_network_ms
 from netaware.kube import api as kube
 from netaware.kube.converters import GROUP, VERSION, appgroup_status
-from netaware.kube.stores import ClusterStore
+from netaware.kube.stores import PLANNED_NODE_ANNOTATION, ClusterStore, PodInfo
+from netaware.kube.watching import list_raw
 
 log = logging.getLogger("netaware.releasing")
 
 # How often the controller looks for work; it acts only when the watched state changed since its last pass.
 POLL_INTERVAL_S = 0.2
+# How long a pod narrowed to its planned node may stay unschedulable there before it is planned again (the scheduler
+# retries an unschedulable pod within seconds when the cluster changes; a node that filled up or went away does not
+# come back by waiting).
+REPLAN_AFTER_S = 10.0
+# How long an owner's replica count is trusted (one read per owner and period while its pods wait).
+OWNER_TTL_S = 2.0
 
 
 class AppGroupController:
-    def __init__(self, *, api: kube.ApiClient, store: ClusterStore, default_strategy: str = DEFAULT_STRATEGY) -> None:
+    def __init__(
+        self,
+        *,
+        api: kube.ApiClient,
+        store: ClusterStore,
+        default_strategy: str = DEFAULT_STRATEGY,
+        default_weights: CostWeights | None = None,
+        plans: GroupPlans | None = None,
+    ) -> None:
         self._default_strategy = default_strategy
+        self._default_weights = default_weights or CostWeights()
+        self._plans = plans or GroupPlans(store)
+        self._last_plan: dict[str, Plan] = {}
+        """AppGroup key -> the plan its pods were last steered by (shown in its status)."""
+        self._owner_replicas: dict[str, tuple[float, int | None]] = {}
+        """namespace/kind/name -> (read at, spec.replicas; None: the owner is gone or unreadable)."""
+        self._reported: set[str] = set()
+        """Bare pods already given an Event for staying unschedulable on their planned node."""
+        self._apps = kube.AppsV1Api(api)
+        self._expected: dict[str, dict[str, int]] = {}
+        """AppGroup key -> workload -> replicas its owners ask for (groups steered by a plan)."""
+        self._predicted: dict[str, tuple[object, float | None]] = {}
+        """AppGroup key -> (what the figure was computed from, predicted network ms of the current placement)."""
         self._released_at: dict[str, float] = {}
         """Pods this controller released, and when (a pod released one at a time holds its siblings until bound)."""
         self._core = kube.CoreV1Api(api)
@@ -53,28 +102,165 @@ class AppGroupController:
                 for pod, workload in members
             ]
             members_now.update(p.key for p in pods)
-            one_at_a_time = (group.strategy or self._default_strategy) in PRICES_OWN_REPLICAS
-            gates = {f"{pod.namespace}/{pod.name}": pod.scheduling_gates for pod, _ in members}
+            strategy = group.strategy or self._default_strategy
             self.waiting = self.waiting or any(p.gated for p in pods)
-            for key in pods_to_release(group, pods, now_s=time.time(), one_replica_at_a_time=one_at_a_time):
-                namespace, name = key.split("/", 1)
-                remaining = [{"name": g} for g in gates[key] if g != DEPENDENCY_ORDER_GATE]
-                try:
-                    self._core.patch_namespaced_pod(
-                        name, namespace, [{"op": "replace", "path": "/spec/schedulingGates", "value": remaining}]
-                    )
+            by_key = {pod.key: pod for pod, _ in members}
+            if strategy == PLAN:
+                steered, unplanned = self._steer(group, members)
+                released += steered
+            else:
+                one_at_a_time = strategy in PRICES_OWN_REPLICAS
+                unplanned = pods_to_release(group, pods, now_s=time.time(), one_replica_at_a_time=one_at_a_time)
+            for key in unplanned:
+                if self._release(by_key[key], group):
                     released.append(key)
-                    self._released_at[key] = time.time()
-                    log.info("released", extra={"event": "released", "pod": key, "appgroup": group.name})
-                except kube.ApiException as error:
-                    log.warning("releasing %s failed: %s", key, error.reason)
-            self._write_status(group)
+            self._write_status(group, members)
         self._released_at = {key: at for key, at in self._released_at.items() if key in members_now}
+        self._reported &= members_now
         return released
 
-    def _write_status(self, group: Any) -> None:
-        status = appgroup_status(group, self._store.placements(group))
+    def _release(self, pod: PodInfo, group: AppGroup, node: str | None = None) -> bool:
+        """Remove the gate; with `node`, narrow the pod's required node affinity to it in the same write. A JSON
+        merge patch: the annotations map is merged, the gate and node selector term lists replaced as a whole."""
+        remaining = [{"name": g} for g in pod.scheduling_gates if g != DEPENDENCY_ORDER_GATE]
+        patch: dict[str, Any] = {"spec": {"schedulingGates": remaining}}
+        if node is not None:
+            patch["spec"]["affinity"] = narrowed_to_node(pod.node_constraints, node)
+            patch["metadata"] = {"annotations": {PLANNED_NODE_ANNOTATION: node}}
+        try:
+            self._core.patch_namespaced_pod(
+                pod.name, pod.namespace, patch, _content_type="application/merge-patch+json"
+            )
+        except kube.ApiException as error:
+            log.warning("releasing %s failed: %s", pod.key, error.reason)
+            return False
+        self._released_at[pod.key] = time.time()
+        log.info("released", extra={"event": "released", "pod": pod.key, "appgroup": group.name, "node": node})
+        return True
+
+    def _steer(self, group: AppGroup, members: list[tuple[PodInfo, str]]) -> tuple[list[str], list[str]]:
+        """Plan the group and narrow its gated pods to their planned nodes. Returns the pods steered and the gated
+        pods to release without a node (the group cannot be planned, or a pod has no slot in the plan)."""
+        self._replan_unschedulable(group, members)
+        gated = sorted(
+            ((pod, workload) for pod, workload in members if DEPENDENCY_ORDER_GATE in pod.scheduling_gates),
+            key=lambda member: (member[0].created_at_s or 0.0, member[0].name),
+        )
+        if not gated:
+            return [], []
+        now = time.time()
+        oldest = min(pod.created_at_s or now for pod, _ in gated)
+        present = {workload for _, workload in members}
+        if set(group.workload_names) - present and now - oldest < ABSENT_DEPENDENCY_GRACE_S:
+            return [], []  # the rest of the app is still being created: plan it whole
+        expected = self._expected_replicas(members)
+        self._expected[f"{group.namespace}/{group.name}"] = expected
+        self._plans.expect(group, expected)
+        link_costs = self._store.link_costs(group.weights or self._default_weights)
+        current = self._plans.plan_for(group, link_costs, members)
+        if current is None:
+            return [], [pod.key for pod, _ in gated]
+        self._last_plan[f"{group.namespace}/{group.name}"] = current
+        held: dict[str, list[str]] = {}
+        for pod, workload in members:
+            if node := held_node(pod):
+                held.setdefault(workload, []).append(node)
+        nodes = assign_planned_nodes(current.placements, held, [(pod.key, workload) for pod, workload in gated])
+        steered = [pod.key for pod, _ in gated if pod.key in nodes and self._release(pod, group, nodes[pod.key])]
+        return steered, [pod.key for pod, _ in gated if pod.key not in nodes]
+
+    def _expected_replicas(self, members: list[tuple[PodInfo, str]]) -> dict[str, int]:
+        """Workload -> the replicas its pods' owners ask for (bare pods count themselves)."""
+        expected: dict[str, int] = {}
+        owners: dict[str, set[str]] = {}
+        for pod, workload in members:
+            if pod.owner:
+                owners.setdefault(workload, set()).add(f"{pod.namespace}/{pod.owner}")
+            else:
+                expected[workload] = expected.get(workload, 0) + 1
+        for workload, keys in owners.items():
+            expected[workload] = expected.get(workload, 0) + sum(self._replicas_of(key) or 0 for key in keys)
+        return expected
+
+    def _replicas_of(self, owner: str) -> int | None:
+        read_at, replicas = self._owner_replicas.get(owner, (float("-inf"), None))
+        if time.monotonic() - read_at < OWNER_TTL_S:
+            return replicas
+        namespace, kind, name = owner.split("/", 2)
+        readers = {
+            "ReplicaSet": self._apps.read_namespaced_replica_set,
+            "StatefulSet": self._apps.read_namespaced_stateful_set,
+        }
+        replicas = None
+        if kind in readers:
+            try:
+                spec = list_raw(lambda **kw: readers[kind](name, namespace, **kw)).get("spec") or {}
+                replicas = int(spec.get("replicas", 1))  # unset: the API's default, 1
+            except kube.ApiException as error:
+                log.warning("reading the replica count of %s failed: %s", owner, error.reason)
+        self._owner_replicas[owner] = (time.monotonic(), replicas)
+        return replicas
+
+    def _replan_unschedulable(self, group: AppGroup, members: list[tuple[PodInfo, str]]) -> None:
+        """Narrowed pods that stayed unschedulable on their node: owned ones are deleted (their owner creates them
+        again, gated, and they are planned anew); a bare pod gets an Event once and stays Pending."""
+        now = time.time()
+        for pod, workload in members:
+            if not (pod.planned_node and held_node(pod) and pod.unschedulable_since_s is not None):
+                continue
+            if now - pod.unschedulable_since_s < REPLAN_AFTER_S:
+                self.waiting = True  # a pass must come back when its time is up, even if nothing else changes
+                continue
+            reason = f"unschedulable on its planned node {pod.planned_node} for {REPLAN_AFTER_S:g} s"
+            self._plans.avoid(group, workload, pod.planned_node)
+            if pod.owner:
+                try:
+                    self._core.delete_namespaced_pod(pod.name, pod.namespace)
+                except kube.ApiException as error:
+                    log.warning("deleting %s to re-plan it failed: %s", pod.key, error.reason)
+                    continue
+                log.info("re-planning", extra={"event": "replanned", "pod": pod.key, "appgroup": group.name,
+                                               "reason": reason})  # fmt: skip
+                self._event(pod, "Replanned", f"deleted to be planned again: {reason}; {pod.owner} recreates it")
+            elif pod.key not in self._reported:
+                self._reported.add(pod.key)
+                self._event(pod, "PlannedNodeUnavailable", f"{reason}; a bare pod is not recreated, delete it to retry")
+
+    def _event(self, pod: PodInfo, reason: str, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        body: Any = {
+            "metadata": {"generateName": f"{pod.name}.", "namespace": pod.namespace},
+            "involvedObject": {"kind": "Pod", "name": pod.name, "namespace": pod.namespace, "uid": pod.uid},
+            "reason": reason,
+            "message": message,
+            "type": "Warning",
+            "source": {"component": "netaware-appgroup-controller"},
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            self._core.create_namespaced_event(pod.namespace, body)
+        except kube.ApiException as error:
+            log.warning("recording event %s on %s failed: %s", reason, pod.key, error.reason)
+
+    def _write_status(self, group: AppGroup, members: list[tuple[PodInfo, str]]) -> None:
         key = f"{group.namespace}/{group.name}"
+        placements = self._store.placements(group)
+        topology = self._store.link_costs(group.weights or self._default_weights).topology
+        signature = (id(topology), tuple((w, tuple(sorted(placements.get(w, [])))) for w in group.workload_names))
+        if self._predicted.get(key, (None, None))[0] != signature:
+            self._predicted[key] = (signature, predicted_network_ms(group, topology, placements))
+        expected = self._expected.get(key, {})
+        counts = Counter(workload for _, workload in members)
+        status = appgroup_status(
+            group,
+            placements,
+            strategy=group.strategy or self._default_strategy,
+            pods=sum(max(counts[w], expected.get(w, 0)) for w in group.workload_names),
+            predicted_ms=self._predicted[key][1],
+            plan=self._last_plan.get(key),
+        )
         if self._written_status.get(key) == status:
             return
         try:

@@ -24,6 +24,7 @@ from netaware.core.appgroup import (
     Workload,
     topological_order,
 )
+from netaware.core.planning import Plan
 from netaware.core.quantities import cpu_millicores, memory_bytes
 from netaware.core.topology import DenseTopology, LinkMetrics, Topology, TopologyError
 
@@ -142,17 +143,48 @@ def appgroup_from_resource(resource: Mapping[str, Any]) -> AppGroup:
         raise ConversionError(str(error)) from None
 
 
-def appgroup_status(group: AppGroup, placements: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    """The AppGroup status block: topology order (1-based, as scheduler-plugins) and where each workload runs."""
+def appgroup_status(
+    group: AppGroup,
+    placements: Mapping[str, Sequence[str]],
+    *,
+    strategy: str | None = None,
+    pods: int | None = None,
+    predicted_ms: float | None = None,
+    plan: Plan | None = None,
+) -> dict[str, Any]:
+    """The AppGroup status block: topology order (1-based, as scheduler-plugins), where each workload runs, and with
+    what is known of them the strategy in force, placed/expected pods, the predicted network ms per request of the
+    current placement, and the plan its pods are steered by (planned nodes, the largest edges' share)."""
     order = topological_order(group)
     placed = [w for w in group.workload_names if placements.get(w)]
-    return {
+    status: dict[str, Any] = {
         "workloadCount": len(group.workloads),
         "placedWorkloads": len(placed),
         "orderSummary": " > ".join(order),
         "topologyOrder": [{"workload": w, "index": i} for i, w in enumerate(order, start=1)],
         "placements": [{"workload": w, "nodes": sorted(placements.get(w, ()))} for w in group.workload_names],
     }
+    if strategy is not None:
+        status["strategy"] = strategy
+    if pods is not None:
+        placed_pods = sum(len(nodes) for nodes in placements.values())
+        status["placedPods"] = placed_pods
+        status["pods"] = pods
+        status["placedSummary"] = f"{placed_pods}/{pods}"
+    if predicted_ms is not None:
+        status["predictedNetworkMs"] = round(predicted_ms, 3)
+    if plan is not None:
+        status["plan"] = {
+            "predictedNetworkMs": round(plan.predicted_ms, 3),
+            "optimal": plan.optimal,
+            "method": plan.method,
+            "placements": [{"workload": w, "nodes": sorted(plan.placements.get(w, ()))} for w in group.workload_names],
+            "largestEdges": [
+                {"caller": e.caller, "callee": e.callee, "ms": round(e.ms, 3), "share": round(share, 3)}
+                for e, share in plan.largest_edges()
+            ],
+        }
+    return status
 
 
 # --- an app's manifests, for planning ------------------------------------------------------------------------

@@ -28,6 +28,8 @@ from netaware.kube.converters import (
 )
 
 KINDS = ("nodes", "pods", "appgroups", "networktopologies")
+PLANNED_NODE_ANNOTATION = "netaware.io/planned-node"
+"""Set by the AppGroup controller on a pod it narrowed to one node of its group's plan."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +46,22 @@ class PodInfo:
     created_at_s: float | None = None
     cpu_request_m: int = 0
     """Sum of the containers' CPU requests (millicores): the capacity lookahead's input."""
+    owner: str | None = None
+    """kind/name of the controller that owns the pod (a ReplicaSet, a StatefulSet); None: a bare pod."""
+    node_constraints: Mapping[str, Any] = field(default_factory=dict)
+    """The pod spec's `nodeSelector`, `affinity` and `tolerations`, as given (what core/nodeselection.py reads)."""
+    planned_node: str | None = None
+    """The node the AppGroup controller narrowed the pod to (annotation `netaware.io/planned-node`)."""
+    unschedulable_since_s: float | None = None
+    """Unix time of the PodScheduled=False/Unschedulable condition's last transition; None: not unschedulable."""
 
     @property
     def placed(self) -> bool:
         return bool(self.node_name) and not self.deleting and self.phase not in ("Succeeded", "Failed")
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
 
 
 def pod_info(pod: Mapping[str, Any]) -> PodInfo:
@@ -61,11 +75,26 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo:
     if not isinstance(spec, Mapping) or not isinstance(status, Mapping) or not isinstance(labels, Mapping):
         raise ValueError("Pod.spec, Pod.status and Pod.metadata.labels must be objects")
     gates = spec.get("schedulingGates") or []
-    created = metadata.get("creationTimestamp")
-    try:
-        created_at_s = parse_timestamp(created, "metadata.creationTimestamp") if isinstance(created, str) else None
-    except ConversionError:
-        created_at_s = None
+
+    def time_or_none(value: Any) -> float | None:
+        try:
+            return parse_timestamp(value, "timestamp") if isinstance(value, str) else None
+        except ConversionError:
+            return None
+
+    owner = next(
+        (f"{ref.get('kind')}/{ref.get('name')}" for ref in metadata.get("ownerReferences") or []
+         if isinstance(ref, Mapping) and ref.get("controller")),
+        None,
+    )  # fmt: skip
+    unschedulable = next(
+        (c for c in status.get("conditions") or []
+         if isinstance(c, Mapping) and c.get("type") == "PodScheduled" and c.get("status") == "False"
+         and c.get("reason") == "Unschedulable"),
+        None,
+    )  # fmt: skip
+    annotations = metadata.get("annotations")
+    planned_node = annotations.get(PLANNED_NODE_ANNOTATION) if isinstance(annotations, Mapping) else None
     return PodInfo(
         namespace=str(metadata.get("namespace") or "default"),
         name=metadata["name"],
@@ -76,12 +105,16 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo:
         phase=str(status.get("phase") or "Pending"),
         deleting=bool(metadata.get("deletionTimestamp")),
         scheduling_gates=tuple(str(g.get("name")) for g in gates if isinstance(g, Mapping)),
-        created_at_s=created_at_s,
+        created_at_s=time_or_none(metadata.get("creationTimestamp")),
         cpu_request_m=sum(
             cpu_millicores(((c.get("resources") or {}).get("requests") or {}).get("cpu"))
             for c in spec.get("containers") or []
             if isinstance(c, Mapping)
         ),
+        owner=owner,
+        node_constraints={k: spec[k] for k in ("nodeSelector", "affinity", "tolerations") if spec.get(k)},
+        planned_node=str(planned_node) if planned_node else None,
+        unschedulable_since_s=time_or_none(unschedulable.get("lastTransitionTime")) if unschedulable else None,
     )
 
 
@@ -130,6 +163,7 @@ class ClusterStore:
             return {
                 "name": metadata.get("name"),
                 "labels": dict(metadata.get("labels") or {}),
+                "taints": [t for t in (obj.get("spec") or {}).get("taints") or [] if isinstance(t, Mapping)],
                 "cpu_m": cpu_millicores(allocatable.get("cpu")),
             }
         if kind == "appgroups":
@@ -223,6 +257,14 @@ class ClusterStore:
     def node_names(self) -> list[str]:
         with self._lock:
             return [n["name"] for n in self._objects["nodes"].values()]
+
+    def node_labels(self) -> dict[str, dict[str, str]]:
+        with self._lock:
+            return {n["name"]: n["labels"] for n in self._objects["nodes"].values()}
+
+    def node_taints(self) -> dict[str, list[Mapping[str, Any]]]:
+        with self._lock:
+            return {n["name"]: n["taints"] for n in self._objects["nodes"].values() if n["taints"]}
 
     def pods(self) -> list[PodInfo]:
         with self._lock:
