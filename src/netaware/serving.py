@@ -12,6 +12,7 @@ import argparse
 import gc
 import json
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -50,11 +51,11 @@ def observation_only(app: Any, port: int) -> Any:
 
 class WsgiServer(BaseApplication):  # type: ignore[misc]
     """`app_factory` runs in the worker after fork, so threads it starts live in the process that serves.
-    `observe`: an extra (host, port) that answers only health and metrics."""
+    `observe`: an extra (host, port) that answers only health and metrics. `certfile` and `keyfile`: serve TLS."""
 
     def __init__(
         self, app_factory: Callable[[], Any], *, host: str, port: int, threads: int,
-        observe: tuple[str, int] | None = None,
+        observe: tuple[str, int] | None = None, certfile: Path | None = None, keyfile: Path | None = None,
     ) -> None:  # fmt: skip
         problem = observation_port_problem(observe, port)
         if problem:
@@ -63,6 +64,7 @@ class WsgiServer(BaseApplication):  # type: ignore[misc]
         self.binds = [f"{host}:{port}"] + ([f"{observe[0]}:{observe[1]}"] if observe else [])
         self.observe_port = observe[1] if observe else None
         self.threads = threads
+        self.tls = (str(certfile), str(keyfile)) if certfile and keyfile else None
         super().__init__()
 
     def load_config(self) -> None:
@@ -73,6 +75,9 @@ class WsgiServer(BaseApplication):  # type: ignore[misc]
         self.cfg.set("keepalive", 30)  # clients (kube-scheduler's Go client, the workloads' sessions) reuse connections
         self.cfg.set("timeout", 60)
         self.cfg.set("accesslog", None)
+        if self.tls:  # every bind serves TLS then
+            self.cfg.set("certfile", self.tls[0])
+            self.cfg.set("keyfile", self.tls[1])
         # gunicorn's control socket lives at one fixed path per user: two servers would fight over it.
         if "control_socket_disable" in self.cfg.settings:
             self.cfg.set("control_socket_disable", True)

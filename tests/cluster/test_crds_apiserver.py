@@ -100,7 +100,7 @@ def test_scheduler_extender_manifests_apply_with_kubectl(cluster: Cluster) -> No
         kubectl(cluster, "-n", NAMESPACE, "get", "deploy", "netaware-scheduler", "-o", "json").stdout
     )
     containers = [c["name"] for c in deployment["spec"]["template"]["spec"]["containers"]]
-    assert containers == ["kube-scheduler", "extender"]
+    assert containers == ["kube-scheduler", "extender", "webhook"]
 
 
 def test_kubectl_get_appgroups_shows_the_essentials_and_wide_adds_the_algorithm(cluster: Cluster) -> None:

@@ -10,21 +10,33 @@ and 1% loss across zones. Checks:
   a workload's replicas one at a time;
 - an app created all at once without the gate lands as the optimum would put it under `strategy: plan`;
 - behind the gate under `strategy: plan`, Deployments' pods are planned whole and each narrowed to its planned node
-  (the extender filters one node and never scores), and a pod stuck on its planned node is planned again elsewhere.
+  (the extender filters one node and never scores), and a pod stuck on its planned node is planned again elsewhere;
+- the admission webhook gates an existing app's pods in an opted-in namespace, so it is planned without changing its
+  manifests, and a webhook that is down blocks nothing.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import socket
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+import yaml
+from kubernetes import client
 
 from netaware.core.planning import PlanEdge, PlanningProblem, PlanWorkload, evaluate, plan
 from netaware.core.release import DEPENDENCY_ORDER_GATE
 from netaware.kube.converters import GROUP, VERSION
+from netaware.paths import REPO_ROOT
 from netaware.workloads.graphs import GRAPHS
 
 from .conftest import (
@@ -362,27 +374,31 @@ def test_a_gated_app_is_planned_whole_then_each_pod_is_narrowed_to_its_planned_n
     assert row.split()[:4] == ["steer", "plan", "3", "5/5"], row
 
 
+def planned_group_with_peer_on(
+    cluster: Cluster, group: str, *, caller: str, peer: str, node: str, ports: list[dict[str, int]] | None = None
+) -> None:
+    """An AppGroup under `plan` where `caller` calls `peer`, and the peer's one pod bound on `node`: the plan's clear
+    choice for the caller's pods."""
+    apply_appgroup(
+        cluster, group, [workload(caller, group, [{"workload": peer}]), workload(peer, group)], strategy="plan"
+    )
+    wait_extender_sees(cluster, group)
+    manifest = pod_manifest(peer, labels(peer, group), node_selector={"kubernetes.io/hostname": node})
+    if ports:
+        manifest["spec"]["containers"][0]["ports"] = ports
+    create_pod(cluster, manifest)
+    assert wait_bound(cluster, peer) == node
+
+
 def test_a_pod_stuck_on_its_planned_node_is_planned_again_elsewhere(
     cluster: Cluster, topology_applied: dict[str, str]
 ) -> None:
     """The plan cannot see everything kube-scheduler checks (here a host port already taken): a pod narrowed to a node
     it cannot run on is deleted after a while, its Deployment creates it again, gated, and the plan then puts it on
     another node. The first node is the plan's clear choice: the pod's only peer runs there."""
-    zone_c = sorted(n for n, z in topology_applied.items() if z == "zone-c")
-    near, other = zone_c
-    apply_appgroup(
-        cluster, "replan",
-        [workload("replan-follower", "replan", [{"workload": "replan-anchor"}]), workload("replan-anchor", "replan")],
-        strategy="plan",
-    )  # fmt: skip
-    wait_extender_sees(cluster, "replan")
+    near, other = sorted(n for n, z in topology_applied.items() if z == "zone-c")
     port = [{"containerPort": 9999, "hostPort": 9999}]
-    anchor = pod_manifest(
-        "replan-anchor", labels("replan-anchor", "replan"), node_selector={"kubernetes.io/hostname": near}
-    )
-    anchor["spec"]["containers"][0]["ports"] = port
-    create_pod(cluster, anchor)
-    assert wait_bound(cluster, "replan-anchor") == near
+    planned_group_with_peer_on(cluster, "replan", caller="replan-follower", peer="replan-anchor", node=near, ports=port)
     follower = gated_deployment("replan-follower", "replan", 1, cpu="100m",
                                 node_selector={"topology.kubernetes.io/zone": "zone-c"})  # fmt: skip
     follower["spec"]["template"]["spec"]["containers"][0]["ports"] = port
@@ -410,15 +426,7 @@ def test_a_tainted_node_is_left_out_of_the_plan(cluster: Cluster, topology_appli
     plan puts the pod on the peer's zone neighbour at once, without a round of re-planning; a toleration lets it
     join the peer."""
     near, other = sorted(n for n, z in topology_applied.items() if z == "zone-b")
-    apply_appgroup(
-        cluster, "tainted",
-        [workload("tainted-caller", "tainted", [{"workload": "tainted-peer"}]), workload("tainted-peer", "tainted")],
-        strategy="plan",
-    )  # fmt: skip
-    wait_extender_sees(cluster, "tainted")
-    create_pod(cluster, pod_manifest("tainted-peer", labels("tainted-peer", "tainted"),
-                                     node_selector={"kubernetes.io/hostname": near}))  # fmt: skip
-    assert wait_bound(cluster, "tainted-peer") == near
+    planned_group_with_peer_on(cluster, "tainted", caller="tainted-caller", peer="tainted-peer", node=near)
     tainted = kubectl(cluster, "taint", "nodes", near, "netaware.io/test=plan:NoSchedule")
     assert tainted.returncode == 0, tainted.stderr
     try:
@@ -437,3 +445,110 @@ def test_a_tainted_node_is_left_out_of_the_plan(cluster: Cluster, topology_appli
         kubectl(cluster, "taint", "nodes", near, "netaware.io/test-")
     assert not [e for e in cluster.core.list_namespaced_event("default").items
                 if e.reason == "Replanned" and e.involved_object.name.startswith("tainted-")]  # fmt: skip
+
+
+@dataclass
+class GateWebhook:
+    process: subprocess.Popen[bytes]
+    url: str
+    ca: Path
+
+
+@pytest.fixture
+def gate_webhook(cluster: Cluster, tmp_path: Path) -> Iterator[GateWebhook]:
+    """netaware-webhook as a local process (TLS on the loopback, its CA written into the configuration by itself), and
+    scheduler-extender/webhook.yaml applied with the loopback URL in place of the in-cluster Service."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    configuration = yaml.safe_load((REPO_ROOT / "scheduler-extender" / "webhook.yaml").read_text())
+    for hook in configuration["webhooks"]:
+        hook["clientConfig"] = {"url": f"https://127.0.0.1:{port}/mutate"}
+    applied = kubectl(cluster, "apply", "-f", "-", stdin=json.dumps(configuration))
+    assert applied.returncode == 0, applied.stderr
+    log = (tmp_path / "webhook.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "netaware.extender.webhook", f"--port={port}", "--ip-address=127.0.0.1",
+         "--dns-name=localhost", f"--cert-dir={tmp_path / 'certs'}", f"--kubeconfig={cluster.status['kubeconfig']}"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+
+        def ready() -> bool:
+            try:
+                answer = requests.get(
+                    f"https://127.0.0.1:{port}/readyz", verify=tmp_path / "certs" / "ca.crt", timeout=2
+                )
+            except (requests.ConnectionError, OSError):
+                return False
+            return answer.status_code == 200
+
+        wait_for(ready, timeout_s=30, what="the webhook ready over TLS with its own CA")
+        admission = client.AdmissionregistrationV1Api(cluster.api)
+        configured = admission.read_mutating_webhook_configuration
+        wait_for(lambda: configured("netaware-gate").webhooks[0].client_config.ca_bundle,
+                 timeout_s=30, what="the webhook's CA in the configuration")  # fmt: skip
+        yield GateWebhook(process, f"https://127.0.0.1:{port}", tmp_path / "certs" / "ca.crt")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+        kubectl(cluster, "delete", "mutatingwebhookconfiguration", "netaware-gate", "--ignore-not-found")
+
+
+def test_an_existing_app_is_gated_by_the_webhook_and_planned_without_changing_its_manifests(
+    cluster: Cluster, topology_applied: dict[str, str], gate_webhook: GateWebhook
+) -> None:
+    """Deployments as they are (no gate, only schedulerName) in a namespace that opted in: the webhook gates their pods,
+    so the controller plans the app whole and narrows every pod to the plan. With the webhook down, pods are still
+    created (failurePolicy Ignore) and scheduled pod by pod."""
+    namespace = "existing-app"
+    cluster.core.create_namespace({"metadata": {"name": namespace, "labels": {"netaware.io/gate": "enabled"}}})
+    calls = [("front", "cart", 3), ("cart", "store", 1)]
+    spec = {
+        "strategy": "plan",
+        "workloads": [
+            {
+                **workload(name, "existing"),
+                "dependencies": [{"workload": b, "weight": w} for a, b, w in calls if a == name],
+            }
+            for name in ("front", "cart", "store")
+        ],
+    }
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "AppGroup", "metadata": {"name": "existing"}, "spec": spec}
+    cluster.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "appgroups", body)
+    wait_extender_sees(cluster, "existing")
+    time.sleep(1)  # the webhook's own watch of AppGroups
+
+    def deployment(name: str, replicas: int) -> dict[str, Any]:
+        manifest = gated_deployment(name, "existing", replicas, cpu="100m")
+        del manifest["spec"]["template"]["spec"]["schedulingGates"]  # as the app's own manifests have it
+        manifest["metadata"]["namespace"] = namespace
+        return manifest
+
+    app = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [deployment("front", 2), deployment("cart", 2), deployment("store", 1)],
+    }
+    applied = kubectl(cluster, "apply", "-f", "-", stdin=json.dumps(app))
+    assert applied.returncode == 0, applied.stderr
+
+    def bound(expected: int) -> list[Any] | None:
+        pods = cluster.core.list_namespaced_pod(namespace).items
+        return pods if len(pods) == expected and all(p.spec.node_name for p in pods) else None
+
+    pods = wait_for(lambda: bound(5), timeout_s=60, what="the app's five pods bound")
+    for pod in pods:
+        assert pod.metadata.annotations["netaware.io/planned-node"] == pod.spec.node_name, pod.metadata.name
+    assert len({p.spec.node_name for p in pods}) == 1, "roomy nodes: the plan holds the whole app on one"
+    metrics = requests.get(f"{gate_webhook.url}/metrics", verify=gate_webhook.ca, timeout=5).text
+    assert 'netaware_webhook_reviews_total{outcome="gated"} 5.0' in metrics
+
+    gate_webhook.process.terminate()
+    gate_webhook.process.wait(timeout=30)
+    scaled = kubectl(cluster, "-n", namespace, "scale", "deployment", "store", "--replicas=2")
+    assert scaled.returncode == 0, scaled.stderr
+    pods = wait_for(lambda: bound(6), timeout_s=60, what="a pod created while the webhook is down, bound")
+    late = [p for p in pods if not (p.metadata.annotations or {}).get("netaware.io/planned-node")]
+    assert len(late) == 1 and late[0].metadata.labels["app"] == "store", [p.metadata.name for p in late]

@@ -6,18 +6,14 @@ would need."""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
-from netaware.certificates import CA_KEY, VALIDITY, issue_client_certificate, write_private_key
+from netaware.certificates import create_ca, issue_client_certificate, issue_serving_certificate, write_private_key
 from netaware.kube.converters import NAMESPACE
 
 
@@ -55,51 +51,13 @@ KUBELET_CLIENT = "apiserver-kubelet-client"
 
 
 def create_pki(directory: Path) -> Pki:
-    directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "netaware-local-ca")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                key_encipherment=False, data_encipherment=False, key_agreement=False,
-                encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
+    create_ca(directory, "netaware-local-ca")
+    issue_serving_certificate(
+        directory, "apiserver", common_name="kube-apiserver",
+        dns_names=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
+        ip_addresses=["127.0.0.1", "10.96.0.1"],
     )  # fmt: skip
-    serving_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    names = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"]
-    serving_cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-        .issuer_name(ca_name)
-        .public_key(serving_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName(n) for n in names]
-                + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", "10.96.0.1")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    write_private_key(directory / CA_KEY, ca_key)
     pki = Pki(
         ca_cert=directory / "ca.crt",
         serving_cert=directory / "apiserver.crt",
@@ -111,9 +69,6 @@ def create_pki(directory: Path) -> Pki:
         kubelet_client_cert=directory / f"{KUBELET_CLIENT}.crt",
         kubelet_client_key=directory / f"{KUBELET_CLIENT}.key",
     )
-    pki.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    pki.serving_cert.write_bytes(serving_cert.public_bytes(serialization.Encoding.PEM))
-    write_private_key(pki.serving_key, serving_key)
     write_private_key(pki.service_account_key, sa_key)
     pki.service_account_pub.write_bytes(
         sa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

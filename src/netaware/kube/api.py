@@ -10,6 +10,7 @@ from http import HTTPStatus
 
 import urllib3.exceptions
 from kubernetes.client import (
+    AdmissionregistrationV1Api,
     ApiClient,
     AppsV1Api,
     CoordinationV1Api,
@@ -25,6 +26,7 @@ from kubernetes.utils import parse_quantity
 
 __all__ = [
     "API_ERRORS",
+    "AdmissionregistrationV1Api",
     "ApiClient",
     "ApiException",
     "AppsV1Api",

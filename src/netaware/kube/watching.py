@@ -97,10 +97,13 @@ def watch_kind(store: WatchSink, kind: str, lister: Callable[..., Any], stop: th
             backoff = min(backoff * 2, MAX_BACKOFF_S)
 
 
-def start_watches(api: client.ApiClient, store: ClusterStore) -> threading.Event:
-    """Start one daemon thread per kind; set the returned event to stop them."""
+def start_watches(api: client.ApiClient, store: ClusterStore, kinds: Iterable[str] | None = None) -> threading.Event:
+    """Start one daemon thread per kind (all the store keeps, or `kinds`); set the returned event to stop them."""
     stop = threading.Event()
+    wanted = set(kinds) if kinds is not None else None
     for kind, lister in _listers(api).items():
+        if wanted is not None and kind not in wanted:
+            continue
         threading.Thread(target=watch_kind, args=(store, kind, lister, stop), name=f"watch-{kind}", daemon=True).start()
     return stop
 
