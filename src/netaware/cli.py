@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +16,15 @@ from netaware.controlplane.commands import cluster_app
 from netaware.core.appgroup import AppGroup, AppGroupError, CostWeights
 from netaware.core.costs import build_link_costs
 from netaware.core.nodeselection import HOSTNAME_LABEL, ZONE_LABEL, NodeSelectionError, pod_fits_node
-from netaware.core.planning import EdgeTime, InfeasibleError, Objective, PlanningProblem, parse_nodes_csv, plan
+from netaware.core.planning import (
+    EdgeTime,
+    InfeasibleError,
+    Objective,
+    PlanningProblem,
+    parse_nodes_csv,
+    placement_network_ms,
+    plan,
+)
 from netaware.core.scoring import DEFAULT_STRATEGY, STRATEGIES, NodeScore, UnknownStrategyError, score_nodes
 from netaware.core.topology import TopologyError, parse_links_csv
 from netaware.demo import demo
@@ -104,7 +113,7 @@ def parse_weights(text: str) -> CostWeights:
         raise InputError(f"--weights {text!r}: {error}") from None
 
 
-def _score_json(scores: list[NodeScore]) -> dict[str, Any]:
+def _score_json(scores: list[NodeScore], network_ms: Mapping[str, float]) -> dict[str, Any]:
     return {
         "nodes": {
             s.node: {
@@ -113,6 +122,7 @@ def _score_json(scores: list[NodeScore]) -> dict[str, Any]:
                 "totalCost": s.total_cost,
                 "score": s.score,
                 "extenderScore": s.extender_score,
+                "predictedNetworkMs": network_ms[s.node],
                 "filtered": s.filtered,
             }
             for s in scores
@@ -153,11 +163,18 @@ def score(
             candidates=list(topology.nodes),
             strategy=group.strategy if (group.strategy and strategy == DEFAULT_STRATEGY) else strategy,
         )
+        # The planner's measure beside the seed's numbers: network ms per request with the pod on each node (calls
+        # to workloads not placed yet count 0).
+        dense = topology.dense()
+        network_ms = {
+            s.node: placement_network_ms(group, dense, {**placed, workload: [*placed.get(workload, []), s.node]})
+            for s in scores
+        }
     except (InputError, TopologyError, ConversionError, AppGroupError, UnknownStrategyError) as error:
         fail(str(error))
         return
     if as_json:
-        typer.echo(json.dumps(_score_json(scores), indent=2))
+        typer.echo(json.dumps(_score_json(scores, network_ms), indent=2))
         return
     table = Table(title=f"netaware score: next pod of {workload!r} ({group.namespace}/{group.name})")
     for column in (
@@ -167,6 +184,7 @@ def score(
         "total cost",
         "score",
         "extender",
+        "network ms",
         "filtered",
     ):
         table.add_column(column, justify="left" if column in ("node", "filtered") else "right")
@@ -178,6 +196,7 @@ def score(
             f"{s.total_cost:.4f}",
             f"{s.score:.2f}",
             str(s.extender_score),
+            f"{network_ms[s.node]:.2f}",
             s.filtered or "",
         )
     Console().print(table)

@@ -73,10 +73,13 @@ def test_json_output_matches_hand_computed_costs(inputs: dict[str, Path]) -> Non
     assert nodes["a"]["score"] == pytest.approx(100 / 1.275, abs=1e-3)
     assert nodes["b"] == {
         "dependencyCost": 0.0, "dependantCost": 0.0, "totalCost": 0.0, "score": 100.0,
-        "extenderScore": 10, "filtered": None,
+        "extenderScore": 10, "predictedNetworkMs": 0.0, "filtered": None,
     }  # fmt: skip
     assert "RTT 20.0 ms > maxLatencyMs 15" in nodes["c"]["filtered"]
     assert nodes["c"]["extenderScore"] == 0
+    # The planner's measure beside the seed's: one call to cart per request, RTT + 2 segments x loss x 200 ms RTO.
+    assert nodes["a"]["predictedNetworkMs"] == pytest.approx(10.0)
+    assert nodes["c"]["predictedNetworkMs"] == pytest.approx(20.0 + 2 * 0.05 * 200)
 
 
 def test_weights_flag_changes_the_cost(inputs: dict[str, Path]) -> None:

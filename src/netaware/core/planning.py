@@ -916,6 +916,23 @@ def evaluate(problem: PlanningProblem, placements: Mapping[str, Sequence[str]]) 
     return sum(e.ms for e in edges), edges
 
 
+def placement_network_ms(group: AppGroup, topology: DenseTopology, placements: Mapping[str, Sequence[str]]) -> float:
+    """The predicted network ms per request of the AppGroup's replicas where `placements` puts them; an edge with an
+    end not placed yet counts 0 (so a partial placement gives the time of the calls it already fixes)."""
+    nodes = sorted({node for used in placements.values() for node in used})
+    if not nodes:
+        return 0.0
+    problem = PlanningProblem.from_appgroup(
+        group,
+        replicas={w: len(placements.get(w, ())) for w in group.workload_names},
+        cpu_m={},
+        nodes=nodes,
+        free_cpu_m=[0] * len(nodes),
+        topology=topology,
+    )
+    return evaluate(problem, placements)[0]
+
+
 # --- nodes.csv -------------------------------------------------------------------------------------------------
 
 NODES_CSV_COLUMNS = ("name", "zone", "cpu_millicores")

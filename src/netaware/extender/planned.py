@@ -31,7 +31,7 @@ from typing import Any
 from netaware.core.appgroup import AppGroup
 from netaware.core.costs import LinkCosts
 from netaware.core.nodeselection import pod_fits_node, tolerates
-from netaware.core.planning import InfeasibleError, Plan, PlanningProblem, evaluate, plan
+from netaware.core.planning import InfeasibleError, Plan, PlanningProblem, placement_network_ms, plan
 from netaware.core.topology import DenseTopology
 from netaware.kube.stores import ClusterStore, PodInfo
 
@@ -197,13 +197,4 @@ def predicted_network_ms(
     a workload has no replica placed."""
     if not all(placements.get(w) for w in group.workload_names):
         return None
-    nodes = sorted({node for used in placements.values() for node in used})
-    problem = PlanningProblem.from_appgroup(
-        group,
-        replicas={w: len(placements[w]) for w in group.workload_names},
-        cpu_m={},
-        nodes=nodes,
-        free_cpu_m=[0] * len(nodes),
-        topology=topology,
-    )
-    return evaluate(problem, placements)[0]
+    return placement_network_ms(group, topology, placements)
