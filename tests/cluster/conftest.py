@@ -179,12 +179,15 @@ def apply_appgroup(
     *,
     sorting: str | None = None,
     strategy: str | None = None,
+    rebalance: dict[str, Any] | None = None,
 ) -> None:
     spec: dict[str, Any] = {"workloads": workloads}
     if sorting:
         spec["topologySortingAlgorithm"] = sorting
     if strategy:
         spec["strategy"] = strategy
+    if rebalance:
+        spec["rebalance"] = rebalance
     body = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "AppGroup",

@@ -17,8 +17,11 @@ and 1% loss across zones. Checks:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -372,6 +375,7 @@ def test_a_gated_app_is_planned_whole_then_each_pod_is_narrowed_to_its_planned_n
     header, row = table.stdout.splitlines()[:2]
     assert header.split()[:5] == ["NAME", "STRATEGY", "WORKLOADS", "PODS", "NETWORK-MS"], header
     assert row.split()[:4] == ["steer", "plan", "3", "5/5"], row
+    delete_deployments(cluster, [f"steer-{w}" for w in sizes])  # 60 CPUs the tests after this one need
 
 
 def planned_group_with_peer_on(
@@ -453,6 +457,12 @@ class GateWebhook:
     url: str
     ca: Path
 
+    def kill(self) -> None:
+        """Down as a crash leaves it: gunicorn's master and its worker at once (the worker alone would serve on)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
 
 @pytest.fixture
 def gate_webhook(cluster: Cluster, tmp_path: Path) -> Iterator[GateWebhook]:
@@ -470,7 +480,7 @@ def gate_webhook(cluster: Cluster, tmp_path: Path) -> Iterator[GateWebhook]:
     process = subprocess.Popen(
         [sys.executable, "-m", "netaware.extender.webhook", f"--port={port}", "--ip-address=127.0.0.1",
          "--dns-name=localhost", f"--cert-dir={tmp_path / 'certs'}", f"--kubeconfig={cluster.status['kubeconfig']}"],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
 
@@ -490,8 +500,7 @@ def gate_webhook(cluster: Cluster, tmp_path: Path) -> Iterator[GateWebhook]:
                  timeout_s=30, what="the webhook's CA in the configuration")  # fmt: skip
         yield GateWebhook(process, f"https://127.0.0.1:{port}", tmp_path / "certs" / "ca.crt")
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        GateWebhook(process, "", tmp_path).kill()
         log.close()
         kubectl(cluster, "delete", "mutatingwebhookconfiguration", "netaware-gate", "--ignore-not-found")
 
@@ -545,10 +554,95 @@ def test_an_existing_app_is_gated_by_the_webhook_and_planned_without_changing_it
     metrics = requests.get(f"{gate_webhook.url}/metrics", verify=gate_webhook.ca, timeout=5).text
     assert 'netaware_webhook_reviews_total{outcome="gated"} 5.0' in metrics
 
-    gate_webhook.process.terminate()
-    gate_webhook.process.wait(timeout=30)
+    gate_webhook.kill()
     scaled = kubectl(cluster, "-n", namespace, "scale", "deployment", "store", "--replicas=2")
     assert scaled.returncode == 0, scaled.stderr
     pods = wait_for(lambda: bound(6), timeout_s=60, what="a pod created while the webhook is down, bound")
     late = [p for p in pods if not (p.metadata.annotations or {}).get("netaware.io/planned-node")]
     assert len(late) == 1 and late[0].metadata.labels["app"] == "store", [p.metadata.name for p in late]
+
+
+def delete_deployments(cluster: Cluster, names: list[str], namespace: str = "default") -> None:
+    deleted = kubectl(cluster, "-n", namespace, "delete", "deployment", *names, "--wait=true", "--timeout=60s")
+    assert deleted.returncode == 0, deleted.stderr
+    wait_for(lambda: not [p for n in names for p in cluster.core.list_namespaced_pod(
+        namespace, label_selector=f"app={n}").items], timeout_s=60, what=f"the pods of {names} gone")  # fmt: skip
+
+
+def set_rtt(cluster: Cluster, a: str, b: str, rtt_ms: float) -> None:
+    """The RTT of the link between nodes a and b, both directions, in their NetworkTopology objects."""
+    for origin, destination in ((a, b), (b, a)):
+        topology = cluster.custom.get_cluster_custom_object(GROUP, VERSION, "networktopologies", origin)
+        for link in topology["spec"]["links"]:
+            if link["destination"] == destination:
+                link["rttMs"] = rtt_ms
+        cluster.custom.replace_cluster_custom_object(GROUP, VERSION, "networktopologies", origin, topology)
+
+
+def test_rebalance_moves_a_group_off_a_degraded_link_and_without_it_nothing_moves(
+    cluster: Cluster, topology_applied: dict[str, str]
+) -> None:
+    """Two 17-CPU pods (never two on one 32-CPU node) planned onto two nodes of a zone, 1 ms apart; then that link
+    degrades to 60 ms. Without `spec.rebalance` nothing moves. With it, the controller evicts a pod of the first
+    workload in the group's order, its Deployment recreates it, gated, it is planned around the other, and so on
+    until where the group runs is within 20% of a fresh plan."""
+
+    def place(group: str, rebalance: dict[str, Any] | None) -> dict[str, str]:
+        workloads = [workload(f"{group}-a", group, [{"workload": f"{group}-b"}]), workload(f"{group}-b", group)]
+        apply_appgroup(cluster, group, workloads, strategy="plan", rebalance=rebalance)
+        wait_extender_sees(cluster, group)
+        app = {"apiVersion": "v1", "kind": "List",
+               "items": [gated_deployment(f"{group}-{w}", group, 1, cpu="17") for w in ("a", "b")]}  # fmt: skip
+        applied = kubectl(cluster, "apply", "-f", "-", stdin=json.dumps(app))
+        assert applied.returncode == 0, applied.stderr
+        return {w: wait_bound_app(cluster, f"{group}-{w}") for w in ("a", "b")}
+
+    def status_ms(group: str) -> float:
+        found = cluster.custom.get_namespaced_custom_object(GROUP, VERSION, "default", "appgroups", group)
+        return float((found.get("status") or {}).get("predictedNetworkMs", float("nan")))
+
+    still = place("still", None)
+    assert zone_of(cluster, still["a"]) == zone_of(cluster, still["b"]) and still["a"] != still["b"], still
+    set_rtt(cluster, still["a"], still["b"], 60.0)
+    try:
+        wait_for(lambda: status_ms("still") == pytest.approx(60.0, abs=0.5), timeout_s=30, what="the drift seen")
+        time.sleep(8)  # several rebalance periods of the other group's setting
+        assert {w: wait_bound_app(cluster, f"still-{w}") for w in ("a", "b")} == still, "moved without rebalance"
+    finally:
+        set_rtt(cluster, still["a"], still["b"], 1.0)
+        delete_deployments(cluster, ["still-a", "still-b"])
+
+    moving = place("drift", {"minImprovementPercent": 20, "maxPods": 1, "periodSeconds": 3})
+    assert zone_of(cluster, moving["a"]) == zone_of(cluster, moving["b"]) and moving["a"] != moving["b"], moving
+    set_rtt(cluster, moving["a"], moving["b"], 60.0)
+    started = time.monotonic()
+
+    def moves() -> list[Any]:
+        return [e for e in cluster.core.list_namespaced_event("default").items if e.reason == "Rebalanced"]
+
+    try:
+        first = wait_for(moves, timeout_s=60, what="a Rebalanced event")[0]
+        assert first.involved_object.name.startswith("drift-") and "60.0 ms of network per request" in first.message
+
+        def moved_and_fast() -> dict[str, str] | None:
+            now = {w: wait_bound_app(cluster, f"drift-{w}") for w in ("a", "b")}
+            return now if now != moving and status_ms("drift") <= 1.0 + 1e-6 else None
+
+        now = wait_for(moved_and_fast, timeout_s=90, what="the group moved and back at 1 ms per request")
+        took = time.monotonic() - started
+    finally:
+        set_rtt(cluster, moving["a"], moving["b"], 1.0)
+    assert all(e.involved_object.name.startswith("drift-") for e in moves())
+    print(f"drift to 60 ms: {len(moves())} moves in {took:.1f} s, from {moving} to {now}")
+    delete_deployments(cluster, ["drift-a", "drift-b"])
+
+
+def wait_bound_app(cluster: Cluster, app: str) -> str:
+    """The node of the one running pod labelled app=`app`."""
+
+    def node() -> str | None:
+        pods = [p for p in cluster.core.list_namespaced_pod("default", label_selector=f"app={app}").items
+                if not p.metadata.deletion_timestamp]  # fmt: skip
+        return pods[0].spec.node_name if len(pods) == 1 and pods[0].spec.node_name else None
+
+    return wait_for(node, timeout_s=60, what=f"the pod of {app} bound")  # type: ignore[no-any-return]

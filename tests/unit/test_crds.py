@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 import yaml
 
+from netaware.core.appgroup import Rebalance
 from netaware.core.planning import PlanningProblem, plan
 from netaware.core.topology import DenseTopology
 from netaware.kube.converters import (
+    ConversionError,
     appgroup_from_resource,
     appgroup_status,
     networktopology_resources,
@@ -207,3 +209,13 @@ def test_an_appgroup_status_with_its_plan_passes_the_crd_schema(schemas: dict[tu
         for part in path.strip(".").split("."):
             value = value[part]
         assert value is not None, path
+
+
+def test_rebalance_converts_with_its_defaults_and_disabled_means_none() -> None:
+    resource = load(CRDS / "examples" / "valid" / "appgroup-shop.yaml")
+    on = appgroup_from_resource({**resource, "spec": {**resource["spec"], "rebalance": {"maxPods": 2}}})
+    assert on.rebalance == Rebalance(min_improvement_percent=20.0, max_pods=2, period_s=60.0)
+    off = appgroup_from_resource({**resource, "spec": {**resource["spec"], "rebalance": {"enabled": False}}})
+    assert off.rebalance is None and appgroup_from_resource(resource).rebalance is None
+    with pytest.raises(ConversionError, match="maxPods"):
+        appgroup_from_resource({**resource, "spec": {**resource["spec"], "rebalance": {"maxPods": 0}}})

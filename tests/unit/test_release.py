@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from netaware.core.appgroup import AppGroup, Dependency, SortingAlgorithm, Workload
-from netaware.core.nodeselection import narrowed_to_node, pod_fits_node, tolerates
+from netaware.core.nodeselection import narrowed_to_node, pod_fits_node, tolerates, widened_from_node
 from netaware.core.release import MemberPod, assign_planned_nodes, pods_to_release
 
 
@@ -230,3 +230,24 @@ def test_tolerations_as_kube_scheduler_reads_them(
     tolerations: list[dict[str, str]], taints: list[dict[str, str]], expected: bool
 ) -> None:
     assert tolerates(tolerations, taints) is expected
+
+
+@pytest.mark.parametrize(
+    "affinity",
+    [
+        None,
+        {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [ZONE_A]}, {"matchExpressions": [ZONE_A], "matchFields": [NOT_N9]}]}},
+         "podAffinity": {"x": 1}},
+    ],
+)  # fmt: skip
+def test_widening_undoes_the_narrowing_to_a_planned_node(affinity: dict[str, Any] | None) -> None:
+    """Re-planning a narrowed pod on drift starts from what its own spec allows."""
+    spec: dict[str, Any] = {"affinity": affinity} if affinity else {}
+    narrowed = {**spec, "affinity": narrowed_to_node(spec, "n1")}
+    widened = widened_from_node(narrowed, "n1")
+    labels = {"topology.kubernetes.io/zone": "a"}
+    for node in ("n1", "n2", "n9"):
+        assert pod_fits_node({**spec, "affinity": widened}, node, labels) == pod_fits_node(spec, node, labels), node
+    if affinity:
+        assert widened == affinity

@@ -81,6 +81,20 @@ class Workload:
         return bool(self.match_labels) and all(labels.get(k) == v for k, v in self.match_labels.items())
 
 
+@dataclass(frozen=True, slots=True)
+class Rebalance:
+    """When the network drifts so that where a group runs is predicted `min_improvement_percent` slower than a fresh
+    plan, move its pods there: at most `max_pods` per `period_s`, one workload at a time, by eviction."""
+
+    min_improvement_percent: float = 20.0
+    max_pods: int = 1
+    period_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.min_improvement_percent <= 0 or self.max_pods < 1 or self.period_s <= 0:
+            raise AppGroupError("rebalance: minImprovementPercent and periodSeconds must be > 0, maxPods >= 1")
+
+
 @dataclass(frozen=True)
 class AppGroup:
     name: str
@@ -89,6 +103,8 @@ class AppGroup:
     sorting_algorithm: SortingAlgorithm = SortingAlgorithm.KAHN
     weights: CostWeights | None = None
     strategy: str | None = None
+    rebalance: Rebalance | None = None
+    """Re-planning on drift (under strategy plan); None: never move a running pod."""
 
     def __post_init__(self) -> None:
         validate_appgroup(self)

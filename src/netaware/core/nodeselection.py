@@ -109,6 +109,29 @@ def narrowed_to_node(pod_spec: Mapping[str, Any], name: str) -> dict[str, Any]:
     return affinity
 
 
+def widened_from_node(pod_spec: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The pod's `affinity` without the requirement `narrowed_to_node(pod_spec, name)` added: what its own spec
+    allows, for planning it anew."""
+    requirement = {"key": "metadata.name", "operator": "In", "values": [name]}
+    affinity = dict(pod_spec.get("affinity") or {})
+    node_affinity = dict(affinity.get("nodeAffinity") or {})
+    required = node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+    terms = []
+    for term in required.get("nodeSelectorTerms") or []:
+        fields = [f for f in term.get("matchFields") or [] if f != requirement]
+        widened = {k: v for k, v in term.items() if k != "matchFields"}
+        if fields:
+            widened["matchFields"] = fields
+        if widened.get("matchExpressions") or widened.get("matchFields"):
+            terms.append(widened)
+    if terms:
+        node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {**required, "nodeSelectorTerms": terms}
+    else:
+        node_affinity.pop("requiredDuringSchedulingIgnoredDuringExecution", None)
+    affinity["nodeAffinity"] = node_affinity
+    return affinity
+
+
 SCHEDULING_EFFECTS = ("NoSchedule", "NoExecute")
 """Taint effects that keep a pod off a node at scheduling time (PreferNoSchedule only lowers its score)."""
 

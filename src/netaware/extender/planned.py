@@ -30,7 +30,7 @@ from typing import Any
 
 from netaware.core.appgroup import AppGroup
 from netaware.core.costs import LinkCosts
-from netaware.core.nodeselection import pod_fits_node, tolerates
+from netaware.core.nodeselection import pod_fits_node, tolerates, widened_from_node
 from netaware.core.planning import InfeasibleError, Plan, PlanningProblem, placement_network_ms, plan
 from netaware.core.topology import DenseTopology
 from netaware.kube.stores import ClusterStore, PodInfo
@@ -68,6 +68,9 @@ class GroupPlans:
     def __init__(self, store: ClusterStore) -> None:
         self._store = store
         self._plans: dict[tuple[str, str], _Cached] = {}
+        self._fresh: dict[tuple[str, str], _Cached] = {}
+        self._targets: dict[tuple[str, str], tuple[Plan, float]] = {}
+        """Group -> (the fresh plan it moves to on drift, until when)."""
         self._expected: dict[tuple[str, str], dict[str, int]] = {}
         self._avoided: dict[tuple[str, str], dict[tuple[str, str], float]] = {}
         """Group -> (workload, node) -> until when the workload is not planned there again."""
@@ -107,7 +110,47 @@ class GroupPlans:
     def plan_for(
         self, group: AppGroup, link_costs: LinkCosts, members: list[tuple[PodInfo, str]] | None = None
     ) -> Plan | None:
-        """The group's plan around the replicas that hold a node (cached while nothing it depends on changed)."""
+        """The group's plan around the replicas that hold a node (cached while nothing it depends on changed), or
+        while the group moves on drift, the fresh plan it moves to (`move_to`)."""
+        if members is None:
+            members = self._store.members(group)
+        return self.target(group, members) or self._cached_plan(group, link_costs, members, fresh=False)
+
+    def move_to(self, group: AppGroup, target: Plan, *, for_s: float) -> None:
+        """Steer the group's new pods to `target` (a fresh plan) rather than around the pods that run, until every
+        replica is where it puts it or `for_s` has passed: pods evicted one by one then reach the fresh plan, where
+        each re-planned around the others could stay in a placement no single move improves."""
+        with self._lock:
+            self._targets[(group.namespace, group.name)] = (target, time.monotonic() + for_s)
+
+    def target(self, group: AppGroup, members: list[tuple[PodInfo, str]]) -> Plan | None:
+        """The plan the group is moving to, None when there is none (any more)."""
+        key = (group.namespace, group.name)
+        with self._lock:
+            target, until = self._targets.get(key, (None, 0.0))
+        if target is None:
+            return None
+        held: dict[str, Counter[str]] = {}
+        for pod, name in members:
+            if node := held_node(pod):
+                held.setdefault(name, Counter())[node] += 1
+        reached = all(held.get(w, Counter()) == Counter(nodes) for w, nodes in target.placements.items())
+        if reached or time.monotonic() > until:
+            with self._lock:
+                self._targets.pop(key, None)
+            return None
+        return target
+
+    def fresh_plan(
+        self, group: AppGroup, link_costs: LinkCosts, members: list[tuple[PodInfo, str]] | None = None
+    ) -> Plan | None:
+        """The group planned anew, every replica movable (its own requests given back to the nodes it runs on): what
+        re-planning on drift compares the running placement with."""
+        return self._cached_plan(group, link_costs, members, fresh=True)
+
+    def _cached_plan(
+        self, group: AppGroup, link_costs: LinkCosts, members: list[tuple[PodInfo, str]] | None, *, fresh: bool
+    ) -> Plan | None:
         if members is None:
             members = self._store.members(group)
         topology = link_costs.topology
@@ -121,10 +164,26 @@ class GroupPlans:
             tuple(sorted(expected.items())),
             tuple(sorted(avoided.items())),
         )
+        cache = self._fresh if fresh else self._plans
         with self._lock:
-            cached = self._plans.get(key)
+            cached = cache.get(key)
             if cached is not None and cached.signature == signature:
                 return cached.plan
+        result = self._solve(group, topology, members, expected, avoided, fresh=fresh)
+        with self._lock:
+            cache[key] = _Cached(signature, result)
+        return result
+
+    def _solve(
+        self,
+        group: AppGroup,
+        topology: DenseTopology,
+        members: list[tuple[PodInfo, str]],
+        expected: Mapping[str, int],
+        avoided: Mapping[str, frozenset[str]],
+        *,
+        fresh: bool,
+    ) -> Plan | None:
         replicas: Counter[str] = Counter()
         cpu: dict[str, int] = {}
         placed: dict[str, list[str]] = {}
@@ -134,12 +193,18 @@ class GroupPlans:
             replicas[name] += 1
             cpu[name] = max(cpu.get(name, 0), pod.cpu_request_m)
             node = held_node(pod)
-            if node and node in topology.index:
-                placed.setdefault(name, []).append(node)
+            index = topology.index.get(node or "")
+            if index is not None and not fresh:
+                placed.setdefault(name, []).append(node or "")
                 if not pod.placed:  # narrowed, not bound yet: its request is not in the nodes' free CPU
-                    free[topology.index[node]] -= pod.cpu_request_m
-            else:
-                constraints.setdefault(name, pod.node_constraints)
+                    free[index] -= pod.cpu_request_m
+                continue
+            if index is not None and pod.placed:  # re-planned: its request leaves the node it runs on
+                free[index] += pod.cpu_request_m
+            spec = pod.node_constraints
+            if pod.planned_node:  # the node it was narrowed to is not a constraint of its own
+                spec = {**spec, "affinity": widened_from_node(spec, pod.planned_node)}
+            constraints.setdefault(name, spec)
         try:
             problem = PlanningProblem.from_appgroup(
                 group,
@@ -160,13 +225,12 @@ class GroupPlans:
                 "planned",
                 extra={
                     "appgroup": f"{group.namespace}/{group.name}",
+                    "fresh": fresh,
                     "pods": sum(max(replicas.get(w, 0), expected.get(w, 0)) for w in group.workload_names),
                     "predictedNetworkMs": round(result.predicted_ms, 3),
                     "seconds": round(result.seconds, 3),
                 },
             )
-        with self._lock:
-            self._plans[key] = _Cached(signature, result)
         return result
 
     def _allowed(

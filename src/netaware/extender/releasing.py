@@ -20,9 +20,9 @@ import time
 from collections import Counter
 from typing import Any
 
-from netaware.core.appgroup import AppGroup, CostWeights
+from netaware.core.appgroup import AppGroup, CostWeights, topological_order
 from netaware.core.nodeselection import narrowed_to_node
-from netaware.core.planning import PLAN, Plan
+from netaware.core.planning import PLAN, Plan, placement_network_ms
 from netaware.core.release import (
     ABSENT_DEPENDENCY_GRACE_S,
     DEPENDENCY_ORDER_GATE,
@@ -45,6 +45,9 @@ POLL_INTERVAL_S = 0.2
 # retries an unschedulable pod within seconds when the cluster changes; a node that filled up or went away does not
 # come back by waiting).
 REPLAN_AFTER_S = 10.0
+# Drift smaller than this is not worth moving a running pod, whatever the ratio (a fresh plan at 0 ms per request
+# would otherwise make 0.1 ms "infinitely" worse).
+REBALANCE_MIN_GAIN_MS = 1.0
 # How long an owner's replica count is trusted (one read per owner and period while its pods wait).
 OWNER_TTL_S = 2.0
 
@@ -71,6 +74,8 @@ class AppGroupController:
         self._apps = kube.AppsV1Api(api)
         self._expected: dict[str, dict[str, int]] = {}
         """AppGroup key -> workload -> replicas its owners ask for (groups steered by a plan)."""
+        self._moved_at: dict[str, float] = {}
+        """AppGroup key -> monotonic time of its last rebalancing move."""
         self._predicted: dict[str, tuple[object, float | None]] = {}
         """AppGroup key -> (what the figure was computed from, predicted network ms of the current placement)."""
         self._released_at: dict[str, float] = {}
@@ -108,6 +113,8 @@ class AppGroupController:
             if strategy == PLAN:
                 steered, unplanned = self._steer(group, members)
                 released += steered
+                if group.rebalance is not None:
+                    self._rebalance(group, members)
             else:
                 one_at_a_time = strategy in PRICES_OWN_REPLICAS
                 unplanned = pods_to_release(group, pods, now_s=time.time(), one_replica_at_a_time=one_at_a_time)
@@ -168,6 +175,60 @@ class AppGroupController:
         nodes = assign_planned_nodes(current.placements, held, [(pod.key, workload) for pod, workload in gated])
         steered = [pod.key for pod, _ in gated if pod.key in nodes and self._release(pod, group, nodes[pod.key])]
         return steered, [pod.key for pod, _ in gated if pod.key not in nodes]
+
+    def _rebalance(self, group: AppGroup, members: list[tuple[PodInfo, str]]) -> None:
+        """Re-plan on drift: when every pod runs and where they run is predicted `min_improvement_percent` slower
+        than a fresh plan (and at least REBALANCE_MIN_GAIN_MS), the group moves to that plan: each period, up to
+        `max_pods` pods of one workload that it puts elsewhere (the first such workload in the group's order) are
+        evicted, their owners recreate them and they are steered to the fresh plan's nodes. Bare pods are never
+        evicted. A move waits until the pods moved before it run again."""
+        policy = group.rebalance
+        if policy is None or not members or any(not pod.placed for pod, _ in members):
+            return  # still placing: not the steady state to compare
+        key = f"{group.namespace}/{group.name}"
+        self.waiting = True  # the network may drift with no change to the pods: look again every pass
+        if time.monotonic() - self._moved_at.get(key, float("-inf")) < policy.period_s:
+            return
+        link_costs = self._store.link_costs(group.weights or self._default_weights)
+        placements = self._store.placements(group)
+        current_ms = placement_network_ms(group, link_costs.topology, placements)
+        fresh = self._plans.target(group, members)  # already moving: on to the same plan
+        if fresh is None:
+            fresh = self._plans.fresh_plan(group, link_costs, members)
+            if fresh is None:
+                return
+            threshold = fresh.predicted_ms * (1 + policy.min_improvement_percent / 100)
+            if current_ms <= threshold or current_ms - fresh.predicted_ms < REBALANCE_MIN_GAIN_MS:
+                return
+            pods = len(members)
+            self._plans.move_to(group, fresh, for_s=policy.period_s * (pods / policy.max_pods + 2) + REPLAN_AFTER_S)
+        movable: list[PodInfo] = []
+        for workload in topological_order(group):
+            misplaced = Counter(placements.get(workload, [])) - Counter(fresh.placements.get(workload, []))
+            for pod, name in sorted(members, key=lambda member: member[0].name):
+                if name == workload and pod.owner and misplaced[pod.node_name or ""] > 0:
+                    misplaced[pod.node_name or ""] -= 1
+                    movable.append(pod)
+            if movable:
+                break
+        reason = (f"predicted {current_ms:.1f} ms of network per request where the group runs, "
+                  f"{fresh.predicted_ms:.1f} with a fresh plan (rebalance at {policy.min_improvement_percent:g}% "
+                  "better)")  # fmt: skip
+        moved = 0
+        for pod in movable[: policy.max_pods]:
+            eviction: Any = {"apiVersion": "policy/v1", "kind": "Eviction",
+                             "metadata": {"name": pod.name, "namespace": pod.namespace}}  # fmt: skip
+            try:
+                self._core.create_namespaced_pod_eviction(pod.name, pod.namespace, eviction)
+            except kube.ApiException as error:  # 429: a PodDisruptionBudget forbids it now
+                log.info("eviction of %s refused: %s", pod.key, error.reason)
+                continue
+            moved += 1
+            log.info("rebalanced", extra={"event": "rebalanced", "pod": pod.key, "appgroup": group.name,
+                                          "from": pod.node_name, "reason": reason})  # fmt: skip
+            self._event(pod, "Rebalanced", f"evicted from {pod.node_name} to be planned again: {reason}")
+        if moved:
+            self._moved_at[key] = time.monotonic()
 
     def _expected_replicas(self, members: list[tuple[PodInfo, str]]) -> dict[str, int]:
         """Workload -> the replicas its pods' owners ask for (bare pods count themselves)."""
@@ -263,9 +324,18 @@ class AppGroupController:
         )
         if self._written_status.get(key) == status:
             return
+        # A merge patch keeps what it does not name: a figure no longer known (a workload's pods all gone, no plan)
+        # is removed with null, or the status would go on showing the old one.
+        gone = {field: None for field in ("predictedNetworkMs", "plan") if field not in status}
         try:
             self._custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, group.namespace, "appgroups", group.name, {"status": status}
+                GROUP,
+                VERSION,
+                group.namespace,
+                "appgroups",
+                group.name,
+                {"status": {**status, **gone}},
+                _content_type="application/merge-patch+json",
             )
             self._written_status[key] = status
         except kube.ApiException as error:

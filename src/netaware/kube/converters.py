@@ -20,6 +20,7 @@ from netaware.core.appgroup import (
     AppGroupError,
     CostWeights,
     Dependency,
+    Rebalance,
     SortingAlgorithm,
     Workload,
     topological_order,
@@ -130,6 +131,20 @@ def appgroup_from_resource(resource: Mapping[str, Any]) -> AppGroup:
             )
         )
     strategy = spec.get("strategy")
+    rebalance = None
+    if spec.get("rebalance") is not None:
+        given = _mapping(spec["rebalance"], "spec.rebalance")
+        if given.get("enabled", True):
+            defaults = Rebalance()
+            rebalance = _rebalance(
+                min_improvement_percent=_number(
+                    given.get("minImprovementPercent", defaults.min_improvement_percent),
+                    "spec.rebalance.minImprovementPercent",
+                )
+                or 0.0,
+                max_pods=int(_number(given.get("maxPods", defaults.max_pods), "spec.rebalance.maxPods") or 0),
+                period_s=_number(given.get("periodSeconds", defaults.period_s), "spec.rebalance.periodSeconds") or 0.0,
+            )
     try:
         return AppGroup(
             name=name,
@@ -138,9 +153,17 @@ def appgroup_from_resource(resource: Mapping[str, Any]) -> AppGroup:
             sorting_algorithm=algorithm,
             weights=weights_from_spec(spec.get("weights"), "spec.weights"),
             strategy=_string(strategy, "spec.strategy") if strategy is not None else None,
+            rebalance=rebalance,
         )
     except AppGroupError as error:
         raise ConversionError(str(error)) from None
+
+
+def _rebalance(**fields: Any) -> Rebalance:
+    try:
+        return Rebalance(**fields)
+    except AppGroupError as error:
+        raise ConversionError(f"spec.{error}") from None
 
 
 def appgroup_status(
