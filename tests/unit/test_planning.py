@@ -393,3 +393,28 @@ def test_plan_refuses_bad_input_with_one_line(tmp_path: Path, change: str, messa
     assert code != 0
     lines = output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], output
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_a_node_takes_no_more_pods_than_its_free_pod_slots(exact: bool) -> None:
+    """kubelet's max-pods is a limit like CPU: four tiny replicas that all want the node of the one they call go
+    there only as far as its free slots allow, the rest to the next best node (the benchmark once planned 1,000 pods
+    onto nodes that take 110 each, and they stayed Pending)."""
+    nodes = ("n0", "n1", "n2")
+    rtt = np.array([[0.1, 5.0, 50.0], [5.0, 0.1, 50.0], [50.0, 50.0, 0.1]], dtype=np.float32)
+    topology = DenseTopology(
+        nodes=nodes, index={n: i for i, n in enumerate(nodes)}, rtt_ms=rtt,
+        bandwidth_mbps=np.full((3, 3), 1000.0, dtype=np.float32), loss_ratio=np.zeros((3, 3), dtype=np.float32),
+    )  # fmt: skip
+    problem = PlanningProblem(
+        workloads=(PlanWorkload("db", 1, 100), PlanWorkload("web", 4, 100)),
+        edges=(PlanEdge("web", "db", calls=1),),
+        nodes=nodes,
+        free_cpu_m=(32_000,) * 3,
+        topology=topology,
+        placed={"db": ["n0"]},
+        free_pods=(2, 10, 10),
+    )
+    result = plan(problem, exact=exact, time_limit_s=5)
+    assert sorted(result.placements["web"]) == ["n0", "n0", "n1", "n1"], result.placements
+    assert evaluate(problem, result.placements)[0] == pytest.approx(result.predicted_ms)

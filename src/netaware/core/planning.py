@@ -137,6 +137,8 @@ class PlanningProblem:
     topology: DenseTopology
     """The measured links; nodes it does not know have every link unmeasured."""
     free_memory_bytes: tuple[int, ...] | None = None
+    free_pods: tuple[int, ...] | None = None
+    """How many more pods each node takes (allocatable pods less those it runs); None: no limit."""
     objective: Objective = Objective.LATENCY
     weights: CostWeights = field(default_factory=CostWeights)
     """linkCost's weights: the seed objective and maxNetworkCost."""
@@ -152,8 +154,8 @@ class PlanningProblem:
             for end in (edge.caller, edge.callee):
                 if end not in names:
                     raise ValueError(f"edge {edge.caller} -> {edge.callee}: unknown workload {end!r}")
-        if len(self.free_cpu_m) != len(self.nodes) or (
-            self.free_memory_bytes is not None and len(self.free_memory_bytes) != len(self.nodes)
+        if len(self.free_cpu_m) != len(self.nodes) or any(
+            free is not None and len(free) != len(self.nodes) for free in (self.free_memory_bytes, self.free_pods)
         ):
             raise ValueError("free capacity must be given for every node")
         if len(set(self.nodes)) != len(self.nodes):
@@ -179,6 +181,7 @@ class PlanningProblem:
         payload_bytes: Mapping[tuple[str, str], int] | None = None,
         objective: Objective = Objective.LATENCY,
         placed: Mapping[str, Sequence[str]] | None = None,
+        free_pods: Sequence[int] | None = None,
     ) -> PlanningProblem:
         """The problem of one AppGroup: its dependencies are the edges (weight = calls per request)."""
         allowed = allowed or {}
@@ -207,6 +210,7 @@ class PlanningProblem:
             objective=objective,
             weights=group.weights or CostWeights(),
             placed=placed or {},
+            free_pods=tuple(int(c) for c in free_pods) if free_pods is not None else None,
         )
 
 
@@ -281,8 +285,14 @@ class _Instance:
         if problem.objective is Objective.SEED or any(e.max_network_cost is not None for e in problem.edges):
             self.link_cost = build_link_costs(_dense(nodes, rtt, bandwidth, loss), problem.weights).cost
         self.free_cpu = np.array(problem.free_cpu_m, dtype=np.int64)
+        # The resources beside CPU, one column each: memory and pod slots (each replica takes one). A column not
+        # given is unlimited. `free_memory` is None when neither is given.
+        unlimited = np.full(n, np.iinfo(np.int64).max // 4, dtype=np.int64)
+        given = [problem.free_memory_bytes, problem.free_pods]
         self.free_memory = (
-            np.array(problem.free_memory_bytes, dtype=np.int64) if problem.free_memory_bytes is not None else None
+            np.stack([np.array(f, dtype=np.int64) if f is not None else unlimited for f in given], axis=1)
+            if any(f is not None for f in given)
+            else None
         )
         index = {w.name: i for i, w in enumerate(problem.workloads)}
         self.item_workload: list[int] = []
@@ -292,7 +302,10 @@ class _Instance:
             self.item_workload += [w] * workload.replicas
         self.items = len(self.item_workload)
         self.cpu = np.array([problem.workloads[w].cpu_m for w in self.item_workload], dtype=np.int64)
-        self.memory = np.array([problem.workloads[w].memory_bytes for w in self.item_workload], dtype=np.int64)
+        self.memory = np.array(
+            [(problem.workloads[w].memory_bytes, 1) for w in self.item_workload], dtype=np.int64
+        ).reshape(-1, 2)
+        """Per replica: memory bytes and the one pod slot it takes (the columns of `free_memory`)."""
         position = {name: i for i, name in enumerate(nodes)}
         self.fixed = np.full(self.items, -1, dtype=np.intp)
         """The node of each replica that already runs (-1: to be placed). Its requests are already off the free
@@ -360,7 +373,7 @@ class _Instance:
             return only
         mask: npt.NDArray[np.bool_] = free_cpu >= self.cpu[item]
         if free_memory is not None:
-            mask &= free_memory >= self.memory[item]
+            mask &= np.all(free_memory >= self.memory[item], axis=1)
         allowed = self.allowed[self.item_workload[item]]
         return mask if allowed is None else mask & allowed
 
@@ -451,8 +464,14 @@ class _Instance:
         cpu = np.bincount(node_of, weights=self.cpu, minlength=self.n)
         if np.any(cpu > self.free_cpu):
             return False
-        memory = np.bincount(node_of, weights=self.memory, minlength=self.n)
-        return self.free_memory is None or not np.any(memory > self.free_memory)
+        return self.free_memory is None or not np.any(self.other_usage(node_of) > self.free_memory)
+
+    def other_usage(self, node_of: npt.NDArray[np.intp]) -> npt.NDArray[np.int64]:
+        """Per node, the memory and pod slots the placement uses (the columns of `free_memory`)."""
+        return np.stack(
+            [np.bincount(node_of, weights=self.memory[:, r], minlength=self.n) for r in range(self.memory.shape[1])],
+            axis=1,
+        ).astype(np.int64)
 
 
 def _aligned(topology: DenseTopology, nodes: Sequence[str]) -> tuple[FloatMatrix, FloatMatrix, FloatMatrix]:
@@ -602,8 +621,7 @@ class _Search:
         free_cpu = instance.free_cpu - np.bincount(node_of, weights=instance.cpu, minlength=instance.n).astype(np.int64)
         free_memory = None
         if instance.free_memory is not None:
-            used = np.bincount(node_of, weights=instance.memory, minlength=instance.n).astype(np.int64)
-            free_memory = instance.free_memory - used
+            free_memory = instance.free_memory - instance.other_usage(node_of)
         on_node: dict[int, set[int]] = defaultdict(set)
         for item, node in enumerate(node_of):
             on_node[int(node)].add(item)
@@ -675,9 +693,9 @@ class _Search:
                     free_cpu[target] + instance.cpu[other] >= instance.cpu[item]
                     and free_cpu[here] >= instance.cpu[other]
                 )
-                memory_ok = free_memory is None or (
-                    free_memory[target] + instance.memory[other] >= instance.memory[item]
-                    and free_memory[here] >= instance.memory[other]
+                memory_ok = free_memory is None or bool(
+                    np.all(free_memory[target] + instance.memory[other] >= instance.memory[item])
+                    and np.all(free_memory[here] >= instance.memory[other])
                 )
                 other_allowed = instance.allowed[instance.item_workload[other]]
                 if not (cpu_ok and memory_ok) or (other_allowed is not None and not other_allowed[here]):
@@ -771,7 +789,11 @@ def _solve_exact(
         on = [i for i in range(instance.items) if (i, n) in x]
         model += pulp.lpSum(int(instance.cpu[i]) * x[(i, n)] for i in on) <= int(instance.free_cpu[n])
         if instance.free_memory is not None:
-            model += pulp.lpSum(int(instance.memory[i]) * x[(i, n)] for i in on) <= int(instance.free_memory[n])
+            for r in range(instance.memory.shape[1]):
+                if instance.free_memory[n, r] < np.iinfo(np.int64).max // 4:  # a column not given: no limit
+                    model += pulp.lpSum(int(instance.memory[i, r]) * x[(i, n)] for i in on) <= int(
+                        instance.free_memory[n, r]
+                    )
     for items in instance.items_of:
         for first, second in itertools.pairwise(items):
             model += pulp.lpSum(n * x[(first, int(n))] for n in candidates[first]) <= pulp.lpSum(

@@ -188,6 +188,7 @@ class GroupPlans:
         cpu: dict[str, int] = {}
         placed: dict[str, list[str]] = {}
         free = self._store.free_cpu_m(topology)
+        free_pods = self._store.free_pods(topology)
         constraints: dict[str, Mapping[str, Any]] = {}
         for pod, name in members:
             replicas[name] += 1
@@ -196,11 +197,13 @@ class GroupPlans:
             index = topology.index.get(node or "")
             if index is not None and not fresh:
                 placed.setdefault(name, []).append(node or "")
-                if not pod.placed:  # narrowed, not bound yet: its request is not in the nodes' free CPU
+                if not pod.placed:  # narrowed, not bound yet: its request is not in the nodes' free capacity
                     free[index] -= pod.cpu_request_m
+                    free_pods[index] -= 1
                 continue
             if index is not None and pod.placed:  # re-planned: its request leaves the node it runs on
                 free[index] += pod.cpu_request_m
+                free_pods[index] += 1
             spec = pod.node_constraints
             if pod.planned_node:  # the node it was narrowed to is not a constraint of its own
                 spec = {**spec, "affinity": widened_from_node(spec, pod.planned_node)}
@@ -215,6 +218,7 @@ class GroupPlans:
                 topology=topology,
                 placed=placed,
                 allowed=self._allowed(constraints, avoided, topology.nodes),
+                free_pods=[max(0, int(c)) for c in free_pods],
             )
             result: Plan | None = plan(problem, time_limit_s=PLAN_TIME_LIMIT_S)
         except (InfeasibleError, ValueError) as error:

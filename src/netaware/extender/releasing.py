@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from netaware.core.appgroup import AppGroup, CostWeights, topological_order
@@ -48,6 +49,8 @@ REPLAN_AFTER_S = 10.0
 # Drift smaller than this is not worth moving a running pod, whatever the ratio (a fresh plan at 0 ms per request
 # would otherwise make 0.1 ms "infinitely" worse).
 REBALANCE_MIN_GAIN_MS = 1.0
+# Narrowed pods released at once (the client's connection pool holds ten on this machine's two cores).
+PARALLEL_WRITES = 8
 # How long an owner's replica count is trusted (one read per owner and period while its pods wait).
 OWNER_TTL_S = 2.0
 
@@ -72,10 +75,11 @@ class AppGroupController:
         self._reported: set[str] = set()
         """Bare pods already given an Event for staying unschedulable on their planned node."""
         self._apps = kube.AppsV1Api(api)
+        self._writers = ThreadPoolExecutor(max_workers=PARALLEL_WRITES, thread_name_prefix="appgroup-writer")
         self._expected: dict[str, dict[str, int]] = {}
         """AppGroup key -> workload -> replicas its owners ask for (groups steered by a plan)."""
-        self._moved_at: dict[str, float] = {}
-        """AppGroup key -> monotonic time of its last rebalancing move."""
+        self._looked_at: dict[str, float] = {}
+        """AppGroup key -> monotonic time its drift was last looked at (once per rebalance period)."""
         self._predicted: dict[str, tuple[object, float | None]] = {}
         """AppGroup key -> (what the figure was computed from, predicted network ms of the current placement)."""
         self._released_at: dict[str, float] = {}
@@ -173,7 +177,11 @@ class AppGroupController:
             if node := held_node(pod):
                 held.setdefault(workload, []).append(node)
         nodes = assign_planned_nodes(current.placements, held, [(pod.key, workload) for pod, workload in gated])
-        steered = [pod.key for pod, _ in gated if pod.key in nodes and self._release(pod, group, nodes[pod.key])]
+        # Each narrowed pod has its one node, so the order of the writes does not matter: several at once (the API
+        # server's round trip, not the plan, is what a large group waits for).
+        chosen = [pod for pod, _ in gated if pod.key in nodes]
+        done = self._writers.map(lambda pod: self._release(pod, group, nodes[pod.key]), chosen)
+        steered = [pod.key for pod, ok in zip(chosen, done, strict=True) if ok]
         return steered, [pod.key for pod, _ in gated if pod.key not in nodes]
 
     def _rebalance(self, group: AppGroup, members: list[tuple[PodInfo, str]]) -> None:
@@ -186,9 +194,10 @@ class AppGroupController:
         if policy is None or not members or any(not pod.placed for pod, _ in members):
             return  # still placing: not the steady state to compare
         key = f"{group.namespace}/{group.name}"
-        self.waiting = True  # the network may drift with no change to the pods: look again every pass
-        if time.monotonic() - self._moved_at.get(key, float("-inf")) < policy.period_s:
+        self.waiting = True  # the network may drift with no change to the pods: come back when the period is over
+        if time.monotonic() - self._looked_at.get(key, float("-inf")) < policy.period_s:
             return
+        self._looked_at[key] = time.monotonic()  # once per period: a fresh plan costs up to PLAN_TIME_LIMIT_S
         link_costs = self._store.link_costs(group.weights or self._default_weights)
         placements = self._store.placements(group)
         current_ms = placement_network_ms(group, link_costs.topology, placements)
@@ -214,21 +223,17 @@ class AppGroupController:
         reason = (f"predicted {current_ms:.1f} ms of network per request where the group runs, "
                   f"{fresh.predicted_ms:.1f} with a fresh plan (rebalance at {policy.min_improvement_percent:g}% "
                   "better)")  # fmt: skip
-        moved = 0
         for pod in movable[: policy.max_pods]:
             eviction: Any = {"apiVersion": "policy/v1", "kind": "Eviction",
                              "metadata": {"name": pod.name, "namespace": pod.namespace}}  # fmt: skip
             try:
                 self._core.create_namespaced_pod_eviction(pod.name, pod.namespace, eviction)
-            except kube.ApiException as error:  # 429: a PodDisruptionBudget forbids it now
+            except kube.ApiException as error:  # 429: a PodDisruptionBudget forbids it now; next period
                 log.info("eviction of %s refused: %s", pod.key, error.reason)
                 continue
-            moved += 1
             log.info("rebalanced", extra={"event": "rebalanced", "pod": pod.key, "appgroup": group.name,
                                           "from": pod.node_name, "reason": reason})  # fmt: skip
             self._event(pod, "Rebalanced", f"evicted from {pod.node_name} to be planned again: {reason}")
-        if moved:
-            self._moved_at[key] = time.monotonic()
 
     def _expected_replicas(self, members: list[tuple[PodInfo, str]]) -> dict[str, int]:
         """Workload -> the replicas its pods' owners ask for (bare pods count themselves)."""

@@ -64,6 +64,17 @@ class PodInfo:
         return f"{self.namespace}/{self.name}"
 
 
+DEFAULT_MAX_PODS = 110
+"""kubelet's default max-pods, for a Node that reports no allocatable pods."""
+
+
+def _pod_slots(value: Any) -> int:
+    try:
+        return int(str(value)) if value is not None else DEFAULT_MAX_PODS
+    except ValueError:
+        return DEFAULT_MAX_PODS
+
+
 def pod_info(pod: Mapping[str, Any]) -> PodInfo:
     """A PodInfo from a Pod as JSON (the API's or the extender request's); raises ValueError if unusable."""
     metadata = pod.get("metadata")
@@ -165,6 +176,7 @@ class ClusterStore:
                 "labels": dict(metadata.get("labels") or {}),
                 "taints": [t for t in (obj.get("spec") or {}).get("taints") or [] if isinstance(t, Mapping)],
                 "cpu_m": cpu_millicores(allocatable.get("cpu")),
+                "pods": _pod_slots(allocatable.get("pods")),
             }
         if kind == "appgroups":
             key = self._key(kind, obj)
@@ -348,6 +360,21 @@ class ClusterStore:
                 index = topology.index.get(pod.node_name or "") if pod.placed else None
                 if index is not None:
                     free[index] -= pod.cpu_request_m
+        return free
+
+    def free_pods(self, topology: DenseTopology) -> npt.NDArray[np.int64]:
+        """Allocatable pods minus the pods placed on each node, indexed like `topology` (0 for a node the store does
+        not know): kubelet's max-pods is a limit a plan must keep as much as CPU."""
+        free = np.zeros(len(topology.nodes), dtype=np.int64)
+        with self._lock:
+            for node in self._objects["nodes"].values():
+                index = topology.index.get(node["name"])
+                if index is not None:
+                    free[index] = node.get("pods", DEFAULT_MAX_PODS)
+            for pod in self._objects["pods"].values():
+                index = topology.index.get(pod.node_name or "") if pod.placed else None
+                if index is not None:
+                    free[index] -= 1
         return free
 
     def members(self, group: AppGroup) -> list[tuple[PodInfo, str]]:
