@@ -187,8 +187,7 @@ class GroupPlans:
         replicas: Counter[str] = Counter()
         cpu: dict[str, int] = {}
         placed: dict[str, list[str]] = {}
-        free = self._store.free_cpu_m(topology)
-        free_pods = self._store.free_pods(topology)
+        free, free_pods = self._store.free_capacity(topology)
         constraints: dict[str, Mapping[str, Any]] = {}
         for pod, name in members:
             replicas[name] += 1

@@ -350,32 +350,26 @@ class ClusterStore:
     def free_cpu_m(self, topology: DenseTopology) -> npt.NDArray[np.int64]:
         """Allocatable CPU minus the requests of the pods placed on each node, indexed like `topology` (0 for a
         node the store does not know). O(pods); only the capacity lookahead asks for it."""
-        free = np.zeros(len(topology.nodes), dtype=np.int64)
-        with self._lock:
-            for node in self._objects["nodes"].values():
-                index = topology.index.get(node["name"])
-                if index is not None:
-                    free[index] = node.get("cpu_m", 0)
-            for pod in self._objects["pods"].values():
-                index = topology.index.get(pod.node_name or "") if pod.placed else None
-                if index is not None:
-                    free[index] -= pod.cpu_request_m
-        return free
+        return self.free_capacity(topology)[0]
 
-    def free_pods(self, topology: DenseTopology) -> npt.NDArray[np.int64]:
-        """Allocatable pods minus the pods placed on each node, indexed like `topology` (0 for a node the store does
-        not know): kubelet's max-pods is a limit a plan must keep as much as CPU."""
-        free = np.zeros(len(topology.nodes), dtype=np.int64)
+    def free_capacity(self, topology: DenseTopology) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Per node, indexed like `topology` (0 for a node the store does not know): allocatable CPU less the
+        requests of the pods placed there, and allocatable pods less their number (kubelet's max-pods is a limit
+        a plan must keep as much as CPU). One pass over the pods."""
+        cpu = np.zeros(len(topology.nodes), dtype=np.int64)
+        pods = np.zeros(len(topology.nodes), dtype=np.int64)
         with self._lock:
             for node in self._objects["nodes"].values():
                 index = topology.index.get(node["name"])
                 if index is not None:
-                    free[index] = node.get("pods", DEFAULT_MAX_PODS)
+                    cpu[index] = node.get("cpu_m", 0)
+                    pods[index] = node.get("pods", DEFAULT_MAX_PODS)
             for pod in self._objects["pods"].values():
                 index = topology.index.get(pod.node_name or "") if pod.placed else None
                 if index is not None:
-                    free[index] -= 1
-        return free
+                    cpu[index] -= pod.cpu_request_m
+                    pods[index] -= 1
+        return cpu, pods
 
     def members(self, group: AppGroup) -> list[tuple[PodInfo, str]]:
         """Every pod of the group's namespace that belongs to one of its workloads, with that workload."""
