@@ -25,8 +25,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from schemathesis.config import PositiveDataAcceptanceConfig
 
 from netaware.aggregator.__main__ import main as aggregator_main
-from netaware.aggregator.app import MAX_REPORT_BYTES, ReportJournal, create_app
+from netaware.aggregator.app import MAX_REPORT_BYTES, create_app
+from netaware.aggregator.journal import ReportJournal
 from netaware.aggregator.publishing import Publisher
+from netaware.aggregator.reading import SharedTopology
 from netaware.core.telemetry import LinkAggregator, parse_report
 from netaware.processes import wait_until
 from tests.conftest import unused_port
@@ -164,9 +166,9 @@ def test_the_publisher_outlives_an_api_server_that_is_away(caplog: pytest.LogCap
     aggregator.ingest(parse_report({"node": "a", "measuredAt": 1_796_083_200.0,
                                     "peers": [{"peer": "b", "sent": 5, "received": 5, "rttMs": 1.0}]},
                                    now_s=1_796_083_200.0))  # fmt: skip
-    publisher = Publisher(kube_client.ApiClient(configuration), aggregator, threading.Lock(),
-                          nodes=lambda: ["a", "b"], zones=dict, debounce_s=0.05,
-                          clock=lambda: 1_796_083_200.0)  # fmt: skip
+    shared = SharedTopology(aggregator, threading.Lock(), nodes=lambda: ["a", "b"], zones=dict,
+                            clock=lambda: 1_796_083_200.0)  # fmt: skip
+    publisher = Publisher(kube_client.ApiClient(configuration), shared, debounce_s=0.05)
     stop = threading.Event()
     with caplog.at_level("WARNING", logger="netaware.aggregator"):
         thread = publisher.start(stop)

@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging()
 
     def load() -> object:
-        from netaware.aggregator.app import ReportJournal, create_app
+        from netaware.aggregator.app import create_app
+        from netaware.aggregator.journal import ReportJournal
 
         api = None
         nodes: Callable[[], Iterable[str]] = lambda: static_nodes  # noqa: E731

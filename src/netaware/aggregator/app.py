@@ -2,7 +2,8 @@
 
 - `POST /v1/reports` (bearer token): one probe report (`core.telemetry.REPORT_SCHEMA`). 202 when accepted (and
   journalled: a restart loses nothing accepted), 400 for a body that is not JSON, 401 without a valid token, 413
-  over the size limit, 415 for another content type, 422 naming every invalid field.
+  over the size limit, 415 for another content type, 422 naming every invalid field, 503 when the journal could not
+  be written (nothing of the report was kept; the agent sends it again).
 - `GET /v1/topology`: every directed pair of the known nodes, measured or estimated (with its source and when it
   was measured), and the nodes whose reports went stale.
 - `GET /v1/bandwidth-plan?node=N`: the node's role in the current bandwidth slot (iperf3 client of a peer,
@@ -19,7 +20,6 @@ from __future__ import annotations
 import hmac
 import json
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -27,11 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from netaware.aggregator.journal import JournalError, ReportJournal
+from netaware.aggregator.reading import SharedTopology
 from netaware.core.peers import bandwidth_slot
 from netaware.core.telemetry import REPORT_SCHEMA, LinkAggregator, ReportError, parse_report
 
@@ -76,6 +78,7 @@ OPENAPI: dict[str, Any] = {
                         ("413", "too large"),
                         ("415", "not application/json"),
                         ("422", "invalid fields"),
+                        ("503", "the journal could not be written"),
                     ]
                 }
                 | {
@@ -152,53 +155,20 @@ OPENAPI: dict[str, Any] = {
 }
 
 
-class ReportJournal:
-    """Accepted reports, one JSON line each, flushed and fsync'd before the 202: replayed on start."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-    def append(self, data: Any) -> None:
-        line = json.dumps(data, separators=(",", ":")) + "\n"
-        with self._lock, self.path.open("a") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    def replay(self) -> Iterable[Any]:
-        if not self.path.exists():
-            return
-        with self.path.open() as handle:
-            for line in handle:
-                if line.endswith("\n"):  # a line cut by a crash mid-write was never acknowledged
-                    yield json.loads(line)
-
-
 class FreshnessCollector(Collector):
     """At scrape time, from the aggregator's state: directed pairs by source (a pair with no value counts as
     `missing`), each known node's report age (+Inf before its first report: unknown is never fresh) and the TTL."""
 
-    def __init__(
-        self,
-        aggregator: LinkAggregator,
-        lock: threading.Lock,
-        nodes: Callable[[], Iterable[str]],
-        zones: Callable[[], dict[str, str]],
-        clock: Callable[[], float],
-    ):
-        self.aggregator, self.lock, self.nodes, self.zones, self.clock = aggregator, lock, nodes, zones, clock
+    def __init__(self, shared: SharedTopology) -> None:
+        self.shared = shared
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        now_s = self.clock()
         try:
-            names, zones = list(dict.fromkeys(self.nodes())), self.zones()
+            reading = self.shared.read()
         except Exception:  # the node list's source (the API server) away: the nodes heard from still count
-            names, zones = sorted(self.aggregator.last_report_s), {}
-        with self.lock:
-            current = self.aggregator.topology(names, now_s=now_s, zones=zones)
-            last_report_s = dict(self.aggregator.last_report_s)
+            reading = self.shared.compute(sorted(self.shared.aggregator.last_report_s), {})
+        current, now_s, last_report_s = reading.topology, reading.now_s, reading.last_report_s
+        names = current.nodes
         links = GaugeMetricFamily("netaware_aggregator_links", "Directed pairs in the topology", labels=["source"])
         by_source = {"measured": 0, "estimated": 0}
         for metrics in current.links.values():
@@ -212,7 +182,7 @@ class FreshnessCollector(Collector):
         for node in names:
             age.add_metric([node], now_s - last_report_s.get(node, -math.inf))
         ttl = GaugeMetricFamily("netaware_aggregator_ttl_seconds", "Age at which a link is priced as stale")
-        ttl.add_metric([], self.aggregator.ttl_s)
+        ttl.add_metric([], self.shared.aggregator.ttl_s)
         yield from (links, age, ttl)
 
 
@@ -239,24 +209,45 @@ def create_app(
     lock = threading.Lock()
     registry = CollectorRegistry()
     reports = Counter("netaware_aggregator_reports", "Reports received", ["outcome"], registry=registry)
-    registry.register(FreshnessCollector(aggregator, lock, nodes, zones, clock))
-    if api is not None:
+    shared = SharedTopology(aggregator, lock, nodes=nodes, zones=zones, clock=clock)
+    registry.register(FreshnessCollector(shared))
+    if journal is not None:
+        Gauge(
+            "netaware_aggregator_journal_reports_per_fsync", "Reports each journal fsync made durable, on average",
+            registry=registry,
+        ).set_function(lambda: journal.lines / max(1, journal.commits))  # fmt: skip
+    if journal is not None:
+        replayed = 0
+        for data in journal.replay(restore=aggregator.restore):
+            aggregator.ingest(parse_report(data))
+            replayed += 1
+        app.logger.info("replayed %d reports from the journal", replayed)
+
+        def state() -> Any:
+            with lock:
+                return aggregator.state()
+
+        journal.compact_with(state)
+    if api is not None:  # after the journal: a published link seeds only what the journal has nothing newer for
         from netaware.aggregator.publishing import Publisher, recover
 
         recovered = recover(api, aggregator)
         app.logger.info("recovered %d measured links from NetworkTopology resources", recovered)
-    if journal is not None:
-        replayed = 0
-        for data in journal.replay():
-            aggregator.ingest(parse_report(data))
-            replayed += 1
-        app.logger.info("replayed %d reports from the journal", replayed)
     app.extensions["netaware-aggregator"] = aggregator
     if api is not None:
-        publisher = Publisher(api, aggregator, lock, nodes=nodes, zones=zones, debounce_s=publish_every_s, clock=clock)
+        publisher = Publisher(api, shared, debounce_s=publish_every_s)
         stop = threading.Event()
         publisher.start(stop)
         app.extensions["netaware-publisher"] = (publisher, stop)
+
+    known: list[Any] = [None, frozenset()]
+
+    def known_nodes() -> frozenset[str]:
+        """The node list as a set, made again only when the list itself is another object (it is cached)."""
+        current = nodes()
+        if current is not known[0]:
+            known[:] = [current, frozenset(current)]
+        return known[1]  # type: ignore[no-any-return]
 
     def refused(status: int, error: str, problems: list[str] | None = None) -> tuple[Response, int]:
         reports.labels(str(status)).inc()
@@ -289,22 +280,29 @@ def create_app(
         if data is None:
             return refused(400, "the body is not JSON")
         try:
-            report = parse_report(data, known_nodes=nodes(), now_s=clock())
+            report = parse_report(data, known_nodes=known_nodes(), now_s=clock())
         except ReportError as error:
             return refused(422, "invalid report", error.problems)
-        with lock:
-            if journal is not None:
-                journal.append(data)
-            aggregator.ingest(report)
+
+        def fold_in() -> None:
+            with lock:
+                aggregator.ingest(report)
+
+        if journal is None:
+            fold_in()
+        else:
+            try:
+                journal.append(data, then=fold_in, encoded=request.get_data(as_text=True))  # durable, then folded
+            except JournalError as error:
+                app.logger.error("journal_write_failed", extra={"error": str(error)})
+                return refused(503, "the report could not be made durable; nothing of it was kept", [str(error)])
         reports.labels("202").inc()
         return jsonify(accepted=len(report.peers)), 202
 
     @app.get("/v1/topology")
     def topology() -> Response:
-        now_s = clock()
-        with lock:
-            current = aggregator.topology(nodes(), now_s=now_s, zones=zones())
-            stale = aggregator.stale_nodes(now_s)
+        reading = shared.read()
+        current, stale = reading.topology, reading.stale_nodes
         links = [
             {"origin": o, "destination": d, "rttMs": m.rtt_ms, "jitterMs": m.jitter_ms, "lossRatio": m.loss_ratio,
              "bandwidthMbps": m.bandwidth_mbps, "source": m.source, "measuredAt": m.measured_at_s, "samples": m.samples}

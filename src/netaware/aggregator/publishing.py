@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterable
 
+from netaware.aggregator.reading import SharedTopology
 from netaware.core.telemetry import LinkAggregator
 from netaware.kube import api as kube
 from netaware.kube.api import API_ERRORS
@@ -35,33 +34,17 @@ def recover(api: kube.ApiClient, aggregator: LinkAggregator) -> int:
 class Publisher:
     """Every `debounce_s`, write the NetworkTopologies whose content changed since the last write."""
 
-    def __init__(
-        self,
-        api: kube.ApiClient,
-        aggregator: LinkAggregator,
-        lock: threading.Lock,
-        *,
-        nodes: Callable[[], Iterable[str]],
-        zones: Callable[[], dict[str, str]],
-        debounce_s: float = 5.0,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, api: kube.ApiClient, shared: SharedTopology, *, debounce_s: float = 5.0) -> None:
         self.api = api
-        self.aggregator = aggregator
-        self.lock = lock
-        self.nodes = nodes
-        self.zones = zones
+        self.shared = shared
         self.debounce_s = debounce_s
-        self.clock = clock
         self.written: dict[str, str] = {}
         self.writes = 0
 
     def publish_once(self) -> list[str]:
-        now_s = self.clock()
-        zones = self.zones()
-        with self.lock:
-            topology = self.aggregator.topology(self.nodes(), now_s=now_s, zones=zones)
-        resources = networktopology_resources(topology, zones=zones, now_s=now_s, ttl_s=self.aggregator.ttl_s)
+        reading = self.shared.read()
+        topology, zones, now_s = reading.topology, reading.zones, reading.now_s
+        resources = networktopology_resources(topology, zones=zones, now_s=now_s, ttl_s=self.shared.aggregator.ttl_s)
         changed = []
         for resource in resources:
             fingerprint = json.dumps(resource["spec"], sort_keys=True)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -185,9 +185,9 @@ LEVEL_SHIFT_ROUNDS = 2
 FIRST_DEVIATION = 1 / 8
 
 
-@dataclass(frozen=True, slots=True)
-class SmoothedValue:
-    """EWMA state of one metric (RFC 6298 style) with level-shift detection."""
+class SmoothedValue(NamedTuple):
+    """EWMA state of one metric (RFC 6298 style) with level-shift detection. A named tuple: the aggregator makes
+    one per link per report, and a tuple is made in a fifth of a frozen dataclass's time."""
 
     mean: float
     deviation: float
@@ -232,7 +232,7 @@ def smooth(
             # inside 4 deviations and leave it to the EWMA (80 s of time constant with 10-s rounds).
             relative = state.deviation / state.mean if state.mean > 0 else FIRST_DEVIATION
             return SmoothedValue(mean=sample, deviation=relative * sample, samples=state.samples + 1)
-        return replace(state, outlier_run=run, outlier_sign=sign, samples=state.samples + 1)
+        return state._replace(outlier_run=run, outlier_sign=sign, samples=state.samples + 1)
     deviation = (1 - beta) * state.deviation + beta * abs(distance)
     mean = (1 - alpha) * state.mean + alpha * sample
     return SmoothedValue(mean=mean, deviation=deviation, samples=state.samples + 1)
