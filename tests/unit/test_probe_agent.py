@@ -102,3 +102,27 @@ def test_iperf3_measures_on_loopback_and_a_failed_test_logs_iperf3s_reason(caplo
     finally:
         server.kill()
         server.wait()
+
+
+def test_under_a_budget_a_round_probes_few_peers_twice_each_and_covers_the_zones() -> None:
+    peers = {f"n{i:02d}": f"10.0.1.{i}" for i in range(1, 40)}
+    zones = {"n00": "z0"} | {name: f"z{i % 4}" for i, name in enumerate(peers, start=1)}
+    pinged: list[tuple[int, int]] = []
+
+    def counting(addresses: list[str], count: int, interval_s: float) -> list[icmplib.Host]:
+        pinged.append((len(addresses), count))
+        return [icmplib.Host(address, count, [1.0] * count) for address in addresses]
+
+    settings = AgentSettings(node="n00", peers=peers, aggregator_url="http://127.0.0.1:1", token=TOKEN,
+                             round_s=10.0, probes_per_second=1.0)  # fmt: skip
+    clock = [1_000_000.0]
+    budgeted = ProbeAgent(settings, pinger=counting, zone_source=lambda: zones, clock=lambda: clock[0])
+    seen_zones = set()
+    for _ in range(4):  # this node is one of ten in z0, so its duty share comes round once in a while
+        report = budgeted.measure()
+        seen_zones |= {zones[p["peer"]] for p in report["peers"]}
+        clock[0] += 10.0
+    assert all(peers_pinged * probes <= 10 and probes == 2 for peers_pinged, probes in pinged), pinged
+    assert "z0" in seen_zones and len(seen_zones) >= 2
+    with pytest.raises(ValueError, match="less than one peer's 2 probes"):
+        AgentSettings(node="a", peers=PEERS, aggregator_url="http://x", token=TOKEN, probes_per_second=0.1)

@@ -159,3 +159,18 @@ def test_a_recovered_link_keeps_its_published_loss_and_a_cut_after_the_restart_s
     lossy.seed("a", "b", LinkMetrics(rtt_ms=5.0, loss_ratio=0.5, samples=5000, source="measured", measured_at_s=999.0))
     ingest(lossy, 1000.0, sent=10, received=10)
     assert lossy.measured(("a", "b"), now_s=1001.0).loss_ratio == pytest.approx(0.45)  # type: ignore[union-attr]
+
+
+def test_an_unmeasured_pair_is_priced_by_its_zone_pair_and_both_nodes_offsets() -> None:
+    """a2 sits 1 ms further from everything than a1 (its access): a2 -> b2, which nobody measured, is estimated at
+    the zone pair's base plus that, not at the zone pair's mean, which would price it as the fast node's links."""
+    aggregator = LinkAggregator(ttl_s=60)
+    for node, peer, rtt in [("a1", "b1", 19.5), ("a2", "b1", 20.5), ("a1", "b2", 19.5)]:
+        aggregator.ingest(parse_report({"node": node, "measuredAt": 1000.0,
+                                        "peers": [{"peer": peer, "sent": 2, "received": 2, "rttMs": rtt}]}))  # fmt: skip
+    zones = {"a1": "A", "a2": "A", "b1": "B", "b2": "B"}
+    topology = aggregator.topology(list(zones), now_s=1001.0, zones=zones)
+    estimate = topology.links[("a2", "b2")]
+    assert estimate.source == "estimated" and estimate.measured_at_s is None
+    assert estimate.rtt_ms == pytest.approx(20.5, abs=0.01)  # the zone mean is 19.83
+    assert topology.links[("b1", "a2")].rtt_ms == 20.5  # the reverse of a measured pair comes first

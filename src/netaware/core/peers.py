@@ -70,3 +70,68 @@ def bandwidth_slot(
         if node == server:
             return ("server", client, start, start + slot_s)
     return ("idle", None, start, start + slot_s)
+
+
+DEFAULT_PROBES_PER_SECOND = 1.0
+"""The probe budget of a node: ICMP probes per second, averaged over a round, whatever the cluster's size."""
+DEFAULT_PROBES_PER_PEER = 2
+"""Probes per chosen peer in a round: two give a median that one delayed reply cannot move alone."""
+
+
+class ProbePlanner:
+    """Who each node probes in a round under a fixed budget of `probes_per_round` (round length x rate), in two
+    parts, both deterministic so that any agent computes its own part from the membership alone:
+
+    1. **Zone duty.** Each round the members of a zone share out every destination zone (their own included):
+       member r of m takes the zones k with (k + round) mod m == r and probes one peer in each (rendezvous-hashed,
+       so the peer rotates), so every ordered zone pair is measured every round by some node. A member has at most
+       ceil(zones / m) duty zones; a round in which it has fewer spends the slot on a peer of its own zone, where
+       a tenth of a millisecond tells nodes apart.
+    2. **Rotation.** The other slots, as many every round, walk the ring of all nodes: in round t node i probes
+       the nodes i + s for the next `rest` offsets s of 1..n-1, so that every ordered pair is measured once every
+       (n - 1) / rest rounds, with no coordination and no hashing of n peers per node.
+
+    The budget bounds what a node sends; the duty alone exceeds it only in a zone with fewer members than
+    zones x probes per peer / probes per round."""
+
+    def __init__(self, zones: dict[str, str], *, probes_per_round: int, probes_per_peer: int = DEFAULT_PROBES_PER_PEER):
+        if probes_per_round < 1 or probes_per_peer < 1:
+            raise ValueError("probes per round and per peer must be 1 or more")
+        self.nodes = sorted(zones)
+        self.zones = zones
+        self.probes_per_peer = probes_per_peer
+        self.peers_per_round = max(1, probes_per_round // probes_per_peer)
+        self.zone_names = sorted(set(zones.values()))
+        self.members = {z: [n for n in self.nodes if zones[n] == z] for z in self.zone_names}
+        self.rank = {n: i for z in self.zone_names for i, n in enumerate(self.members[z])}
+        self.position = {n: i for i, n in enumerate(self.nodes)}
+
+    def duty_zones(self, node: str, round_index: int) -> list[str]:
+        count = len(self.members[self.zones[node]])
+        return [z for k, z in enumerate(self.zone_names) if (k + round_index) % count == self.rank[node]]
+
+    def peers(self, node: str, round_index: int) -> list[str]:
+        """The peers `node` probes in round `round_index`, duty first; `probes_per_peer` probes each."""
+        zone = self.zones[node]
+        most_duty = -(-len(self.zone_names) // len(self.members[zone]))
+        chosen: list[str] = []
+        for duty_zone in self.duty_zones(node, round_index):
+            candidates = [p for p in self.members[duty_zone] if p != node]
+            if candidates:
+                chosen.append(max(candidates, key=lambda p: _weight(node, p, round_index)))
+        spare = min(most_duty, self.peers_per_round) - len(chosen)
+        members, rank = self.members[zone], self.rank[node]
+        if spare > 0 and len(members) > 1:  # the zone's own ring, walked like the rotation below
+            for offset in range(round_index * spare, (round_index + 1) * spare):
+                peer = members[(rank + 1 + offset % (len(members) - 1)) % len(members)]
+                if peer not in chosen:
+                    chosen.append(peer)
+        total = len(self.nodes)
+        rest = self.peers_per_round - most_duty
+        if rest > 0 and total > 1:
+            index = self.position[node]
+            for offset in range(round_index * rest, (round_index + 1) * rest):
+                peer = self.nodes[(index + 1 + offset % (total - 1)) % total]
+                if peer not in chosen:
+                    chosen.append(peer)
+        return chosen

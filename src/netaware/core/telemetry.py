@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 import jsonschema
 import jsonschema_rs
+import numpy as np
 
 from netaware.core.topology import DEFAULT_ALPHA, LinkMetrics, SmoothedValue, Topology, smooth
 
@@ -332,16 +333,28 @@ class TelemetrySnapshot:
     """Nodes whose reports went stale."""
 
 
+RECENT_S = 10.0
+"""Measurements this young are the newest round's (the agents' default round): a zone pair's estimate follows
+them alone once they moved away from the older ones (`core.coordinates.fit_zone_offsets`)."""
+
+
 def estimated_topology(
-    snapshot: TelemetrySnapshot, nodes: Iterable[str], *, zones: Mapping[str, str] | None = None
+    snapshot: TelemetrySnapshot,
+    nodes: Iterable[str],
+    *,
+    zones: Mapping[str, str] | None = None,
+    recent_s: float = RECENT_S,
 ) -> Topology:
-    """Every directed pair of `nodes`: measured, estimated (reverse direction, then zone pair mean) or absent.
-    A pair with an end that stopped reporting, or whose probes go unanswered, is never estimated: absent."""
+    """Every directed pair of `nodes`: measured, or estimated (from the fresh reverse direction, else from the zone
+    pair's base plus both nodes' offsets, fitted to every fresh measurement: `core.coordinates.ZoneOffsets`, with
+    loss and jitter the zone pair's means), or absent. A pair with an end that stopped reporting, or whose probes go
+    unanswered, is never estimated: absent."""
     names = list(dict.fromkeys(nodes))
     known = set(names)
     links = {pair: m for pair, m in snapshot.measured.items() if pair[0] in known and pair[1] in known}
-    zone_means = _zone_means(links, zones or {})
+    measured = dict(links)
     silent = snapshot.silent
+    by_zone: list[tuple[str, str]] = []
     for origin in names:
         for destination in names:
             if origin == destination or (origin, destination) in links:
@@ -350,17 +363,63 @@ def estimated_topology(
                 # Known to be broken (an end stopped reporting, or the origin's probes go unanswered): left
                 # unknown, the worst price, never estimated from its zone's healthy links as one of them.
                 continue
-            reverse = links.get((destination, origin))
-            if reverse is not None and reverse.source == "measured":
+            reverse = measured.get((destination, origin))
+            if reverse is not None:
                 links[(origin, destination)] = LinkMetrics(
                     rtt_ms=reverse.rtt_ms, loss_ratio=reverse.loss_ratio, jitter_ms=reverse.jitter_ms,
                     samples=reverse.samples, measured_at_s=None, source="estimated",
                 )  # fmt: skip
                 continue
-            zone_pair = ((zones or {}).get(origin, ""), (zones or {}).get(destination, ""))
-            if zone_pair in zone_means:
-                links[(origin, destination)] = zone_means[zone_pair]
+            by_zone.append((origin, destination))
+    if by_zone and zones:
+        links.update(_zone_estimates(measured, by_zone, zones, now_s=snapshot.now_s, recent_s=recent_s))
     return Topology(nodes=tuple(names), links=links)
+
+
+def _zone_estimates(
+    measured: Mapping[tuple[str, str], LinkMetrics],
+    pairs: list[tuple[str, str]],
+    zones: Mapping[str, str],
+    *,
+    now_s: float,
+    recent_s: float,
+) -> dict[tuple[str, str], LinkMetrics]:
+    """`pairs` estimated by zone offsets fitted to `measured` (pairs whose zone pair has no measurement: left out)."""
+    from netaware.core.coordinates import fit_zone_offsets
+
+    zone_means = _zone_means(measured, zones)
+    fitted = [(pair, m) for pair, m in measured.items() if pair[0] in zones and pair[1] in zones]
+    wanted = [pair for pair in pairs if pair[0] in zones and pair[1] in zones]
+    if not fitted or not wanted:
+        return {}
+    names = sorted({n for pair, _ in fitted for n in pair} | {n for pair in wanted for n in pair})
+    position = {name: index for index, name in enumerate(names)}
+    zone_names = sorted({zones[n] for n in names})
+    zone_position = {zone: index for index, zone in enumerate(zone_names)}
+    zone_index = np.array([zone_position[zones[n]] for n in names], dtype=np.int64)
+    origins = np.array([position[o] for (o, _), _ in fitted], dtype=np.int64)
+    destinations = np.array([position[d] for (_, d), _ in fitted], dtype=np.int64)
+    rtts = np.array([m.rtt_ms for _, m in fitted])
+    newest = np.array([m.measured_at_s if m.measured_at_s is not None else -math.inf for _, m in fitted])
+    model = fit_zone_offsets(zone_index, len(zone_names), origins, destinations, rtts,
+                             recent=newest >= now_s - recent_s)  # fmt: skip
+    predicted = model.predict(
+        np.array([position[o] for o, _ in wanted], dtype=np.int64),
+        np.array([position[d] for _, d in wanted], dtype=np.int64),
+    )
+    estimates = {}
+    for (origin, destination), rtt in zip(wanted, predicted.tolist(), strict=True):
+        mean = zone_means.get((zones[origin], zones[destination]))
+        if mean is None or not math.isfinite(rtt):
+            continue
+        # Offsets fitted from a node's few short links can take a pair near zero, which no link is: a floor at
+        # half its zone pair's mean.
+        floor = 0.5 * mean.rtt_ms
+        estimates[(origin, destination)] = LinkMetrics(
+            rtt_ms=max(rtt, floor), loss_ratio=mean.loss_ratio, jitter_ms=mean.jitter_ms,
+            samples=0, measured_at_s=None, source="estimated",
+        )  # fmt: skip
+    return estimates
 
 
 def _zone_means(

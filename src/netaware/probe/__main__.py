@@ -40,6 +40,12 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--round", type=float, default=10.0, help="seconds between rounds")
     root.add_argument("--peer-limit", type=int, default=50, help="peers per round at most (rendezvous-hashed)")
     root.add_argument(
+        "--probes-per-second", type=float, default=None, metavar="RATE",
+        help="a probe budget instead of --probes/--peer-limit: RATE ICMP probes per second on average, 2 per peer, "
+        "every zone pair measured every round by some node and the rest in rotation (with --peers-from-api, zones "
+        "from the Nodes' topology.kubernetes.io/zone labels)",
+    )  # fmt: skip
+    root.add_argument(
         "--peers-from-api", action="store_true",
         help="probe every Node's InternalIP (in-cluster account; refreshed each round) instead of --peer",
     )  # fmt: skip
@@ -64,20 +70,21 @@ def main(argv: list[str] | None = None) -> None:
         settings = AgentSettings(
             node=arguments.node, peers=dict(arguments.peer), aggregator_url=arguments.aggregator.rstrip("/"),
             token=token, probes=arguments.probes, interval_s=arguments.interval, round_s=arguments.round,
-            peer_limit=arguments.peer_limit, netns=arguments.netns,
+            peer_limit=arguments.peer_limit, netns=arguments.netns, probes_per_second=arguments.probes_per_second,
         )  # fmt: skip
     except ValueError as error:
         parser().error(str(error))
     configure_logging()
-    peer_source = None
+    peer_source = zone_source = None
     if arguments.peers_from_api:
-        from netaware.kube.clients import api_client, node_addresses
+        from netaware.kube.clients import api_client, node_addresses, node_zones
 
         api = api_client()
         peer_source = lambda: node_addresses(api)  # noqa: E731
+        zone_source = lambda: node_zones(api)  # noqa: E731
     elif not arguments.peer:
         parser().error("no peers: give --peer NAME=ADDRESS (repeatable) or --peers-from-api")
-    agent = ProbeAgent(settings, peer_source=peer_source)
+    agent = ProbeAgent(settings, peer_source=peer_source, zone_source=zone_source)
     app = Flask("netaware-probe")
 
     @app.get("/healthz")

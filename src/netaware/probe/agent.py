@@ -32,7 +32,7 @@ import requests
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from netaware import icmp
-from netaware.core.peers import select_peers
+from netaware.core.peers import DEFAULT_PROBES_PER_PEER, ProbePlanner, select_peers
 from netaware.iperf import OMIT_S, measure_mbps, server_command
 
 log = logging.getLogger("netaware.probe")
@@ -57,10 +57,19 @@ class AgentSettings:
     netns: str | None = None
     bandwidth: bool = True
     """Take part in the aggregator's bandwidth plan (iperf3)."""
+    probes_per_second: float | None = None
+    """A probe budget (`core.peers.ProbePlanner`): this many probes per second on average, spent on a duty share
+    of the zone pairs and a rotation over every node, `DEFAULT_PROBES_PER_PEER` per peer; rounds are numbered from
+    the clock so that every agent agrees which round it is. None: `probes` to up to `peer_limit` peers."""
 
     def __post_init__(self) -> None:
         if self.probes < 1 or self.interval_s <= 0 or self.round_s <= 0 or self.buffer_size < 1:
             raise ValueError("probes and buffer_size must be >= 1, interval and round > 0")
+        if self.probes_per_second is not None and self.probes_per_second * self.round_s < DEFAULT_PROBES_PER_PEER:
+            raise ValueError(
+                f"a budget of {self.probes_per_second:g} probes/s over {self.round_s:g}-s rounds is less than one "
+                f"peer's {DEFAULT_PROBES_PER_PEER} probes per round"
+            )
 
 
 class AgentMetrics:
@@ -103,6 +112,8 @@ class ProbeAgent:
     pinger: Pinger | None = None
     peer_source: Callable[[], Mapping[str, str]] | None = None
     """Where the peers come from each round (the cluster's Nodes); None: `settings.peers`."""
+    zone_source: Callable[[], Mapping[str, str]] | None = None
+    """Every node's zone, for the probe budget's zone duty (nodes without one share the zone "")."""
     clock: Callable[[], float] = time.time
     pending: deque[dict[str, Any]] = field(default_factory=deque)
     dropped: int = 0
@@ -119,6 +130,9 @@ class ProbeAgent:
         self._backoff_s = 0.0
         self._next_attempt_s = 0.0
         self.peers: dict[str, str] = dict(self.settings.peers)
+        self._planner: ProbePlanner | None = None
+        self._planner_key: tuple[tuple[str, str], ...] = ()
+        self._zones: Mapping[str, str] = {}
 
     def measure(self) -> dict[str, Any]:
         """One round: ping this round's peers, return the report."""
@@ -128,9 +142,15 @@ class ProbeAgent:
             except Exception as error:  # the API is away: keep last round's peers
                 log.warning("listing peers failed", extra={"error": str(error)})
         members = [self.settings.node, *self.peers]
-        chosen = select_peers(self.settings.node, members, limit=self.settings.peer_limit, round_index=self.round_index)
+        probes = self.settings.probes
+        if self.settings.probes_per_second is None:
+            chosen = select_peers(self.settings.node, members, limit=self.settings.peer_limit,
+                                  round_index=self.round_index)  # fmt: skip
+        else:
+            chosen = [p for p in self.budgeted_peers(members) if p in self.peers]
+            probes = DEFAULT_PROBES_PER_PEER
         self.round_index += 1
-        hosts = self._ping([self.peers[p] for p in chosen], self.settings.probes, self.settings.interval_s)
+        hosts = self._ping([self.peers[p] for p in chosen], probes, self.settings.interval_s)
         # Stamped when the round's data is complete (probes x interval plus the last probe's timeout), so that
         # freshness counts from what the data describes.
         measured_at = self.clock()
@@ -146,6 +166,24 @@ class ProbeAgent:
                 entry["bandwidthMbps"] = round(self.bandwidth_mbps.pop(peer), 3)
             peers.append(entry)
         return {"node": self.settings.node, "measuredAt": measured_at, "peers": peers}
+
+    def budgeted_peers(self, members: list[str]) -> list[str]:
+        """This round's peers under the probe budget; the planner is rebuilt only when the membership changes."""
+        zones: Mapping[str, str] = {}
+        if self.zone_source is not None:
+            try:
+                zones = self.zone_source()
+            except Exception as error:  # the API is away: last round's zones
+                log.warning("listing zones failed", extra={"error": str(error)})
+                zones = self._zones
+        self._zones = zones
+        key = tuple(sorted((m, zones.get(m, "")) for m in members))
+        if self._planner is None or key != self._planner_key:
+            assert self.settings.probes_per_second is not None
+            budget = int(self.settings.probes_per_second * self.settings.round_s)
+            self._planner = ProbePlanner(dict(key), probes_per_round=budget)
+            self._planner_key = key
+        return self._planner.peers(self.settings.node, int(self.clock() // self.settings.round_s))
 
     def follow_bandwidth_plan(self) -> str | None:
         """Ask the plan for the current slot; as its client, run the test (once per slot). The peer tested, if any."""
