@@ -166,8 +166,8 @@ def test_an_unmeasured_pair_is_priced_by_its_zone_pair_and_both_nodes_offsets() 
     the zone pair's base plus that, not at the zone pair's mean, which would price it as the fast node's links."""
     aggregator = LinkAggregator(ttl_s=60)
     for node, peer, rtt in [("a1", "b1", 19.5), ("a2", "b1", 20.5), ("a1", "b2", 19.5)]:
-        aggregator.ingest(parse_report({"node": node, "measuredAt": 1000.0,
-                                        "peers": [{"peer": peer, "sent": 2, "received": 2, "rttMs": rtt}]}))  # fmt: skip
+        entry = {"peer": peer, "sent": 2, "received": 2, "rttMs": rtt}
+        aggregator.ingest(parse_report({"node": node, "measuredAt": 1000.0, "peers": [entry]}))
     zones = {"a1": "A", "a2": "A", "b1": "B", "b2": "B"}
     topology = aggregator.topology(list(zones), now_s=1001.0, zones=zones)
     estimate = topology.links[("a2", "b2")]
