@@ -1,8 +1,9 @@
-"""The `netaware score` command, run as a user runs it (a subprocess).
+"""The `netaware score` command, run as a user runs it (a subprocess), and `netaware simulate telemetry`.
 
 Checks: the table and --json outputs for a hand-computed case, --weights, a hard limit shown as filtered, and
 bad input (missing file, malformed CSV/YAML, unknown workload, negative RTT, loss outside 0..1, bad weights)
-exits non-zero with a one-line reason and no traceback.
+exits non-zero with a one-line reason and no traceback; the telemetry simulation prints its estimators and
+targets, writes its CSV and plot, and refuses a network too small to have zones.
 """
 
 from __future__ import annotations
@@ -182,3 +183,17 @@ def test_experiments_without_a_cluster_say_how_to_start_one(tmp_path: Path) -> N
         result = netaware("experiment", command, "chain", "--kubeconfig", str(tmp_path / "none.kubeconfig"))
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
         assert "no kubeconfig at" in result.stderr and "netaware cluster up" in result.stderr, result.stderr
+
+
+def test_simulate_telemetry_prints_the_estimators_and_the_targets_and_writes_csv_and_plot(tmp_path: Path) -> None:
+    done = netaware("simulate", "telemetry", "--nodes", "80", "--rounds", "3", "--change-round", "1",
+                    "--out", str(tmp_path))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "zone-offsets" in done.stdout and "coordinates" in done.stdout
+    assert "every zone pair measured within 60 s: 100% of zone pairs met" in done.stdout
+    assert "a changed zone pair within 10% two rounds after the change" in done.stdout
+    rows = (tmp_path / "telemetry-80.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 * 3 and rows[0].startswith("round,at_s,estimator")
+    assert (tmp_path / "telemetry-80.png").stat().st_size > 10_000
+    refused = netaware("simulate", "telemetry", "--nodes", "5")
+    assert refused.returncode == 2 and "Invalid value for '--nodes'" in refused.stderr
