@@ -3,8 +3,9 @@
 Checks: concurrent appends share fsyncs (group commit) and still come back from a replay in the order their
 callbacks ran; `max_batch=1` is one fsync per report; a failed fsync refuses exactly the reports of its batch,
 leaves none of them in the file and runs none of their callbacks, and the journal carries on; a line cut by a crash
-is dropped before the next append, not glued to it; the API answers 503 with a reason when the journal fails and the
-topology does not change. The compiled schema validator and the Python one agree on every generated document.
+is dropped before the next append, not glued to it; a compaction that fails keeps every report; the API answers 503
+with a reason when the journal fails and the topology does not change. The compiled schema validator and the Python
+one agree on every generated document.
 """
 
 from __future__ import annotations
@@ -243,3 +244,20 @@ def test_compaction_bounds_the_journal_and_a_restart_rebuilds_the_same_topology(
     assert restarted.get("/v1/topology").get_json() == before
     with pytest.raises(ValueError, match="nothing restores it"):
         list(ReportJournal(path).replay())
+
+
+def test_a_compaction_that_fails_keeps_the_journal_and_every_report(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = ReportJournal(tmp_path / "journal.jsonl", compact_after=2)
+
+    def broken_state() -> Any:
+        raise RuntimeError("state cannot be taken")
+
+    journal.compact_with(broken_state)
+    with caplog.at_level("WARNING", logger="netaware.aggregator"):
+        for n in range(4):
+            journal.append({"n": n})
+    assert journal.compactions == 0 and "journal_compaction_failed" in caplog.text
+    assert [entry["n"] for entry in ReportJournal(journal.path).replay()] == [0, 1, 2, 3]
+    assert not (tmp_path / "journal.jsonl.compacting").exists()

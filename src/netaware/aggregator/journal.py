@@ -103,7 +103,7 @@ class ReportJournal:
         waiter for every batch cost a fifth of the throughput in wake-ups alone)."""
         with self._mutex:
             batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-        folding = False
+        folding = durable = False
         try:
             if self._state is not None and self._tail >= self.compact_after:
                 with self._folding:  # the previous batch folded in: the state is exactly what the file holds
@@ -177,9 +177,10 @@ class ReportJournal:
                 os.fsync(folder)  # the rename itself durable
             finally:
                 os.close(folder)
-        except OSError as error:  # the reports are durable in the old file still; the next commit tries again
-            log.warning("journal_compaction_failed", extra={"error": str(error)})
-            fresh.unlink(missing_ok=True)
+        except Exception as error:  # the reports are durable in the old file still; the next commit tries again
+            log.warning("journal_compaction_failed", extra={"error": f"{type(error).__name__}: {error}"})
+            with contextlib.suppress(OSError):
+                fresh.unlink(missing_ok=True)
             return
         log.info(
             "journal_compacted",
