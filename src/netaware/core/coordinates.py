@@ -194,7 +194,8 @@ def fit_zone_offsets(
     recent: npt.NDArray[np.bool_] | None = None,
     iterations: int = 20,
 ) -> ZoneOffsets:
-    """Least squares by alternation (each half in closed form: a mean per zone pair, then a mean per node).
+    """Least squares by alternation (each half in closed form: a mean per zone pair, then a mean per node);
+    `iterations=0` leaves every offset 0, which is the zone pair mean alone.
 
     `recent`: the measurements of the newest round. Where a zone pair's recent mean differs from its older one by
     more than chance allows (4 standard errors, and 2%), its base comes from the recent ones alone, so that a link
@@ -224,7 +225,7 @@ def fit_zone_offsets(
         sums = np.bincount(keys[use], residual[use], cells)
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
-    for _ in range(max(1, iterations)):
+    for _ in range(iterations):  # none: offsets stay 0, and each base is its zone pair's plain mean
         pair_base = base_for(offsets)[keys]
         # Each pair's leftover, shared by its two ends: offset(i) = mean over i's pairs of (rtt - base - offset(j)).
         left = rtt_ms - pair_base

@@ -120,18 +120,22 @@ class ProbePlanner:
             if candidates:
                 chosen.append(max(candidates, key=lambda p: _weight(node, p, round_index)))
         spare = min(most_duty, self.peers_per_round) - len(chosen)
-        members, rank = self.members[zone], self.rank[node]
-        if spare > 0 and len(members) > 1:  # the zone's own ring, walked like the rotation below
-            for offset in range(round_index * spare, (round_index + 1) * spare):
-                peer = members[(rank + 1 + offset % (len(members) - 1)) % len(members)]
-                if peer not in chosen:
-                    chosen.append(peer)
-        total = len(self.nodes)
+        for peer in _ring_walk(self.members[zone], self.rank[node], round_index, spare):  # the zone's own ring
+            if peer not in chosen:
+                chosen.append(peer)
         rest = self.peers_per_round - most_duty
-        if rest > 0 and total > 1:
-            index = self.position[node]
-            for offset in range(round_index * rest, (round_index + 1) * rest):
-                peer = self.nodes[(index + 1 + offset % (total - 1)) % total]
-                if peer not in chosen:
-                    chosen.append(peer)
+        for peer in _ring_walk(self.nodes, self.position[node], round_index, rest):
+            if peer not in chosen:
+                chosen.append(peer)
         return chosen
+
+
+def _ring_walk(ring: Sequence[str], position: int, round_index: int, steps: int) -> list[str]:
+    """The `steps` members after `position` on `ring` that round `round_index` visits: offsets t*steps .. (t+1)*steps-1
+    of 1..len-1, so that with the same `steps` every round the walk reaches every other member."""
+    if steps <= 0 or len(ring) < 2:
+        return []
+    return [
+        ring[(position + 1 + offset % (len(ring) - 1)) % len(ring)]
+        for offset in range(round_index * steps, (round_index + 1) * steps)
+    ]

@@ -29,6 +29,7 @@ import jsonschema
 import jsonschema_rs
 import numpy as np
 
+from netaware.core.coordinates import fit_zone_offsets
 from netaware.core.topology import DEFAULT_ALPHA, LinkMetrics, SmoothedValue, Topology, smooth
 
 MAX_PEERS = 1000
@@ -386,8 +387,6 @@ def _zone_estimates(
     recent_s: float,
 ) -> dict[tuple[str, str], LinkMetrics]:
     """`pairs` estimated by zone offsets fitted to `measured` (pairs whose zone pair has no measurement: left out)."""
-    from netaware.core.coordinates import fit_zone_offsets
-
     zone_means = _zone_means(measured, zones)
     fitted = [(pair, m) for pair, m in measured.items() if pair[0] in zones and pair[1] in zones]
     wanted = [pair for pair in pairs if pair[0] in zones and pair[1] in zones]

@@ -215,7 +215,8 @@ class TelemetrySimulation:
         offsets = fit_zone_offsets(zone_index, zone_count, pairs[:, 0], pairs[:, 1], rtts,
                                    recent=measured_at >= now_s - self.round_s / 2)  # fmt: skip
         return measured, {
-            "zone-mean": lambda o, d: self.zone_mean_estimate(measured, o, d),
+            # What the aggregator did before offsets: the plain mean of the zone pair's measurements.
+            "zone-mean": fit_zone_offsets(zone_index, zone_count, pairs[:, 0], pairs[:, 1], rtts, iterations=0).predict,
             "zone-offsets": offsets.predict,
             "coordinates": lambda o, d: correction.apply(o, d, coordinates.predict(o, d)),
         }
@@ -261,24 +262,6 @@ class TelemetrySimulation:
             estimate_age_p95_s=float(np.quantile(now_s - self.zone_pair_measured_at, 0.95)),
             estimates=estimates,
         )
-
-    def zone_mean_estimate(
-        self, measured: dict[tuple[int, int], float], origins: IntArray, destinations: IntArray
-    ) -> FloatArray:
-        """Each pair priced at the mean of the measured links between its two zones (either direction), as
-        `core.telemetry`'s zone estimate does; nan where the zone pair has none."""
-        zone_count = len(self.truth.zone_names)
-        pairs = np.array(list(measured), dtype=np.int64).reshape(-1, 2)
-        rtts = np.fromiter(measured.values(), dtype=np.float64, count=len(measured))
-        zone = self.truth.zone_index
-        low, high = np.minimum(zone[pairs[:, 0]], zone[pairs[:, 1]]), np.maximum(zone[pairs[:, 0]], zone[pairs[:, 1]])
-        keys = low * zone_count + high
-        sums = np.bincount(keys, rtts, zone_count * zone_count)
-        counts = np.bincount(keys, minlength=zone_count * zone_count)
-        means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-        low = np.minimum(zone[origins], zone[destinations])
-        high = np.maximum(zone[origins], zone[destinations])
-        return means[low * zone_count + high]  # type: ignore[no-any-return]
 
     def change(self, a: str, b: str, factor: float) -> None:
         """Change a zone pair's RTT in the truth (a live link change), and follow its estimate from now on."""
