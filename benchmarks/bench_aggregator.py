@@ -6,10 +6,12 @@
    journal with one fsync per report (`max_batch=1`, what the aggregator did before group commit) and the group-
    committed journal (every accepted report fsync'd before its 202 in both), each as a ratio to the first.
 2. Validating one report: the Python jsonschema validator against the compiled one the aggregator now asks first.
-3. The NetworkTopology resources at 1,000 nodes: the largest object (one origin's links, every pair measured or
-   estimated) in bytes, against etcd's 1.5 MiB request limit.
+3. Publishing at 1,000 and 10,000 nodes under the default probe budget, per NetworkTopology form: building the
+   resources from the aggregator's state, the largest object against etcd's 1.5 MiB request limit, and the
+   extender's dense read of them. The full form (every pair written) at 1,000 only: its n^2 objects do not fit at
+   10,000, where the compact form (measured links, offsets, zone pairs) is what runs.
 
-Run: `python benchmarks/bench_aggregator.py [--nodes 1000] [--reports 4000]`.
+Run: `python benchmarks/bench_aggregator.py [--nodes 1000] [--reports 4000] [--topology-nodes 1000,10000]`.
 """
 
 from __future__ import annotations
@@ -20,22 +22,26 @@ import json
 import os
 import random
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 import requests
 from rich.console import Console
 from rich.table import Table
 
 from netaware.aggregator.app import create_app
 from netaware.aggregator.journal import ReportJournal
+from netaware.aggregator.publishing import Publisher
+from netaware.aggregator.reading import SharedTopology
 from netaware.core import telemetry
-from netaware.core.peers import select_peers
+from netaware.core.peers import ProbePlanner, select_peers
 from netaware.core.telemetry import LinkAggregator, parse_report
-from netaware.kube.converters import networktopology_resources
+from netaware.kube.converters import dense_topology_from_resources
 from netaware.serving import WsgiServer
 
 console = Console()
@@ -107,6 +113,10 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--reports", type=int, default=4000)
     parser.add_argument("--peer-limit", type=int, default=50)
+    parser.add_argument(
+        "--topology-nodes", type=lambda v: [int(n) for n in v.split(",")], default=[1000, 10000],
+        help="cluster sizes of the NetworkTopology table (comma-separated; the full form at the first only)",
+    )  # fmt: skip
     arguments = parser.parse_args()
     nodes = [f"node-{i:04d}.zone-{i % 10}.example-region.internal" for i in range(arguments.nodes)]
     now = time.time()
@@ -158,23 +168,60 @@ def main() -> None:
         f"({timings['python jsonschema'] / timings['compiled']:.0f}x)"
     )
 
-    # NetworkTopology size: every origin measured towards 50 peers, the rest estimated (zone means).
-    aggregator = LinkAggregator(ttl_s=600)
-    for report in reports_for(nodes, len(nodes), arguments.peer_limit, now):
-        aggregator.ingest(parse_report(report))
-    zones = {n: n.split(".")[1] for n in nodes}
-    started = time.perf_counter()
-    topology = aggregator.topology(nodes, now_s=now, zones=zones)
-    built = time.perf_counter() - started
-    resources = networktopology_resources(topology, zones=zones, now_s=now, ttl_s=600)
-    sizes = sorted(len(json.dumps(r)) for r in resources)
-    largest, median, total = sizes[-1] / 1024, sizes[len(sizes) // 2] / 1024, sum(sizes) / 1024 / 1024
-    verdict = "met" if sizes[-1] < ETCD_LIMIT_BYTES else "NOT met"
-    console.print(
-        f"[bold]NetworkTopology at {len(nodes)} nodes[/]: {len(resources)} objects, {len(topology.links):,} links "
-        f"(built in {built:.1f} s); largest object {largest:.0f} KiB, median {median:.0f} KiB, total {total:.1f} MiB; "
-        f"under etcd's 1.5 MiB per object: {verdict}"
-    )
+    publishing_table(arguments.topology_nodes)
+
+
+def budget_aggregator(nodes: list[str], zones: dict[str, str], now: float, rounds: int) -> LinkAggregator:
+    """The aggregator after `rounds` rounds of every agent under the default probe budget (1 probe/s, 10-s rounds:
+    5 peers a round, chosen by core.peers.ProbePlanner)."""
+    planner = ProbePlanner(zones, probes_per_round=10)
+    rng = random.Random(4)
+    aggregator = LinkAggregator(ttl_s=60)
+    for round_index in range(rounds):
+        at = now - 10 * (rounds - 1 - round_index)
+        for node in nodes:
+            peers = planner.peers(node, round_index)
+            aggregator.ingest(parse_report({"node": node, "measuredAt": at, "peers": [
+                {"peer": p, "sent": 2, "received": 2, "rttMs": rng.uniform(0.2, 80), "jitterMs": 0.1} for p in peers
+            ]}))  # fmt: skip
+    return aggregator
+
+
+def publishing_table(sizes: list[int]) -> None:
+    """What publishing costs and weighs per form: the resources built from the aggregator's state (snapshot, zone
+    model, objects; no API calls), their largest object against etcd's limit, and the extender's dense read of
+    them. The full form needs every pair as an object, so it runs at the smallest size only."""
+    table = Table(title="NetworkTopology per form (default probe budget, 6 rounds of reports, TTL 60 s)")
+    for column in ("nodes", "form", "objects", "links written", "build s", "largest KiB", "total MiB",
+                   "under 1.5 MiB", "extender read s"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "form" else "right")
+    for count in sizes:
+        nodes = [f"node-{i:05d}.zone-{i % 20}.example-region.internal" for i in range(count)]
+        zones = {n: n.split(".")[1] for n in nodes}
+        now = time.time()
+        aggregator = budget_aggregator(nodes, zones, now, rounds=6)
+        shared = SharedTopology(aggregator, threading.Lock(), nodes=lambda nodes=nodes: nodes,
+                                zones=lambda zones=zones: zones, clock=lambda now=now: now)  # fmt: skip
+        for form in ("full", "compact") if count == min(sizes) else ("compact",):
+            publisher = Publisher(None, shared, form=form)  # type: ignore[arg-type]  # resources() calls no API
+            started = time.perf_counter()
+            resources = publisher.resources()
+            built = time.perf_counter() - started
+            sizes_bytes = sorted(len(json.dumps(r)) for r in resources)
+            links = sum(len(r["spec"].get("links") or []) for r in resources)
+            started = time.perf_counter()
+            dense, problems = dense_topology_from_resources(resources, nodes=nodes, now_s=now, ttl_s=60)
+            read = time.perf_counter() - started
+            assert not problems, problems[:3]
+            known = np.count_nonzero(~np.isnan(dense.rtt_ms))
+            del dense
+            table.add_row(
+                f"{count:,}", form, f"{len(resources):,}", f"{links:,}", f"{built:.1f}",
+                f"{sizes_bytes[-1] / 1024:.0f}",
+                f"{sum(sizes_bytes) / 1024 / 1024:.1f}", "yes" if sizes_bytes[-1] < ETCD_LIMIT_BYTES else "NO",
+                f"{read:.1f} ({known / max(1, count * (count - 1)):.0%} of pairs known)",
+            )  # fmt: skip
+    console.print(table)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ APISERVER_PHRASES = {
     "required": "Required value",
     "pattern": "should match",
     "type": "must be of type",
+    "minItems": "should have at least",
 }
 
 

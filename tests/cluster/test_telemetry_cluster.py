@@ -2,11 +2,12 @@
 and recovers from them after a restart; the aggregator and probe-agent manifests apply.
 
 Checks: a report posted to the aggregator shows up, within its publishing period, as the origin's NetworkTopology
-with the measured link (and the reverse pair estimated); an unchanged topology is not written again; a new
-aggregator process with no journal recovers the measured link from the resources; the `netaware-aggregator`
-process with a kubeconfig takes its known nodes and their zones from the cluster (a report about an unknown node
-is 422; an unmeasured pair between two zones is estimated from the zones' measured mean); `kubectl apply -k aggregator/`
-and `-k probe-agent/` succeed and their ServiceAccounts may do what the programs do, and no more.
+with the measured link, in the compact form (the reverse pair estimated by a reader of the resources); an unchanged
+topology is not written again; a new aggregator process with no journal recovers the measured link from the
+resources; the `netaware-aggregator` process with a kubeconfig takes its known nodes and their zones from the
+cluster (a report about an unknown node is 422; an unmeasured pair between two zones is estimated from the zones'
+measured mean); `kubectl apply -k aggregator/` and `-k probe-agent/` succeed and their ServiceAccounts may do what
+the programs do, and no more.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import requests
 from kubernetes.client import ApiException
 
 from netaware.aggregator.app import create_app
-from netaware.kube.converters import GROUP, NAMESPACE, PROBE_NAMESPACE, VERSION
+from netaware.kube.converters import GROUP, NAMESPACE, PROBE_NAMESPACE, VERSION, ZONES_RESOURCE, topology_from_resources
 from netaware.router.testbed import gunicorn_listening, running, wait_until_answering
 
 from .conftest import Cluster, apply_namespaces, kubectl, wait_for
@@ -60,7 +61,14 @@ def test_reports_are_published_and_recovered(cluster: Cluster) -> None:
         writers = {(entry["manager"], entry.get("subresource", "")) for entry in resource["metadata"]["managedFields"]}
         assert writers == {("netaware-aggregator", ""), ("netaware-aggregator", "status")}  # who wrote the figures
         reverse = wait_for(lambda: published(cluster, "probe-b"), timeout_s=15, what="NetworkTopology probe-b")
-        assert reverse["spec"]["links"][0]["source"] == "estimated"
+        # The compact form: probe-b measured nothing, so its object says only that its pairs are estimated; a
+        # reader of the resources prices probe-b -> probe-a from the measured reverse, as the aggregator does.
+        assert (reverse["spec"]["links"], reverse["spec"]["estimates"]) == ([], {})
+        everything = cluster.custom.list_cluster_custom_object(GROUP, VERSION, "networktopologies")["items"]
+        read = topology_from_resources([r for r in everything if r["metadata"]["name"] in [*NODES, ZONES_RESOURCE]])
+        assert (read.links[("probe-b", "probe-a")].source, read.links[("probe-b", "probe-a")].rtt_ms) == (
+            "estimated", 7.5,
+        )  # fmt: skip
         writes = publisher.writes
         time.sleep(1.5)  # three publishing periods with nothing new
         assert publisher.writes == writes

@@ -19,9 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netaware.core.appgroup import CostWeights
+from netaware.core.telemetry import TelemetrySnapshot, ZoneModel
 from netaware.core.topology import LinkMetrics, Topology
 from netaware.extender.app import create_app
-from netaware.kube.converters import networktopology_resources
+from netaware.kube.converters import compact_networktopology_resources, networktopology_resources
 from netaware.kube.stores import ClusterStore
 
 NODES = {"a1": "zone-a", "a2": "zone-a", "b1": "zone-b", "c1": "zone-c"}
@@ -39,7 +40,10 @@ def pod(name: str, labels: dict[str, str], node_name: str | None = None, namespa
     }
 
 
-def make_store(*, with_topology: bool = True) -> ClusterStore:
+def make_store(*, with_topology: bool = True, form: str = "full") -> ClusterStore:
+    """The store of a 4-node, 3-zone cluster; in the compact form, the links to and from b1 (where cart runs) and
+    one link of each other zone pair are measured, and the rest come from the reverse or the zone model: the same
+    figures, so every test holds for both forms."""
     store = ClusterStore(topology_ttl_s=600)
     store.replace("nodes", [node(n) for n in NODES])
     links = {}
@@ -50,6 +54,11 @@ def make_store(*, with_topology: bool = True) -> ClusterStore:
                 rtt = 1.0 if za == zb else 30.0
                 links[(a, b)] = LinkMetrics(rtt_ms=rtt, bandwidth_mbps=1000 if za == zb else 100, measured_at_s=now)
     resources = networktopology_resources(Topology.from_links(links)) if with_topology else []
+    if with_topology and form == "compact":
+        measured = {pair: m for pair, m in links.items() if "b1" in pair or pair in {("a1", "a2"), ("a1", "c1")}}
+        snapshot = TelemetrySnapshot(now_s=now, measured=measured, unanswered=frozenset(), silent=frozenset())
+        model = ZoneModel.fit(snapshot, NODES, NODES)
+        resources = compact_networktopology_resources(snapshot, model, NODES, zones=NODES)
     store.replace("networktopologies", resources)
     store.replace(
         "appgroups",
@@ -78,11 +87,12 @@ def make_store(*, with_topology: bool = True) -> ClusterStore:
     return store
 
 
-@pytest.fixture
-def http() -> FlaskClient:
+@pytest.fixture(params=["full", "compact"])
+def http(request: pytest.FixtureRequest) -> FlaskClient:
     app = create_app(
-        store=make_store(), default_weights=CostWeights(), default_strategy="seed", max_body_bytes=1024 * 1024
-    )
+        store=make_store(form=request.param), default_weights=CostWeights(), default_strategy="seed",
+        max_body_bytes=1024 * 1024,
+    )  # fmt: skip
     return app.test_client()
 
 

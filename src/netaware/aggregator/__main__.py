@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from netaware.aggregator.reading import TOPOLOGY_FORMS
 from netaware.iperf import OMIT_S
 from netaware.logs import configure_logging
 from netaware.serving import WsgiServer, listen_address, observation_port_problem
@@ -78,6 +79,12 @@ def parser() -> argparse.ArgumentParser:
         help="write NetworkTopology resources (and recover from them at start) with the in-cluster account",
     )  # fmt: skip
     root.add_argument("--kubeconfig", type=Path, default=None, help="publish with this kubeconfig instead")
+    root.add_argument(
+        "--topology-form", choices=TOPOLOGY_FORMS, default="compact",
+        help="compact (default): each node's measured links and offset, and the zone pairs, from which readers "
+        "estimate the rest (grows with the measurements); full: every pair written out (n^2 links, past 5,000 "
+        "nodes too large; for extenders older than the compact form)",
+    )  # fmt: skip
     return root
 
 
@@ -117,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         return create_app(
             token=token, nodes=nodes, zones=zones, journal=ReportJournal(arguments.journal), ttl_s=arguments.ttl,
             api=api, bandwidth_slot_s=arguments.bandwidth_slot, bandwidth_test_s=arguments.bandwidth_seconds,
+            topology_form=arguments.topology_form,
         )  # fmt: skip
 
     problem = observation_port_problem(arguments.metrics, arguments.port)

@@ -33,7 +33,7 @@ from prometheus_client.registry import Collector
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from netaware.aggregator.journal import JournalError, ReportJournal
-from netaware.aggregator.reading import SharedTopology
+from netaware.aggregator.reading import SharedTopology, TopologyForm
 from netaware.core.peers import bandwidth_slot
 from netaware.core.telemetry import REPORT_SCHEMA, LinkAggregator, ReportError, parse_report
 
@@ -198,6 +198,7 @@ def create_app(
     bandwidth_test_s: int = 2,
     api: Any = None,
     publish_every_s: float = 5.0,
+    topology_form: TopologyForm = "compact",
 ) -> Flask:
     """The aggregator app. With `api` (a kubernetes ApiClient) it recovers measured links from the published
     NetworkTopologies at start and publishes the topology every `publish_every_s` (only what changed)."""
@@ -235,7 +236,7 @@ def create_app(
         app.logger.info("recovered %d measured links from NetworkTopology resources", recovered)
     app.extensions["netaware-aggregator"] = aggregator
     if api is not None:
-        publisher = Publisher(api, shared, debounce_s=publish_every_s)
+        publisher = Publisher(api, shared, debounce_s=publish_every_s, form=topology_form)
         stop = threading.Event()
         publisher.start(stop)
         app.extensions["netaware-publisher"] = (publisher, stop)

@@ -5,26 +5,50 @@ Under the aggregator's lock only a snapshot is taken: one pass over the links it
 nodes), keeping the fresh measurements, the unanswered pairs and the silent nodes. Presenting every directed pair
 (n^2: a million at 1,000 nodes) then runs outside the lock, while reports are accepted. Readers that arrive while a
 computation runs wait for it and share its result (single flight), so a burst of GETs, a scrape and a publish cost one
-computation, at most one computation old.
+computation, at most one computation old. The compact NetworkTopology form needs only the zone model, so publishing
+never presents the n^2 pairs.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from typing import Literal
 
-from netaware.core.telemetry import LinkAggregator, estimated_topology
+from netaware.core.telemetry import LinkAggregator, TelemetrySnapshot, ZoneModel, estimated_topology
 from netaware.core.topology import Topology
 
+TopologyForm = Literal["compact", "full"]
+"""How NetworkTopology resources are written (`aggregator.publishing.Publisher`)."""
+TOPOLOGY_FORMS: tuple[TopologyForm, ...] = ("compact", "full")
 
-@dataclass(frozen=True)
+
 class TopologyReading:
-    topology: Topology
-    stale_nodes: list[str]
-    last_report_s: dict[str, float]
-    zones: dict[str, str]
-    now_s: float
+    """One computation's view: the snapshot and the zone model fitted to it (cheap: what the compact NetworkTopology
+    form publishes), and every directed pair presented from them (n^2, made the first time a reader asks)."""
+
+    def __init__(
+        self,
+        snapshot: TelemetrySnapshot,
+        model: ZoneModel,
+        names: list[str],
+        zones: dict[str, str],
+        last_report_s: dict[str, float],
+    ) -> None:
+        self.snapshot, self.model, self.names, self.zones, self.last_report_s = (
+            snapshot, model, names, zones, last_report_s,
+        )  # fmt: skip
+        self.now_s = snapshot.now_s
+        self.stale_nodes = sorted(snapshot.silent)
+        self._topology: Topology | None = None
+        self._presenting = threading.Lock()
+
+    @property
+    def topology(self) -> Topology:
+        with self._presenting:
+            if self._topology is None:
+                self._topology = estimated_topology(self.snapshot, self.names, zones=self.zones, model=self.model)
+            return self._topology
 
 
 class SharedTopology:
@@ -59,5 +83,4 @@ class SharedTopology:
         with self.lock:
             snapshot = self.aggregator.snapshot(now_s)
             last_report_s = dict(self.aggregator.last_report_s)
-        topology = estimated_topology(snapshot, names, zones=zones)
-        return TopologyReading(topology, sorted(snapshot.silent), last_report_s, zones, now_s)
+        return TopologyReading(snapshot, ZoneModel.fit(snapshot, names, zones), names, zones, last_report_s)

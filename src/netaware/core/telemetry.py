@@ -22,14 +22,15 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import jsonschema
 import jsonschema_rs
 import numpy as np
+import numpy.typing as npt
 
-from netaware.core.coordinates import fit_zone_offsets
+from netaware.core.coordinates import FloatArray, fit_zone_offsets
 from netaware.core.topology import DEFAULT_ALPHA, LinkMetrics, SmoothedValue, Topology, smooth
 
 MAX_PEERS = 1000
@@ -346,17 +347,19 @@ def estimated_topology(
     *,
     zones: Mapping[str, str] | None = None,
     recent_s: float = RECENT_S,
+    model: ZoneModel | None = None,
 ) -> Topology:
-    """Every directed pair of `nodes`: measured, or estimated (from the fresh reverse direction, else from the zone
-    pair's base plus both nodes' offsets, fitted to every fresh measurement: `core.coordinates.ZoneOffsets`, with
-    loss and jitter the zone pair's means), or absent. A pair with an end that stopped reporting, or whose probes go
-    unanswered, is never estimated: absent."""
+    """Every directed pair of `nodes`: measured, or estimated (from the fresh reverse direction, else by the zone
+    model: `ZoneModel`, fitted here unless given; either way with the zone pair's bandwidth, which agents sample
+    per zone pair), or absent. A pair with an end that stopped reporting, or whose probes go unanswered, is never
+    estimated: absent."""
     names = list(dict.fromkeys(nodes))
     known = set(names)
     links = {pair: m for pair, m in snapshot.measured.items() if pair[0] in known and pair[1] in known}
     measured = dict(links)
     silent = snapshot.silent
     by_zone: list[tuple[str, str]] = []
+    reversed_pairs: list[tuple[str, str]] = []
     for origin in names:
         for destination in names:
             if origin == destination or (origin, destination) in links:
@@ -367,77 +370,164 @@ def estimated_topology(
                 continue
             reverse = measured.get((destination, origin))
             if reverse is not None:
-                links[(origin, destination)] = LinkMetrics(
-                    rtt_ms=reverse.rtt_ms, loss_ratio=reverse.loss_ratio, jitter_ms=reverse.jitter_ms,
-                    samples=reverse.samples, measured_at_s=None, source="estimated",
-                )  # fmt: skip
+                reversed_pairs.append((origin, destination))
+                links[(origin, destination)] = reverse_estimate(reverse)
                 continue
             by_zone.append((origin, destination))
-    if by_zone and zones:
-        links.update(_zone_estimates(measured, by_zone, zones, now_s=snapshot.now_s, recent_s=recent_s))
+    if (by_zone or reversed_pairs) and zones:
+        if model is None:
+            model = ZoneModel.fit(snapshot, names, zones, recent_s=recent_s)
+        links.update(model.estimates(by_zone))
+        for pair in reversed_pairs:
+            if (bandwidth := model.bandwidth_of(*pair)) is not None:
+                links[pair] = replace(links[pair], bandwidth_mbps=bandwidth)
     return Topology(nodes=tuple(names), links=links)
 
 
-def _zone_estimates(
-    measured: Mapping[tuple[str, str], LinkMetrics],
-    pairs: list[tuple[str, str]],
-    zones: Mapping[str, str],
-    *,
-    now_s: float,
-    recent_s: float,
-) -> dict[tuple[str, str], LinkMetrics]:
-    """`pairs` estimated by zone offsets fitted to `measured` (pairs whose zone pair has no measurement: left out)."""
-    zone_means = _zone_means(measured, zones)
-    fitted = [(pair, m) for pair, m in measured.items() if pair[0] in zones and pair[1] in zones]
-    wanted = [pair for pair in pairs if pair[0] in zones and pair[1] in zones]
-    if not fitted or not wanted:
-        return {}
-    names = sorted({n for pair, _ in fitted for n in pair} | {n for pair in wanted for n in pair})
-    position = {name: index for index, name in enumerate(names)}
-    zone_names = sorted({zones[n] for n in names})
-    zone_position = {zone: index for index, zone in enumerate(zone_names)}
-    zone_index = np.array([zone_position[zones[n]] for n in names], dtype=np.int64)
-    origins = np.array([position[o] for (o, _), _ in fitted], dtype=np.int64)
-    destinations = np.array([position[d] for (_, d), _ in fitted], dtype=np.int64)
-    rtts = np.array([m.rtt_ms for _, m in fitted])
-    newest = np.array([m.measured_at_s if m.measured_at_s is not None else -math.inf for _, m in fitted])
-    model = fit_zone_offsets(zone_index, len(zone_names), origins, destinations, rtts,
-                             recent=newest >= now_s - recent_s)  # fmt: skip
-    predicted = model.predict(
-        np.array([position[o] for o, _ in wanted], dtype=np.int64),
-        np.array([position[d] for _, d in wanted], dtype=np.int64),
-    )
-    estimates = {}
-    for (origin, destination), rtt in zip(wanted, predicted.tolist(), strict=True):
-        mean = zone_means.get((zones[origin], zones[destination]))
-        if mean is None or not math.isfinite(rtt):
-            continue
-        # Offsets fitted from a node's few short links can take a pair near zero, which no link is: a floor at
-        # half its zone pair's mean.
-        floor = 0.5 * mean.rtt_ms
-        estimates[(origin, destination)] = LinkMetrics(
-            rtt_ms=max(rtt, floor), loss_ratio=mean.loss_ratio, jitter_ms=mean.jitter_ms,
-            samples=0, measured_at_s=None, source="estimated",
-        )  # fmt: skip
-    return estimates
+def reverse_estimate(reverse: LinkMetrics) -> LinkMetrics:
+    """A pair priced from its fresh reverse direction: RTT, loss and jitter are near-symmetric on the paths probes
+    take; bandwidth is not carried over, since it often is not (the zone pair's is, by `estimated_topology`)."""
+    return LinkMetrics(
+        rtt_ms=reverse.rtt_ms, loss_ratio=reverse.loss_ratio, jitter_ms=reverse.jitter_ms,
+        samples=reverse.samples, measured_at_s=None, source="estimated",
+    )  # fmt: skip
 
 
-def _zone_means(
-    links: Mapping[tuple[str, str], LinkMetrics], zones: Mapping[str, str]
-) -> dict[tuple[str, str], LinkMetrics]:
-    """Mean RTT, loss and jitter of the measured links between each (unordered) pair of zones, as estimates."""
-    grouped: dict[tuple[str, str], list[LinkMetrics]] = {}
-    for (origin, destination), metrics in links.items():
-        if origin in zones and destination in zones:
-            low, high = sorted((zones[origin], zones[destination]))
-            grouped.setdefault((low, high), []).append(metrics)
-    means: dict[tuple[str, str], LinkMetrics] = {}
-    for (a, b), members in grouped.items():
-        estimate = LinkMetrics(
-            rtt_ms=sum(m.rtt_ms for m in members) / len(members),
-            loss_ratio=sum(m.loss_ratio for m in members) / len(members),
-            jitter_ms=sum(m.jitter_ms for m in members) / len(members),
-            samples=0, measured_at_s=None, source="estimated",
-        )  # fmt: skip
-        means[(a, b)] = means[(b, a)] = estimate
-    return means
+@dataclass(frozen=True)
+class ZoneModel:
+    """How a pair nobody measured is estimated: RTT = base(zone pair) + offset(origin) + offset(destination)
+    (`core.coordinates.ZoneOffsets`, fitted to every fresh measurement), at least half the zone pair's mean RTT;
+    loss, jitter and bandwidth are the zone pair's means (bandwidth over the links where iperf3 ran).
+
+    It is small at any size, a cell per zone pair and a number per node, which is what the compact NetworkTopology
+    form publishes (`kube.converters.compact_networktopology_resources`), so every reader of the resources estimates
+    a pair exactly as the aggregator's own `GET /v1/topology` does, from the same formula (`rtt_ms`)."""
+
+    zone_names: tuple[str, ...]
+    base_rtt_ms: FloatArray
+    """(zones, zones), symmetric; nan where the zone pair has no estimate."""
+    mean_rtt_ms: FloatArray
+    loss_ratio: FloatArray
+    jitter_ms: FloatArray
+    bandwidth_mbps: FloatArray
+    """nan where no link of the zone pair has a bandwidth measured."""
+    measured_at_s: FloatArray
+    """The newest measurement behind each cell (-inf: none)."""
+    links: npt.NDArray[np.int64]
+    """How many measured links each cell rests on."""
+    node_zone: Mapping[str, int]
+    """The nodes that can be estimated (zone known, reporting), by their zone's index."""
+    offsets_ms: Mapping[str, float]
+
+    @classmethod
+    def fit(
+        cls, snapshot: TelemetrySnapshot, nodes: Iterable[str], zones: Mapping[str, str], *, recent_s: float = RECENT_S
+    ) -> ZoneModel:
+        """The model of `nodes` (those with a zone and still reporting) from the snapshot's fresh measurements."""
+        fitted = [(pair, m) for pair, m in snapshot.measured.items() if pair[0] in zones and pair[1] in zones]
+        estimable = [n for n in dict.fromkeys(nodes) if n in zones and n not in snapshot.silent]
+        names = sorted({n for pair, _ in fitted for n in pair} | set(estimable))
+        zone_names = tuple(sorted({zones[n] for n in names}))
+        zone_position = {zone: index for index, zone in enumerate(zone_names)}
+        count = len(zone_names)
+        empty = np.full((count, count), np.nan)
+        if not fitted:
+            return cls(zone_names, empty, empty, empty, empty, empty, np.full((count, count), -math.inf),
+                       np.zeros((count, count), dtype=np.int64), {}, {})  # fmt: skip
+        position = {name: index for index, name in enumerate(names)}
+        zone_index = np.array([zone_position[zones[n]] for n in names], dtype=np.int64)
+        origins = np.array([position[o] for (o, _), _ in fitted], dtype=np.int64)
+        destinations = np.array([position[d] for (_, d), _ in fitted], dtype=np.int64)
+        rtts = np.array([m.rtt_ms for _, m in fitted])
+        newest = np.array([m.measured_at_s if m.measured_at_s is not None else -math.inf for _, m in fitted])
+        offsets = fit_zone_offsets(zone_index, count, origins, destinations, rtts,
+                                   recent=newest >= snapshot.now_s - recent_s)  # fmt: skip
+        # Each cell's means over its links in either direction (a zone pair's figures are symmetric here).
+        low = np.minimum(zone_index[origins], zone_index[destinations])
+        high = np.maximum(zone_index[origins], zone_index[destinations])
+        keys = low * count + high
+        cells = count * count
+        links = np.bincount(keys, minlength=cells)
+
+        def cell_mean(values: FloatArray) -> FloatArray:
+            """Per cell, the mean of the links' values that are known (not nan)."""
+            known = ~np.isnan(values)
+            counts = np.bincount(keys[known], minlength=cells)
+            sums = np.bincount(keys[known], values[known], cells)
+            return _symmetric(np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).reshape(count, count))
+
+        latest = np.full(cells, -math.inf)
+        np.maximum.at(latest, keys, newest)
+        known = ~np.isnan(cell_mean(rtts))
+        return cls(
+            zone_names=zone_names,
+            base_rtt_ms=np.where(known, offsets.base, np.nan),
+            mean_rtt_ms=cell_mean(rtts),
+            loss_ratio=cell_mean(np.array([m.loss_ratio for _, m in fitted])),
+            jitter_ms=cell_mean(np.array([m.jitter_ms for _, m in fitted])),
+            bandwidth_mbps=cell_mean(
+                np.array([m.bandwidth_mbps if m.bandwidth_mbps is not None else np.nan for _, m in fitted])
+            ),
+            measured_at_s=_symmetric(latest.reshape(count, count)),
+            links=_symmetric(links.reshape(count, count).astype(np.float64)).astype(np.int64),
+            node_zone={n: int(zone_index[position[n]]) for n in estimable},
+            offsets_ms={n: float(offsets.offsets[position[n]]) for n in estimable},
+        )
+
+    def rtt_ms(
+        self, origin_zones: npt.NDArray[np.int64], destination_zones: npt.NDArray[np.int64],
+        origin_offsets: FloatArray, destination_offsets: FloatArray,
+    ) -> FloatArray:  # fmt: skip
+        """The estimate of pairs given by their zones' indices and their offsets (nan: no estimate). Offsets fitted
+        from a node's few short links can take a pair near zero, which no link is: a floor at half the zone pair's
+        mean."""
+        fitted = self.base_rtt_ms[origin_zones, destination_zones] + origin_offsets + destination_offsets
+        return np.maximum(fitted, 0.5 * self.mean_rtt_ms[origin_zones, destination_zones])
+
+    def estimates(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], LinkMetrics]:
+        """`pairs` whose two ends the model knows and whose zone pair has an estimate."""
+        wanted = [(o, d) for o, d in pairs if o in self.node_zone and d in self.node_zone]
+        if not wanted:
+            return {}
+        zone_o = np.array([self.node_zone[o] for o, _ in wanted], dtype=np.int64)
+        zone_d = np.array([self.node_zone[d] for _, d in wanted], dtype=np.int64)
+        rtts = self.rtt_ms(zone_o, zone_d, np.array([self.offsets_ms[o] for o, _ in wanted]),
+                           np.array([self.offsets_ms[d] for _, d in wanted]))  # fmt: skip
+        losses, jitters = self.loss_ratio[zone_o, zone_d].tolist(), self.jitter_ms[zone_o, zone_d].tolist()
+        bandwidths = self.bandwidth_mbps[zone_o, zone_d].tolist()
+        return {
+            pair: LinkMetrics(
+                rtt_ms=rtt,
+                loss_ratio=loss,
+                jitter_ms=jitter,
+                bandwidth_mbps=None if math.isnan(bandwidth) else bandwidth,
+                samples=0,
+                measured_at_s=None,
+                source="estimated",
+            )
+            for pair, rtt, loss, jitter, bandwidth in zip(
+                wanted, rtts.tolist(), losses, jitters, bandwidths, strict=True
+            )
+            if math.isfinite(rtt)
+        }
+
+    def bandwidth_of(self, origin: str, destination: str) -> float | None:
+        """The zone pair's bandwidth of a pair, when the model knows both ends and the pair has one."""
+        if origin not in self.node_zone or destination not in self.node_zone:
+            return None
+        value = float(self.bandwidth_mbps[self.node_zone[origin], self.node_zone[destination]])
+        return None if math.isnan(value) else value
+
+    def measured_since(self, cutoff_s: float) -> ZoneModel:
+        """The model less the zone pairs whose newest measurement is older than `cutoff_s`: a model nobody updates
+        any more (the aggregator gone) must not keep pricing pairs as if it were fresh."""
+        stale = self.measured_at_s < cutoff_s
+        return replace(self, base_rtt_ms=np.where(stale, np.nan, self.base_rtt_ms))
+
+
+def _symmetric(matrix: FloatArray) -> FloatArray:
+    """A matrix of cells keyed (low zone, high zone) mirrored into its lower triangle."""
+    lower = np.tril_indices(len(matrix), -1)
+    mirrored = matrix.copy()
+    mirrored[lower] = matrix.T[lower]
+    return mirrored

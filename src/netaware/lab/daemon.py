@@ -37,7 +37,13 @@ from netaware.kube import api as kube
 from netaware.kube.api import ApiException
 from netaware.kube.applying import write_networktopologies
 from netaware.kube.clients import api_client
-from netaware.kube.converters import GROUP, VERSION, networktopology_resources, topology_from_resources
+from netaware.kube.converters import (
+    GROUP,
+    VERSION,
+    ZONES_RESOURCE,
+    networktopology_resources,
+    topology_from_resources,
+)
 from netaware.kube.watching import list_raw
 from netaware.lab import installing
 from netaware.lab.agent import SERVICES_FILE_ENV, NodeHeartbeat, PodRunner, ServiceTable
@@ -299,9 +305,9 @@ class Lab:
             with contextlib.suppress(Exception):
                 self.pods.stop_all()
         custom = kube.CustomObjectsApi(self.api)
-        for node in self.network.nodes:
+        for name in [*self.network.nodes, ZONES_RESOURCE]:
             with contextlib.suppress(ApiException):
-                custom.delete_cluster_custom_object(GROUP, VERSION, "networktopologies", node)
+                custom.delete_cluster_custom_object(GROUP, VERSION, "networktopologies", name)
         with contextlib.suppress(Exception):
             self.heartbeat.deregister()
         self.network.stop()

@@ -19,7 +19,7 @@ from netaware import processes
 from netaware.kube import api as kube
 from netaware.kube.api import ApiException
 from netaware.kube.clients import api_client
-from netaware.kube.converters import GROUP, VERSION
+from netaware.kube.converters import GROUP, VERSION, ZONES_RESOURCE
 from netaware.lab import installing
 from netaware.lab.booting import NodeBootError, preflight, sweep
 from netaware.lab.daemon import LabConfig, load_profile
@@ -167,6 +167,8 @@ def _delete_lab_nodes(kubeconfig: Path, prefix: str) -> list[str]:
             with contextlib.suppress(ApiException):
                 core.delete_node(name)
                 removed.append(f"node {name}")
+        with contextlib.suppress(ApiException):  # the compact form's zone model, written by the lab's aggregator
+            custom.delete_cluster_custom_object(GROUP, VERSION, "networktopologies", ZONES_RESOURCE)
     except Exception:  # the control plane may already be down: nothing of ours left there to remove
         return removed
     return removed
