@@ -99,7 +99,8 @@ def test_values_reach_the_objects(cluster: Cluster) -> None:
     templated = helm(cluster, "template", "netaware", str(CHART), "--namespace", "kube-system",
                      "--set", "extender.weights.latency=0.7,extender.weights.bandwidth=0.2,extender.weights.loss=0.1",
                      "--set", "extender.strategy=lookahead,extender.ignorable=true,probe.roundSeconds=30",
-                     "--set", "probe.peerLimit=8,image.repository=registry.example.test/team/netaware,image.tag=1.2.3",
+                     "--set", "probe.probesPerSecond=0,probe.peerLimit=8",
+                     "--set", "image.repository=registry.example.test/team/netaware,image.tag=1.2.3",
                      "--set", "aggregator.resources.limits.memory=1Gi")  # fmt: skip
     assert templated.returncode == 0, templated.stderr
     objects = documents(templated.stdout)
@@ -113,6 +114,7 @@ def test_values_reach_the_objects(cluster: Cluster) -> None:
     probe = objects[("DaemonSet", "netaware-probe")]["spec"]["template"]["spec"]["containers"][0]
     assert probe["command"][probe["command"].index("--round") + 1] == "30"
     assert probe["command"][probe["command"].index("--peer-limit") + 1] == "8"
+    assert probe["command"][probe["command"].index("--probes-per-second") + 1] == "0"
     aggregator = objects[("Deployment", "netaware-aggregator")]["spec"]["template"]["spec"]["containers"][0]
     assert aggregator["resources"]["limits"]["memory"] == "1Gi"
 

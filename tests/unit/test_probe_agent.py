@@ -19,7 +19,9 @@ from flask import Flask
 
 from netaware.aggregator.app import create_app
 from netaware.iperf import measure_mbps
-from netaware.probe.agent import AgentSettings, ProbeAgent
+from netaware.probe.__main__ import main as probe_main
+from netaware.probe.__main__ import parser as probe_parser
+from netaware.probe.agent import DEFAULT_PROBES_PER_SECOND, AgentSettings, ProbeAgent
 from netaware.processes import wait_until
 from tests.conftest import serving, unused_port
 
@@ -126,3 +128,29 @@ def test_under_a_budget_a_round_probes_few_peers_twice_each_and_covers_the_zones
     assert "z0" in seen_zones and len(seen_zones) >= 2
     with pytest.raises(ValueError, match="less than one peer's 2 probes"):
         AgentSettings(node="a", peers=PEERS, aggregator_url="http://x", token=TOKEN, probes_per_second=0.1)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "reason"),
+    [
+        (["--probes", "5"], "--probes and --peer-limit apply without a budget only"),
+        (["--probes-per-second", "1", "--peer-limit", "8"], "add --probes-per-second 0"),
+        (["--probes-per-second", "-1"], "must be 0 (no budget) or more"),
+        (["--probes-per-second", "0.1"], "less than one"),
+    ],
+)
+def test_the_agents_cli_refuses_a_budget_mixed_with_fixed_probing(
+    arguments: list[str], reason: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The budget is the default (1 probe/s); --probes and --peer-limit belong to probing without one."""
+    monkeypatch.setenv("NETAWARE_AGGREGATOR_TOKEN", TOKEN)
+    with pytest.raises(SystemExit) as exited:
+        probe_main(["--node", "a", "--aggregator", "http://127.0.0.1:1", *arguments])
+    assert exited.value.code == 2
+    assert reason in capsys.readouterr().err
+
+
+def test_the_agents_cli_defaults_to_the_budget() -> None:
+    defaults = probe_parser().parse_args(["--node", "a", "--aggregator", "http://x"])
+    assert (defaults.probes_per_second, defaults.probes, defaults.peer_limit) == (DEFAULT_PROBES_PER_SECOND, None, None)
+    assert "0: no budget" in " ".join(probe_parser().format_help().split())

@@ -13,7 +13,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.serving import make_server
 
 from netaware.logs import configure_logging
-from netaware.probe.agent import AgentSettings, ProbeAgent
+from netaware.probe.agent import (
+    DEFAULT_PROBES_PER_SECOND,
+    FIXED_PEER_LIMIT,
+    FIXED_PROBES,
+    AgentSettings,
+    ProbeAgent,
+)
 from netaware.serving import listen_address
 
 
@@ -35,16 +41,24 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--aggregator", required=True, metavar="URL", help="the aggregator's base URL")
     root.add_argument("--token-file", type=Path, default=None,
                       help="bearer token file (default: $NETAWARE_AGGREGATOR_TOKEN)")  # fmt: skip
-    root.add_argument("--probes", type=int, default=20, help="ICMP probes per peer and round")
+    root.add_argument(
+        "--probes-per-second", type=float, default=DEFAULT_PROBES_PER_SECOND, metavar="RATE",
+        help=f"the probe budget (default {DEFAULT_PROBES_PER_SECOND:g}): RATE ICMP probes per second on average "
+        "whatever the cluster's size, 2 per peer, every zone pair measured every round by some node and the rest "
+        "in rotation (with --peers-from-api, zones from the Nodes' topology.kubernetes.io/zone labels); 0: no "
+        "budget, --probes to each of up to --peer-limit peers every round instead",
+    )  # fmt: skip
+    root.add_argument(
+        "--probes",
+        type=int,
+        default=None,
+        help=f"with --probes-per-second 0: ICMP probes per peer and round (default {FIXED_PROBES})",
+    )
+    root.add_argument("--peer-limit", type=int, default=None,
+                      help=f"with --probes-per-second 0: peers per round at most, rendezvous-hashed "
+                      f"(default {FIXED_PEER_LIMIT})")  # fmt: skip
     root.add_argument("--interval", type=float, default=0.05, help="seconds between probes to one peer")
     root.add_argument("--round", type=float, default=10.0, help="seconds between rounds")
-    root.add_argument("--peer-limit", type=int, default=50, help="peers per round at most (rendezvous-hashed)")
-    root.add_argument(
-        "--probes-per-second", type=float, default=None, metavar="RATE",
-        help="a probe budget instead of --probes/--peer-limit: RATE ICMP probes per second on average, 2 per peer, "
-        "every zone pair measured every round by some node and the rest in rotation (with --peers-from-api, zones "
-        "from the Nodes' topology.kubernetes.io/zone labels)",
-    )  # fmt: skip
     root.add_argument(
         "--peers-from-api", action="store_true",
         help="probe every Node's InternalIP (in-cluster account; refreshed each round) instead of --peer",
@@ -66,11 +80,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     if not token:
         parser().error("no token: give --token-file or set NETAWARE_AGGREGATOR_TOKEN")
+    budget = arguments.probes_per_second
+    if budget < 0:
+        parser().error(f"--probes-per-second must be 0 (no budget) or more, not {budget:g}")
+    if budget and (arguments.probes is not None or arguments.peer_limit is not None):
+        parser().error("--probes and --peer-limit apply without a budget only: add --probes-per-second 0")
     try:
         settings = AgentSettings(
             node=arguments.node, peers=dict(arguments.peer), aggregator_url=arguments.aggregator.rstrip("/"),
-            token=token, probes=arguments.probes, interval_s=arguments.interval, round_s=arguments.round,
-            peer_limit=arguments.peer_limit, netns=arguments.netns, probes_per_second=arguments.probes_per_second,
+            token=token, probes=FIXED_PROBES if arguments.probes is None else arguments.probes,
+            interval_s=arguments.interval,
+            round_s=arguments.round, netns=arguments.netns,
+            peer_limit=FIXED_PEER_LIMIT if arguments.peer_limit is None else arguments.peer_limit,
+            probes_per_second=budget or None,
         )  # fmt: skip
     except ValueError as error:
         parser().error(str(error))

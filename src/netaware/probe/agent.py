@@ -41,6 +41,15 @@ BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 30.0
 
 
+DEFAULT_PROBES_PER_SECOND = 1.0
+"""The agents' probe budget (`--probes-per-second`): at most 1 ICMP probe per second per node on average, whatever
+the cluster's size (memberlist's rate; `core.peers.ProbePlanner` spends it)."""
+FIXED_PROBES = 20
+"""Without a budget: ICMP probes per peer and round."""
+FIXED_PEER_LIMIT = 50
+"""Without a budget: peers per round at most."""
+
+
 @dataclass(frozen=True)
 class AgentSettings:
     node: str
@@ -48,10 +57,10 @@ class AgentSettings:
     """Peer node name -> IP address to ping."""
     aggregator_url: str
     token: str
-    probes: int = 20
+    probes: int = FIXED_PROBES
     interval_s: float = 0.05
     round_s: float = 10.0
-    peer_limit: int = 50
+    peer_limit: int = FIXED_PEER_LIMIT
     buffer_size: int = 360
     """Reports kept while the aggregator is unreachable (an hour of 10-s rounds)."""
     netns: str | None = None
