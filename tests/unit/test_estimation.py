@@ -1,11 +1,12 @@
 """Telemetry at scale, in pure code: the probe budget (core/peers.ProbePlanner), the estimators of unmeasured pairs
 (core/coordinates: zone offsets, network coordinates) and the telemetry simulator (simulation/telemetry.py).
 
-Checks: the planner keeps every node within its budget, measures every ordered zone pair every round, and its
-rotation reaches every ordered pair; zone offsets recover a base-plus-offsets network from a sample of its pairs and
-follow a changed zone pair from its newest measurements alone; coordinates fitted to a plane's distances predict the
-pairs left out; a small simulation meets the targets with zone offsets and reflects a live change in the round
-it happens, where the zone mean still mixes in the old figure.
+Checks: the planner spends every node's budget and no more, measures every ordered zone pair every round, reaches
+every peer every round in a six-node cluster, and its rotation reaches every ordered pair; zone offsets recover a
+base-plus-offsets network from a sample of its pairs and follow a changed zone pair from its newest measurements
+alone; coordinates fitted to a plane's distances predict the pairs left out; a small simulation meets the targets
+with zone offsets and reflects a live change in the round it happens, where the zone mean still mixes in the old
+figure.
 """
 
 from __future__ import annotations
@@ -31,11 +32,20 @@ def test_the_planner_stays_in_budget_and_measures_every_zone_pair_every_round() 
         covered = set()
         for node in zones:
             peers = planner.peers(node, round_index)
-            assert len(peers) <= 5 and node not in peers and len(set(peers)) == len(peers)
+            assert len(peers) == 5 and node not in peers and len(set(peers)) == len(peers)  # the budget, all spent
             covered |= {(zones[node], zones[p]) for p in peers}
         assert covered == set(itertools.product(sorted(set(zones.values())), repeat=2)), round_index
     with pytest.raises(ValueError, match="1 or more"):
         ProbePlanner(zones, probes_per_round=0)
+
+
+def test_in_a_small_cluster_the_budget_reaches_every_peer_every_round() -> None:
+    """The lab's six nodes: a round's five slots are five different peers, though duty, ring and rotation overlap."""
+    zones = zones_of(6, 3)
+    planner = ProbePlanner(zones, probes_per_round=10, probes_per_peer=2)
+    for round_index in (0, 1, 179_641_271):  # rounds are numbered from the clock
+        for node in zones:
+            assert sorted(planner.peers(node, round_index)) == sorted(set(zones) - {node}), (node, round_index)
 
 
 def test_the_rotation_reaches_every_ordered_pair() -> None:

@@ -91,8 +91,9 @@ class ProbePlanner:
        the nodes i + s for the next `rest` offsets s of 1..n-1, so that every ordered pair is measured once every
        (n - 1) / rest rounds, with no coordination and no hashing of n peers per node.
 
-    The budget bounds what a node sends; the duty alone exceeds it only in a zone with fewer members than
-    zones x probes per peer / probes per round."""
+    Slots the two parts share (a peer both reach) are refilled from further along the rotation, so the budget is
+    always spent. The budget bounds what a node sends; the duty alone exceeds it only in a zone with fewer members
+    than zones x probes per peer / probes per round."""
 
     def __init__(self, zones: dict[str, str], *, probes_per_round: int, probes_per_peer: int = DEFAULT_PROBES_PER_PEER):
         if probes_per_round < 1 or probes_per_peer < 1:
@@ -125,6 +126,17 @@ class ProbePlanner:
                 chosen.append(peer)
         rest = self.peers_per_round - most_duty
         for peer in _ring_walk(self.nodes, self.position[node], round_index, rest):
+            if peer not in chosen:
+                chosen.append(peer)
+        # Slots the parts above shared (a duty or ring peer the rotation also reached: common in small clusters)
+        # go on along the rotation, so the whole budget is spent: on six nodes every peer every round.
+        count = len(self.nodes)
+        wanted = min(self.peers_per_round, count - 1)
+        after = (round_index + 1) * max(rest, 0)  # where this round's walk stopped (round numbers are large)
+        for step in range(count - 1):
+            if len(chosen) >= wanted:
+                break
+            peer = self.nodes[(self.position[node] + 1 + (after + step) % (count - 1)) % count]
             if peer not in chosen:
                 chosen.append(peer)
         return chosen
