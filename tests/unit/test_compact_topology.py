@@ -4,8 +4,9 @@ offset and the zone pairs, from which every reader estimates the other pairs.
 Checks: a reader of the compact resources (the dense one the extender uses and the object one) finds every pair the
 aggregator's own GET presents, with the same source and figures, silent and unanswered pairs left unknown; a mix
 of full and compact origins (an upgrade) reads each as written; a zone model nobody refreshed stops estimating once
-its zone pairs are older than the TTL; the resources pass the CRD schema; at 10,000 nodes the largest object stays
-far below etcd's limit, where the full form's row would pass it.
+its zone pairs are older than the TTL; a malformed zone model is reported and only the measured links are kept;
+the resources pass the CRD schema; at 10,000 nodes the largest object stays far below etcd's limit, where the full
+form's row would pass it.
 """
 
 from __future__ import annotations
@@ -171,3 +172,15 @@ def test_at_10000_nodes_the_largest_compact_object_is_small() -> None:
     (full,) = networktopology_resources(Topology.from_links(row), zones=zones)
     assert len(json.dumps(full)) > 0.9 * ETCD_LIMIT_BYTES
     assert [v.reason for v in validate_resource(full, load_crd_schemas(CRDS))] == ["maxItems"]
+
+
+def test_a_malformed_zone_model_is_reported_and_leaves_the_measured_links() -> None:
+    snapshot, zones = network(12, 3, measured_share=0.3, seed=6)
+    resources, _ = aggregator_view(snapshot, zones)
+    broken = json.loads(json.dumps(resources))
+    zones_object = next(r for r in broken if r["metadata"]["name"] == ZONES_RESOURCE)
+    zones_object["spec"]["zonePairs"][0]["links"] = "many"
+    zones_object["spec"]["zonePairs"][1]["zones"] = ["zone-0"]
+    dense, problems = dense_topology_from_resources(broken, nodes=sorted(zones))
+    assert len(problems) == 1 and "estimates ignored" in problems[0], problems
+    assert np.count_nonzero(~np.isnan(dense.rtt_ms)) == len(snapshot.measured)  # measured links only

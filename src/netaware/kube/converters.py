@@ -644,8 +644,8 @@ def dense_topology_from_resources(
                 bandwidth[i, j] = float(value_bandwidth)
     try:
         compact = _compact_origins(resources, cutoff_s=cutoff)
-    except (ConversionError, KeyError) as error:
-        problems.append(f"NetworkTopology estimates ignored: {error}")
+    except (ConversionError, KeyError, TypeError, ValueError) as error:  # the CRD schema keeps these out; defence
+        problems.append(f"NetworkTopology estimates ignored: {error.__class__.__name__}: {error}")
         compact = None
     if compact is not None:
         _estimate_dense(rtt, loss, bandwidth, measured, index, compact)
