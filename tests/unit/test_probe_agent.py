@@ -18,10 +18,11 @@ import requests
 from flask import Flask
 
 from netaware.aggregator.app import create_app
+from netaware.core.peers import DEFAULT_PROBES_PER_SECOND
 from netaware.iperf import measure_mbps
 from netaware.probe.__main__ import main as probe_main
 from netaware.probe.__main__ import parser as probe_parser
-from netaware.probe.agent import DEFAULT_PROBES_PER_SECOND, AgentSettings, ProbeAgent
+from netaware.probe.agent import AgentSettings, ProbeAgent
 from netaware.processes import wait_until
 from tests.conftest import serving, unused_port
 

@@ -12,9 +12,9 @@ from flask import Flask, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.serving import make_server
 
+from netaware.core.peers import DEFAULT_PROBES_PER_SECOND
 from netaware.logs import configure_logging
 from netaware.probe.agent import (
-    DEFAULT_PROBES_PER_SECOND,
     FIXED_PEER_LIMIT,
     FIXED_PROBES,
     AgentSettings,

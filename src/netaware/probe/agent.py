@@ -41,9 +41,6 @@ BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 30.0
 
 
-DEFAULT_PROBES_PER_SECOND = 1.0
-"""The agents' probe budget (`--probes-per-second`): at most 1 ICMP probe per second per node on average, whatever
-the cluster's size (memberlist's rate; `core.peers.ProbePlanner` spends it)."""
 FIXED_PROBES = 20
 """Without a budget: ICMP probes per peer and round."""
 FIXED_PEER_LIMIT = 50
