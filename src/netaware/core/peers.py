@@ -136,7 +136,7 @@ class ProbePlanner:
         for step in range(count - 1):
             if len(chosen) >= wanted:
                 break
-            peer = self.nodes[(self.position[node] + 1 + (after + step) % (count - 1)) % count]
+            peer = _ring_member(self.nodes, self.position[node], after + step)
             if peer not in chosen:
                 chosen.append(peer)
         return chosen
@@ -147,7 +147,9 @@ def _ring_walk(ring: Sequence[str], position: int, round_index: int, steps: int)
     of 1..len-1, so that with the same `steps` every round the walk reaches every other member."""
     if steps <= 0 or len(ring) < 2:
         return []
-    return [
-        ring[(position + 1 + offset % (len(ring) - 1)) % len(ring)]
-        for offset in range(round_index * steps, (round_index + 1) * steps)
-    ]
+    return [_ring_member(ring, position, offset) for offset in range(round_index * steps, (round_index + 1) * steps)]
+
+
+def _ring_member(ring: Sequence[str], position: int, offset: int) -> str:
+    """The member `offset` steps after `position` on `ring`, counting over the others only (never `position`)."""
+    return ring[(position + 1 + offset % (len(ring) - 1)) % len(ring)]

@@ -10,9 +10,11 @@ round of 10 probes does not weigh like a round of 200). Its `topology()` present
 
 1. **measured** when refreshed within `ttl_s`;
 2. otherwise **estimated** from the reverse direction if that is fresh (RTT and loss are near-symmetric on the
-   paths probes take; bandwidth is not carried over, since it often is not);
-3. otherwise **estimated** as the mean of the fresh measured links between the two nodes' zones;
+   paths probes take; the link's own bandwidth is not carried over, since it often is not);
+3. otherwise **estimated** by the zone model (`ZoneModel`: the zone pair's base plus both nodes' offsets);
 4. otherwise absent (the cost function treats absent as the worst).
+
+Estimates take the zone pair's mean bandwidth, loss and jitter.
 
 Stale data is never presented as measured.
 """
@@ -23,7 +25,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import jsonschema
 import jsonschema_rs
@@ -34,6 +36,7 @@ from netaware.core.coordinates import FloatArray, fit_zone_offsets
 from netaware.core.topology import DEFAULT_ALPHA, LinkMetrics, SmoothedValue, Topology, smooth
 
 MAX_PEERS = 1000
+CellMatrix = TypeVar("CellMatrix", npt.NDArray[np.float64], npt.NDArray[np.int64])
 LOSS_ROUNDS = 10
 """Rounds whose probe counts make up a link's loss ratio."""
 STATE_VERSION = 1
@@ -458,18 +461,18 @@ class ZoneModel:
 
         latest = np.full(cells, -math.inf)
         np.maximum.at(latest, keys, newest)
-        known = ~np.isnan(cell_mean(rtts))
+        mean_rtt = cell_mean(rtts)
         return cls(
             zone_names=zone_names,
-            base_rtt_ms=np.where(known, offsets.base, np.nan),
-            mean_rtt_ms=cell_mean(rtts),
+            base_rtt_ms=np.where(np.isnan(mean_rtt), np.nan, offsets.base),
+            mean_rtt_ms=mean_rtt,
             loss_ratio=cell_mean(np.array([m.loss_ratio for _, m in fitted])),
             jitter_ms=cell_mean(np.array([m.jitter_ms for _, m in fitted])),
             bandwidth_mbps=cell_mean(
                 np.array([m.bandwidth_mbps if m.bandwidth_mbps is not None else np.nan for _, m in fitted])
             ),
             measured_at_s=_symmetric(latest.reshape(count, count)),
-            links=_symmetric(links.reshape(count, count).astype(np.float64)).astype(np.int64),
+            links=_symmetric(links.reshape(count, count).astype(np.int64)),
             node_zone={n: int(zone_index[position[n]]) for n in estimable},
             offsets_ms={n: float(offsets.offsets[position[n]]) for n in estimable},
         )
@@ -525,7 +528,7 @@ class ZoneModel:
         return replace(self, base_rtt_ms=np.where(stale, np.nan, self.base_rtt_ms))
 
 
-def _symmetric(matrix: FloatArray) -> FloatArray:
+def _symmetric(matrix: CellMatrix) -> CellMatrix:
     """A matrix of cells keyed (low zone, high zone) mirrored into its lower triangle."""
     lower = np.tril_indices(len(matrix), -1)
     mirrored = matrix.copy()

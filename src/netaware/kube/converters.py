@@ -358,13 +358,17 @@ def _parse_link(item: Any, where: str) -> tuple[str, LinkMetrics]:
         raise ConversionError(f"{where}: {error}") from None
 
 
-def _origin_status(
-    links: Sequence[tuple[str, LinkMetrics]], *, now_s: float | None, ttl_s: float, extra: Mapping[str, Any] = {}
-) -> dict[str, Any]:
+def _by_origin(links: Mapping[tuple[str, str], LinkMetrics]) -> dict[str, list[tuple[str, LinkMetrics]]]:
+    grouped: dict[str, list[tuple[str, LinkMetrics]]] = defaultdict(list)
+    for (origin, destination), metrics in links.items():
+        grouped[origin].append((destination, metrics))
+    return grouped
+
+
+def _origin_status(links: Sequence[tuple[str, LinkMetrics]], *, now_s: float | None, ttl_s: float) -> dict[str, Any]:
     status: dict[str, Any] = {
         "linkCount": len(links),
         "estimatedLinks": sum(1 for _, m in links if m.source == "estimated"),
-        **extra,
     }
     if links:
         status["maxRttMs"] = round(max(m.rtt_ms for _, m in links), 3)
@@ -394,9 +398,7 @@ def networktopology_resources(
     """The full form: one NetworkTopology per origin node that has outgoing links, every pair's value written out
     (estimated ones included). n^2 links in all, each origin's row under etcd's limit up to 5,000 nodes."""
     zones = zones or {}
-    by_origin: dict[str, list[tuple[str, LinkMetrics]]] = defaultdict(list)
-    for (origin, destination), metrics in topology.links.items():
-        by_origin[origin].append((destination, metrics))
+    by_origin = _by_origin(topology.links)
     resources = []
     for origin in topology.nodes:
         if origin not in by_origin:
@@ -423,9 +425,7 @@ def compact_networktopology_resources(
     published size grows with the measurements, not with n^2: at 10,000 nodes under the probe budget, each node's
     object holds its few dozen fresh links."""
     names = list(dict.fromkeys(nodes))
-    by_origin: dict[str, list[tuple[str, LinkMetrics]]] = defaultdict(list)
-    for (origin, destination), metrics in snapshot.measured.items():
-        by_origin[origin].append((destination, metrics))
+    by_origin = _by_origin(snapshot.measured)
     unanswered: dict[str, list[str]] = defaultdict(list)
     for origin, destination in snapshot.unanswered:
         unanswered[origin].append(destination)
@@ -564,7 +564,7 @@ def topology_from_resources(
             links[(origin, destination)] = metrics
     topology = Topology.from_links(links, nodes=nodes)
     cutoff = None if now_s is None or ttl_s <= 0 else now_s - ttl_s
-    if now_s is not None and ttl_s > 0:
+    if now_s is not None and cutoff is not None:
         links = {pair: m for pair, m in links.items() if not is_stale(m, now_s=now_s, ttl_s=ttl_s)}
     compact = _compact_origins(resources, cutoff_s=cutoff) if estimate else None
     if compact is None:
@@ -671,6 +671,7 @@ def _estimate_dense(
         if node in index:
             zone[index[node]], offset[index[node]] = zone_index, model.offsets_ms[node]
     blocked = [(index[o], index[d]) for o, d in compact.unanswered if o in index and d in index]
+    known = zone >= 0
     for start in range(0, n, ESTIMATE_ROWS):
         rows = slice(start, min(start + ESTIMATE_ROWS, n))
         wanted = np.isnan(rtt[rows]) & open_ends[rows, None] & open_ends[None, :]
@@ -684,7 +685,6 @@ def _estimate_dense(
         wanted &= ~reverse
         if not model.node_zone:
             continue
-        known = zone >= 0
         cells = (zone[rows, None], zone[None, :])
         by_zone = wanted & known[rows, None] & known[None, :]
         estimate = model.rtt_ms(*cells, offset[rows, None], offset[None, :])
